@@ -203,7 +203,8 @@ def _require_int(section: str, obj: Any, minimum: int) -> None:
         if f.type in ("int", int):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(
-                    f"{section}.{f.name}", f"must be an integer number of cycles/units, got {value!r}"
+                    f"{section}.{f.name}",
+                    f"must be an integer number of cycles/units, got {value!r}",
                 )
             if value < minimum and not (f.name == "AL" and value == 0):
                 raise ConfigError(f"{section}.{f.name}", f"must be >= {minimum}, got {value}")
@@ -220,56 +221,100 @@ def validate(cfg: MemoryConfig) -> None:
     _require_int("org", o, 1)
     _require_int("timing", t, 1)
     for name in ("channels", "ranks", "bankgroups", "banks_per_group", "rows", "columns"):
-        _check(_is_pow2(getattr(o, name)), f"org.{name}",
-               f"must be a power of two for address mapping, got {getattr(o, name)}")
-    _check(o.device_width in (4, 8, 16), "org.device_width",
-           f"DDR4 devices are x4, x8 or x16, got x{o.device_width}")
-    _check(o.bus_width % o.device_width == 0, "org.bus_width",
-           f"{o.bus_width} is not a multiple of the device width {o.device_width}")
-    _check(o.burst_length in (4, 8), "org.burst_length", f"DDR4 BL is 8 (or 4 chopped), got {o.burst_length}")
+        _check(
+            _is_pow2(getattr(o, name)),
+            f"org.{name}",
+            f"must be a power of two for address mapping, got {getattr(o, name)}",
+        )
+    _check(
+        o.device_width in (4, 8, 16),
+        "org.device_width",
+        f"DDR4 devices are x4, x8 or x16, got x{o.device_width}",
+    )
+    _check(
+        o.bus_width % o.device_width == 0,
+        "org.bus_width",
+        f"{o.bus_width} is not a multiple of the device width {o.device_width}",
+    )
+    _check(
+        o.burst_length in (4, 8),
+        "org.burst_length",
+        f"DDR4 BL is 8 (or 4 chopped), got {o.burst_length}",
+    )
     _check(o.columns % o.burst_length == 0, "org.columns", "must be a multiple of burst_length")
-    _check(o.device_width != 16 or o.bankgroups == 2, "org.bankgroups",
-           "x16 DDR4 dies have 2 bank groups; set bankgroups = 2")
+    _check(
+        o.device_width != 16 or o.bankgroups == 2,
+        "org.bankgroups",
+        "x16 DDR4 dies have 2 bank groups; set bankgroups = 2",
+    )
     _check(isinstance(t.tCK_ns, (int, float)) and t.tCK_ns > 0, "timing.tCK_ns", "must be > 0 ns")
     burst = o.burst_length // 2
-    _check(t.tRAS >= t.tRCD, "timing.tRAS", f"tRAS ({t.tRAS}) < tRCD ({t.tRCD}): a row must stay open "
-           "at least until its first column command; raise tRAS or lower tRCD")
-    _check(t.tRC >= t.tRAS + t.tRP, "timing.tRC",
-           f"tRC ({t.tRC}) < tRAS + tRP ({t.tRAS + t.tRP}); set tRC = tRAS + tRP")
+    _check(
+        t.tRAS >= t.tRCD,
+        "timing.tRAS",
+        f"tRAS ({t.tRAS}) < tRCD ({t.tRCD}): a row must stay open "
+        "at least until its first column command; raise tRAS or lower tRCD",
+    )
+    _check(
+        t.tRC >= t.tRAS + t.tRP,
+        "timing.tRC",
+        f"tRC ({t.tRC}) < tRAS + tRP ({t.tRAS + t.tRP}); set tRC = tRAS + tRP",
+    )
     _check(t.tRRD_L >= t.tRRD_S, "timing.tRRD_L", f"tRRD_L ({t.tRRD_L}) < tRRD_S ({t.tRRD_S})")
     _check(t.tCCD_L >= t.tCCD_S, "timing.tCCD_L", f"tCCD_L ({t.tCCD_L}) < tCCD_S ({t.tCCD_S})")
     _check(t.tWTR_L >= t.tWTR_S, "timing.tWTR_L", f"tWTR_L ({t.tWTR_L}) < tWTR_S ({t.tWTR_S})")
-    _check(t.tCCD_S >= burst, "timing.tCCD_S",
-           f"tCCD_S ({t.tCCD_S}) < BL/2 ({burst}): bursts would overlap on the data bus")
+    _check(
+        t.tCCD_S >= burst,
+        "timing.tCCD_S",
+        f"tCCD_S ({t.tCCD_S}) < BL/2 ({burst}): bursts would overlap on the data bus",
+    )
     _check(t.tFAW >= t.tRRD_S, "timing.tFAW", f"tFAW ({t.tFAW}) < tRRD_S ({t.tRRD_S})")
     _check(t.tREFI > t.tRFC, "timing.tREFI", f"tREFI ({t.tREFI}) must exceed tRFC ({t.tRFC})")
     _check(t.tXS >= t.tRFC, "timing.tXS", f"tXS ({t.tXS}) < tRFC ({t.tRFC}); tXS = tRFC + 10 ns")
-    _check(t.CL + burst + 2 > t.CWL, "timing.CWL", f"CWL ({t.CWL}) too large relative to CL ({t.CL})")
+    _check(
+        t.CL + burst + 2 > t.CWL, "timing.CWL", f"CWL ({t.CWL}) too large relative to CL ({t.CL})"
+    )
     _check(t.tWPRE in (1, 2), "timing.tWPRE", "write preamble is 1 or 2 cycles")
     _check(t.tRPRE in (1, 2), "timing.tRPRE", "read preamble is 1 or 2 cycles")
     _require_int("controller", c, 0)
-    _check(c.scheduler in SCHEDULERS, "controller.scheduler",
-           f"unknown scheduler {c.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-    _check(c.page_policy in PAGE_POLICIES, "controller.page_policy",
-           f"unknown page policy {c.page_policy!r}; choose one of {', '.join(PAGE_POLICIES)}")
+    _check(
+        c.scheduler in SCHEDULERS,
+        "controller.scheduler",
+        f"unknown scheduler {c.scheduler!r}; choose one of {', '.join(SCHEDULERS)}",
+    )
+    _check(
+        c.page_policy in PAGE_POLICIES,
+        "controller.page_policy",
+        f"unknown page policy {c.page_policy!r}; choose one of {', '.join(PAGE_POLICIES)}",
+    )
     _check(c.read_queue_depth >= 1, "controller.read_queue_depth", "must be >= 1")
     _check(c.write_queue_depth >= 1, "controller.write_queue_depth", "must be >= 1")
-    _check(c.write_low_watermark < c.write_high_watermark <= c.write_queue_depth,
-           "controller.write_high_watermark",
-           f"need write_low_watermark ({c.write_low_watermark}) < write_high_watermark "
-           f"({c.write_high_watermark}) <= write_queue_depth ({c.write_queue_depth})")
+    _check(
+        c.write_low_watermark < c.write_high_watermark <= c.write_queue_depth,
+        "controller.write_high_watermark",
+        f"need write_low_watermark ({c.write_low_watermark}) < write_high_watermark "
+        f"({c.write_high_watermark}) <= write_queue_depth ({c.write_queue_depth})",
+    )
     _check(c.starvation_cap >= 1, "controller.starvation_cap", "must be >= 1")
-    _check(c.max_postponed_refreshes <= 8, "controller.max_postponed_refreshes",
-           f"JEDEC allows at most 8 postponed REFs, got {c.max_postponed_refreshes}")
+    _check(
+        c.max_postponed_refreshes <= 8,
+        "controller.max_postponed_refreshes",
+        f"JEDEC allows at most 8 postponed REFs, got {c.max_postponed_refreshes}",
+    )
     _check_mapping(c.address_mapping)
     for key, value in cfg.power.items():
-        _check(isinstance(value, (int, float)) and value >= 0, f"power.{key}",
-               f"must be a non-negative number, got {value!r}")
+        _check(
+            isinstance(value, (int, float)) and value >= 0,
+            f"power.{key}",
+            f"must be a non-negative number, got {value!r}",
+        )
 
 
 def _check_mapping(mapping: str) -> None:
-    fields_ = [mapping[i:i + 2] for i in range(0, len(mapping), 2)]
-    _check(len(mapping) == 12 and sorted(fields_) == sorted(MAPPING_FIELDS),
-           "controller.address_mapping",
-           f"{mapping!r} must name each of ro, ch, ra, ba, bg, co exactly once, most significant "
-           "first, e.g. 'rochrababgco'")
+    fields_ = [mapping[i : i + 2] for i in range(0, len(mapping), 2)]
+    _check(
+        len(mapping) == 12 and sorted(fields_) == sorted(MAPPING_FIELDS),
+        "controller.address_mapping",
+        f"{mapping!r} must name each of ro, ch, ra, ba, bg, co exactly once, most significant "
+        "first, e.g. 'rochrababgco'",
+    )

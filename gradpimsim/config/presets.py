@@ -48,7 +48,8 @@ def preset(name: str, *, ranks: int | None = None, channels: int | None = None) 
         raise ConfigError(
             "preset",
             f"unknown preset {name!r}; known: {', '.join(preset_names())} "
-            "(optionally suffixed -<N>r for ranks and -<N>ch for channels, e.g. ddr4-2400-x8-2r-4ch)",
+            "(optionally suffixed -<N>r for ranks and -<N>ch for channels, "
+            "e.g. ddr4-2400-x8-2r-4ch)",
         )
     width = m["width"] or "x8"
     speed = _preset_file(f"ddr4-{m['speed']}.toml")
@@ -76,10 +77,14 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     for key in values:
         if key not in known:
-            raise ConfigError(f"{section}.{key}", f"unknown key; known keys: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"{section}.{key}", f"unknown key; known keys: {', '.join(sorted(known))}"
+            )
     missing = [
-        f.name for f in dataclasses.fields(cls)
-        if f.name not in values and f.default is dataclasses.MISSING
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in values
+        and f.default is dataclasses.MISSING
         and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
     ]
     if missing:
@@ -88,14 +93,16 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
 
 
 def from_dict(data: dict[str, Any], *, source: str = "<dict>") -> MemoryConfig:
-    """A configuration from a nested dict (the TOML layout): optional ``base`` preset, then sections.
+    """A configuration from a nested dict (the TOML layout): optional ``base``, then sections.
 
     Sections ``org``, ``timing``, ``controller`` and ``power`` override the base field by field.
     """
     allowed = {"name", "base", "org", "timing", "controller", "power"}
     for key in data:
         if key not in allowed:
-            raise ConfigError(key, f"unknown section in {source}; allowed: {', '.join(sorted(allowed))}")
+            raise ConfigError(
+                key, f"unknown section in {source}; allowed: {', '.join(sorted(allowed))}"
+            )
     if "base" in data:
         base = preset(str(data["base"]))
         org = dataclasses.asdict(base.org)
@@ -104,7 +111,12 @@ def from_dict(data: dict[str, Any], *, source: str = "<dict>") -> MemoryConfig:
         power = dict(base.power)
     else:
         org, timing, ctrl, power = {}, {}, {}, {}
-    for section, target in (("org", org), ("timing", timing), ("controller", ctrl), ("power", power)):
+    for section, target in (
+        ("org", org),
+        ("timing", timing),
+        ("controller", ctrl),
+        ("power", power),
+    ):
         values = data.get(section, {})
         if not isinstance(values, dict):
             raise ConfigError(section, f"must be a table of key = value entries in {source}")

@@ -37,8 +37,10 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
-            raise ConfigError("optimizer.name",
-                              f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+            raise ConfigError(
+                "optimizer.name",
+                f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}",
+            )
         if not self.lr > 0:
             raise ConfigError("optimizer.lr", f"must be > 0, got {self.lr}")
         if self.weight_decay < 0:
@@ -74,8 +76,10 @@ class PrecisionPolicy:
     def __post_init__(self) -> None:
         for f in ("compute_dtype", "grad_dtype", "master_dtype", "state_dtype"):
             if getattr(self, f) not in DTYPE_BYTES:
-                raise ConfigError(f"precision.{f}", f"unknown dtype {getattr(self, f)!r}; "
-                                  f"known: {', '.join(DTYPE_BYTES)}")
+                raise ConfigError(
+                    f"precision.{f}",
+                    f"unknown dtype {getattr(self, f)!r}; known: {', '.join(DTYPE_BYTES)}",
+                )
 
     @property
     def has_weight_copy(self) -> bool:
@@ -106,5 +110,6 @@ def precision(name: str) -> PrecisionPolicy:
     try:
         return PRECISIONS[name]
     except KeyError:
-        raise ConfigError("precision", f"unknown precision policy {name!r}; "
-                          f"choose one of {', '.join(PRECISIONS)}") from None
+        raise ConfigError(
+            "precision", f"unknown precision policy {name!r}; choose one of {', '.join(PRECISIONS)}"
+        ) from None

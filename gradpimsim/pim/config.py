@@ -58,4 +58,5 @@ class PimConfig:
                 raise ConfigError(f"pim.{name}", f"must be an integer >= 1 or unset, got {value!r}")
         for d in self.dtypes:
             if d not in PIM_DTYPES:
-                raise ConfigError("pim.dtypes", f"unknown dtype {d!r}; known: {', '.join(PIM_DTYPES)}")
+                raise ConfigError("pim.dtypes",
+                                  f"unknown dtype {d!r}; known: {', '.join(PIM_DTYPES)}")

@@ -1,0 +1,561 @@
+"""The per-channel memory controller: queues, scheduler, page policy, write drain and refresh.
+
+Event-driven, never cycle-ticked.  Each bank with queued work has one *candidate* command (its
+oldest row hit, else PRE or ACT for its oldest request).  Candidates sit in a heap keyed by a
+lower bound of their earliest legal cycle; the winner is the first entry whose exact earliest
+cycle (asked of the device) equals its key, which is exactly what a per-cycle FR-FCFS controller
+would issue: the earliest-ready command, ties broken by hits first, then age.  Time jumps straight
+to that cycle.  The same loop admits arrivals (before deciding at their cycle) and wakes for
+refresh deadlines.
+
+Semantics, documented because results depend on them:
+- Requests are admitted in arrival order; a full read or write queue stalls the source
+  (back-pressure), head-of-line, like a DRAMsim3 trace frontend.
+- Reads are served unless the write queue reaches the high watermark (then writes drain to the
+  low watermark) or no read is queued (then writes are served until a read arrives).
+- FR-FCFS: row hits first, oldest first; a bank serves at most ``starvation_cap`` younger hits
+  while an older request to another row waits.  FCFS: strictly the oldest request.
+- Page policies: ``open`` keeps rows open; ``closed`` issues RDA/WRA when no other queued request
+  hits the row; ``adaptive`` keeps rows open but precharges a bank idle for
+  ``adaptive_idle_cycles``.
+- Latency is measured from admission to the last data beat (a read's data ends RL + BL/2 after
+  the command, a write's WL + BL/2).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from gradpimsim.config import MemoryConfig
+from gradpimsim.controller.refresh import INF, RefreshManager
+from gradpimsim.controller.request import Request
+from gradpimsim.dram.commands import Cmd, Command
+from gradpimsim.dram.device import NCMD, ChannelDevice
+from gradpimsim.pim.config import PimConfig
+from gradpimsim.stats.latency import LatencyHistogram
+
+ACT, PRE, RD, RDA, WR, WRA, REF = 0, 1, 2, 3, 4, 5, 6
+_PRIO_REFRESH, _PRIO_HIT, _PRIO_MISS, _PRIO_IDLE = -1, 0, 1, 2
+
+CommandSink = Callable[[Command], None]
+
+
+class ChannelController:
+    """One channel's controller and its device state (no SimPy inside: see ``process``)."""
+
+    def __init__(
+        self,
+        cfg: MemoryConfig,
+        channel: int = 0,
+        *,
+        pim: PimConfig | None = None,
+        sink: CommandSink | None = None,
+        batch_runs: bool = True,
+    ) -> None:
+        c = cfg.controller
+        t = cfg.timing
+        self.cfg = cfg
+        self.channel = channel
+        self.dev = ChannelDevice(cfg, pim)
+        self.sink = sink
+        self.batch_runs = batch_runs
+        self.now = 0
+        nb = self.dev.nbanks
+        self.nbanks = nb
+        self.read_q: list[deque[Request]] = [deque() for _ in range(nb)]
+        self.write_q: list[deque[Request]] = [deque() for _ in range(nb)]
+        self.reads = 0
+        self.writes = 0
+        self.read_cap = c.read_queue_depth
+        self.write_cap = c.write_queue_depth
+        self.high = c.write_high_watermark
+        self.low = c.write_low_watermark
+        self.fcfs = c.scheduler == "fcfs"
+        self.order_r: deque[Request] = deque()  # age order (FCFS only)
+        self.order_w: deque[Request] = deque()
+        self.closed_page = c.page_policy == "closed"
+        self.adaptive = c.page_policy == "adaptive"
+        self.idle_close = c.adaptive_idle_cycles
+        self.cap = c.starvation_cap
+        self.draining = False
+        self.drain_forced = False
+        self.pending: deque[Request] = deque()
+        self.seq = 0
+        # candidates
+        self.heap: list[tuple[int, int, int, int, int]] = []
+        self.version = [0] * nb
+        self.cand_cmd = [-1] * nb
+        self.cand_req: list[Request | None] = [None] * nb
+        self.cand_floor = [0] * nb
+        self.bypass = [0] * nb
+        #: True between an ACT and the first column command to its row.
+        self.fresh = [False] * nb
+        self.last_col = [0] * nb
+        self.rank_queued = [0] * cfg.org.ranks
+        self.refresh = RefreshManager(cfg.org.ranks, t.tREFI, c.max_postponed_refreshes, c.refresh)
+        self.refresh_due = self.refresh.next_check(0)
+        self.read_latency_cycles = t.AL + t.CL + cfg.org.burst_length // 2
+        self.write_latency_cycles = t.AL + t.CWL + cfg.org.burst_length // 2
+        # statistics
+        self.cmd_counts = [0] * NCMD
+        self.read_latency = LatencyHistogram()
+        self.write_latency = LatencyHistogram()
+        self.reads_done = 0
+        self.writes_done = 0
+        self.last_done = 0
+        #: Column commands that were the first to their row after its ACT (row-buffer misses).
+        self.row_misses = 0
+        #: Spacing of back-to-back same-type column commands to one bank: their own rule.
+        self.run_gap = [max([1] + [gap for lvl in self.dev.updates[c][:3] for n, gap in lvl
+                                   if n == c]) for c in range(NCMD)]
+
+    # ------------------------------------------------------------------ requests in
+    def submit(self, req: Request) -> None:
+        """Offer a request; it is admitted at ``max(req.arrival, now)`` once its queue has room.
+
+        Requests must be submitted in non-decreasing arrival order.
+        """
+        req.seq = self.seq
+        self.seq += 1
+        self.pending.append(req)
+
+    def submit_many(self, reqs: Iterable[Request]) -> None:
+        for r in reqs:
+            self.submit(r)
+
+    @property
+    def queued(self) -> int:
+        return self.reads + self.writes
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending) or self.reads + self.writes > 0
+
+    def _next_admission(self) -> int:
+        if not self.pending:
+            return INF
+        head = self.pending[0]
+        if head.is_write:
+            if self.writes >= self.write_cap:
+                return INF
+        elif self.reads >= self.read_cap:
+            return INF
+        return head.arrival if head.arrival > self.now else self.now
+
+    def _admit_ready(self) -> None:
+        pending = self.pending
+        now = self.now
+        touched = set()
+        while pending:
+            req = pending[0]
+            if req.arrival > now:
+                break
+            if req.is_write:
+                if self.writes >= self.write_cap:
+                    break
+                self.writes += 1
+                self.write_q[req.bank].append(req)
+                if self.fcfs:
+                    self.order_w.append(req)
+            else:
+                if self.reads >= self.read_cap:
+                    break
+                self.reads += 1
+                self.read_q[req.bank].append(req)
+                if self.fcfs:
+                    self.order_r.append(req)
+            pending.popleft()
+            req.admitted = now
+            self.rank_queued[req.rank] += 1
+            touched.add(req.bank)
+        if touched and not self._update_mode():
+            if self.fcfs:
+                self._rebuild()
+            else:
+                for b in touched:
+                    self._refresh_candidate(b)
+
+    # ------------------------------------------------------------------ candidates
+    def _update_mode(self) -> bool:
+        """Switch between serving reads and draining writes; True if it switched (and rebuilt)."""
+        if self.draining:
+            if self.writes == 0 or (
+                self.reads > 0 and (not self.drain_forced or self.writes <= self.low)
+            ):
+                self.draining = False
+                self._rebuild()
+                return True
+        elif self.writes >= self.high or (self.reads == 0 and self.writes > 0):
+            self.draining = True
+            self.drain_forced = self.writes >= self.high
+            self._rebuild()
+            return True
+        return False
+
+    def _rebuild(self) -> None:
+        for b in range(self.nbanks):
+            self._refresh_candidate(b)
+
+    def _refresh_candidate(self, b: int) -> None:
+        """Recompute bank ``b``'s candidate command and push it (stale entries die by version)."""
+        self.version[b] += 1
+        cmd, req, prio, floor = self._choose(b)
+        self.cand_cmd[b] = cmd
+        self.cand_req[b] = req
+        self.cand_floor[b] = floor
+        if cmd < 0:
+            return
+        key = self.dev.earliest(cmd, b)
+        if floor > key:
+            key = floor
+        if key < self.now:
+            key = self.now
+        seq = req.seq if req is not None else -1
+        heapq.heappush(self.heap, (key, prio, seq, b, self.version[b]))
+
+    def _choose(self, b: int) -> tuple[int, Request | None, int, int]:
+        dev = self.dev
+        rank = b // dev.banks_per_rank
+        row = dev.open_row[b]
+        if self.refresh.refreshing[rank]:
+            if row >= 0:
+                return PRE, None, _PRIO_REFRESH, 0
+            if b == rank * dev.banks_per_rank and self._rank_closed(rank):
+                return REF, None, _PRIO_REFRESH, 0
+            return -1, None, 0, 0
+        q = self.write_q[b] if self.draining else self.read_q[b]
+        if self.fcfs:
+            order = self.order_w if self.draining else self.order_r
+            if not order or order[0].bank != b:
+                return -1, None, 0, 0
+            head = order[0]
+            if row == head.row:
+                return (WR if head.is_write else RD), head, _PRIO_HIT, 0
+            return (PRE if row >= 0 else ACT), head, _PRIO_MISS, 0
+        if not q:
+            if self.fresh[b] and row >= 0:
+                other = self.read_q[b] if self.draining else self.write_q[b]
+                for req in other:
+                    if req.row == row:
+                        return (WR if req.is_write else RD), req, _PRIO_HIT, 0
+            if self.adaptive and row >= 0 and not self.read_q[b] and not self.write_q[b]:
+                return PRE, None, _PRIO_IDLE, self.last_col[b] + self.idle_close
+            return -1, None, 0, 0
+        if row >= 0:
+            if self.fresh[b]:
+                # a row activated for a request serves it before anything closes it
+                for other in (self.read_q[b], self.write_q[b]):
+                    for req in other:
+                        if req.row == row:
+                            return (WR if req.is_write else RD), req, _PRIO_HIT, 0
+            head = q[0]
+            if head.row == row:
+                return (WR if head.is_write else RD), head, _PRIO_HIT, 0
+            if self.bypass[b] < self.cap:
+                for req in q:
+                    if req.row == row:
+                        return (WR if req.is_write else RD), req, _PRIO_HIT, 0
+            return PRE, head, _PRIO_MISS, 0
+        return ACT, q[0], _PRIO_MISS, 0
+
+    def _rank_closed(self, rank: int) -> bool:
+        first = rank * self.dev.banks_per_rank
+        rows = self.dev.open_row
+        return all(rows[i] < 0 for i in range(first, first + self.dev.banks_per_rank))
+
+    def _peek(self) -> int:
+        """Exact issue cycle of the winning candidate (left at the heap top), or INF."""
+        heap = self.heap
+        dev = self.dev
+        version = self.version
+        now = self.now
+        while heap:
+            key, prio, seq, b, ver = heap[0]
+            if ver != version[b]:
+                heapq.heappop(heap)
+                continue
+            e = dev.earliest(self.cand_cmd[b], b)
+            floor = self.cand_floor[b]
+            if floor > e:
+                e = floor
+            if e < now:
+                e = now
+            if e > key:
+                heapq.heapreplace(heap, (e, prio, seq, b, ver))
+                continue
+            return e
+        return INF
+
+    # ------------------------------------------------------------------ main loop
+    def next_event(self) -> int:
+        """Cycle of the next thing this controller will do (INF when idle)."""
+        t = self._peek()
+        a = self._next_admission()
+        if a < t:
+            t = a
+        if self.refresh_due < t:
+            t = self.refresh_due
+        return t
+
+    def run_until(self, limit: int, *, until_idle: bool = False) -> None:
+        """Process every event at a cycle < ``limit`` (admissions, refresh checks, commands).
+
+        With ``until_idle`` it also returns as soon as no request is pending or queued.
+        """
+        while True:
+            if until_idle and not self.pending and self.reads + self.writes == 0:
+                return
+            t_cmd = self._peek()
+            t_arr = self._next_admission()
+            t_ref = self.refresh_due
+            t = min(t_cmd, t_arr, t_ref)
+            if t >= limit:
+                if limit > self.now and limit < INF:
+                    self.now = limit
+                return
+            self.now = t
+            if t_arr <= t:
+                self._admit_ready()
+                continue
+            if t_ref <= t:
+                self.refresh_due = self.refresh.next_check(t)
+                self._refresh_check()
+                continue
+            self._issue_top()
+
+    def drain(self) -> int:
+        """Run until every submitted request completed; return the last completion cycle."""
+        self.run_until(INF, until_idle=True)
+        return self.last_done
+
+    # ------------------------------------------------------------------ refresh
+    def _refresh_check(self) -> None:
+        for rank in range(len(self.rank_queued)):
+            idle = self.rank_queued[rank] == 0
+            if self.refresh.should_start(rank, self.now, idle):
+                self.refresh.refreshing[rank] = True
+                self._rebuild_rank(rank)
+
+    def _rebuild_rank(self, rank: int) -> None:
+        bpr = self.dev.banks_per_rank
+        for b in range(rank * bpr, (rank + 1) * bpr):
+            self._refresh_candidate(b)
+
+    # ------------------------------------------------------------------ issuing
+    def _issue_top(self) -> None:
+        _, _, _, b, _ = heapq.heappop(self.heap)
+        cmd = self.cand_cmd[b]
+        req = self.cand_req[b]
+        if cmd in (RD, WR):
+            if self.batch_runs and not self.fcfs and not self.closed_page and req is self._head(b):
+                self._issue_run(b, cmd, req)
+            else:
+                self._issue_column(b, cmd, req)
+            return
+        t = self.now
+        dev = self.dev
+        rank = b // dev.banks_per_rank
+        if cmd == ACT:
+            row = req.row
+            dev.issue(ACT, b, t, row)
+            self.bypass[b] = 0
+            self.fresh[b] = True
+            self._emit(ACT, b, row, -1, t)
+            self._refresh_candidate(b)
+        elif cmd == PRE:
+            row = dev.open_row[b]
+            dev.issue(PRE, b, t)
+            self.bypass[b] = 0
+            self._emit(PRE, b, row, -1, t)
+            if self.refresh.refreshing[rank]:
+                self._rebuild_rank(rank)
+            else:
+                self._refresh_candidate(b)
+        else:  # REF
+            dev.issue(REF, b, t)
+            self.refresh.record(rank, t)
+            self._emit(REF, b, -1, -1, t)
+            idle = self.rank_queued[rank] == 0
+            if not self.refresh.should_continue(rank, t, idle):
+                self.refresh.refreshing[rank] = False
+            self._rebuild_rank(rank)
+
+    def _head(self, b: int) -> Request | None:
+        q = self.write_q[b] if self.draining else self.read_q[b]
+        return q[0] if q else None
+
+    def _column_cmd(self, b: int, cmd: int, req: Request) -> int:
+        """RD/WR, or RDA/WRA when the closed-page policy finds no other request for the row."""
+        if not self.closed_page:
+            return cmd
+        row = req.row
+        for q in (self.read_q[b], self.write_q[b]):
+            for other in q:
+                if other is not req and other.row == row:
+                    return cmd
+        return cmd + 1
+
+    def _issue_column(self, b: int, cmd: int, req: Request) -> None:
+        t = self.now
+        dev = self.dev
+        cmd = self._column_cmd(b, cmd, req)
+        row = dev.open_row[b]
+        dev.issue(cmd, b, t, row)
+        if self.fresh[b]:
+            self.row_misses += 1
+            self.fresh[b] = False
+        self._emit(cmd, b, row, req.col, t)
+        self._complete(b, req, t)
+        if not self._update_mode():
+            self._refresh_candidate(b)
+            if self.fcfs:  # the next oldest request may live in another bank
+                order = self.order_w if self.draining else self.order_r
+                if order and order[0].bank != b:
+                    self._refresh_candidate(order[0].bank)
+
+    def _issue_run(self, b: int, cmd: int, req: Request) -> None:
+        """Issue ``req`` and, in closed form, the bank's following row hits.
+
+        Inside a run nothing but this bank's column commands can happen before ``limit`` (the
+        lowest key of any other candidate, the next refresh deadline, or the admission of a
+        request that is not another hit for this row), so command i issues at
+        ``max(t[i-1] + g, admitted[i])`` where ``g`` is the command's own column-to-column gap:
+        every other constraint was already met at ``t[0]``.  Because timing updates are maxima,
+        the device state after the run equals the state after its last command, so the device
+        is updated once.  The per-command loop gives the same cycles (tested both ways).
+        """
+        heap = self.heap
+        version = self.version
+        while heap and heap[0][4] != version[heap[0][3]]:
+            heapq.heappop(heap)
+        limit = heap[0][0] if heap else INF
+        if self.refresh_due < limit:
+            limit = self.refresh_due
+        dev = self.dev
+        is_write = cmd == WR
+        q = self.write_q[b] if is_write else self.read_q[b]
+        row = dev.open_row[b]
+        g = self.run_gap[cmd]
+        pending = self.pending
+        cap = self.write_cap if is_write else self.read_cap
+        sink = self.sink
+        t = self.now
+        rank = b // dev.banks_per_rank
+        if sink is not None:
+            _, bg, bank = dev.split_bank(b)
+        while True:
+            # -- issue req at t (bookkeeping of _complete, inlined for the hot path)
+            q.popleft()
+            if is_write:
+                self.writes -= 1
+                done = t + self.write_latency_cycles
+                self.writes_done += 1
+                self.write_latency.add(done - req.admitted)
+            else:
+                self.reads -= 1
+                done = t + self.read_latency_cycles
+                self.reads_done += 1
+                self.read_latency.add(done - req.admitted)
+            self.rank_queued[rank] -= 1
+            req.done = done
+            if req.callback is not None:
+                req.callback(req)
+            self.cmd_counts[cmd] += 1
+            if sink is not None:
+                sink(Command(t, Cmd(cmd), self.channel, rank, bg, bank, row, req.col))
+            last = t
+            # -- a mode switch (write drain starts or ends) ends the run here
+            if is_write:
+                if self.writes == 0 or (
+                    self.reads > 0 and (not self.drain_forced or self.writes <= self.low)
+                ):
+                    break
+            elif self.reads == 0 and self.writes > 0:
+                break
+            # -- admissions up to the next slot; a foreign one ends the run at its cycle
+            nxt = t + g
+            stop = False
+            while pending:
+                head = pending[0]
+                a = head.arrival if head.arrival > t else t
+                if a > nxt or a >= limit:
+                    break
+                if head.is_write != is_write or head.bank != b or head.row != row:
+                    if a < limit:
+                        limit = a
+                    stop = True
+                    break
+                if (self.writes if is_write else self.reads) >= cap:
+                    break
+                pending.popleft()
+                head.admitted = a
+                q.append(head)
+                self.rank_queued[rank] += 1
+                if is_write:
+                    self.writes += 1
+                else:
+                    self.reads += 1
+            if stop or not q:
+                break
+            req = q[0]
+            if req.row != row:
+                break
+            t = nxt if nxt > req.admitted else req.admitted
+            if t >= limit:
+                break
+            if self.rank_queued[rank] == 0 and self.refresh.should_start(rank, t, True):
+                break
+        self.now = last
+        self.last_col[b] = last
+        if done > self.last_done:
+            self.last_done = done
+        dev.issue(cmd, b, last, row)
+        if self.fresh[b]:
+            self.row_misses += 1
+            self.fresh[b] = False
+        if self.rank_queued[rank] == 0 and self.refresh.should_start(rank, last, True):
+            self.refresh.refreshing[rank] = True
+            self._rebuild_rank(rank)
+        if not self._update_mode():
+            self._refresh_candidate(b)
+
+    def _complete(self, b: int, req: Request, t: int) -> None:
+        if req.is_write:
+            q = self.write_q[b]
+            self.writes -= 1
+            done = t + self.write_latency_cycles
+            self.writes_done += 1
+            self.write_latency.add(done - req.admitted)
+            if self.fcfs:
+                self.order_w.popleft()
+        else:
+            q = self.read_q[b]
+            self.reads -= 1
+            done = t + self.read_latency_cycles
+            self.reads_done += 1
+            self.read_latency.add(done - req.admitted)
+            if self.fcfs:
+                self.order_r.popleft()
+        if q[0] is req:
+            q.popleft()
+        else:
+            q.remove(req)
+            self.bypass[b] += 1
+        self.last_col[b] = t
+        self.rank_queued[req.rank] -= 1
+        req.done = done
+        if done > self.last_done:
+            self.last_done = done
+        if req.callback is not None:
+            req.callback(req)
+        if self.rank_queued[req.rank] == 0 and self.refresh.should_start(req.rank, t, True):
+            self.refresh.refreshing[req.rank] = True
+            self._rebuild_rank(req.rank)
+
+    def _emit(self, cmd: int, b: int, row: int, col: int, t: int) -> None:
+        self.cmd_counts[cmd] += 1
+        if self.sink is not None:
+            r, g, k = self.dev.split_bank(b)
+            self.sink(Command(t, Cmd(cmd), self.channel, r, g, k, row, col))

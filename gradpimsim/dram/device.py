@@ -1,0 +1,161 @@
+"""Device state of one DDR4 channel: which rows are open and when each command becomes legal.
+
+The state compiles :mod:`gradpimsim.dram.timing_table` once per configuration into flat
+"next legal cycle" lists per (level node, command), in the manner of Ramulator: issuing a command
+raises the entries its rules touch, and :meth:`ChannelDevice.earliest` is a max over four lookups.
+That keeps the cost of a command independent of how many cycles pass, which is what lets the
+controller jump from one legal cycle to the next instead of ticking.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from gradpimsim.config import MemoryConfig
+from gradpimsim.dram.commands import Cmd
+from gradpimsim.dram.timing_table import resolve
+from gradpimsim.pim.config import PimConfig
+
+NCMD = len(Cmd)
+_LEVEL_INDEX = {"bank": 0, "bankgroup": 1, "rank": 2, "other_rank": 3}
+
+
+class ProtocolError(RuntimeError):
+    """The controller asked the device for something the protocol forbids (a controller bug)."""
+
+
+class ChannelDevice:
+    """Bank states and timing state for one channel (all its ranks)."""
+
+    def __init__(self, cfg: MemoryConfig, pim: PimConfig | None = None) -> None:
+        o = cfg.org
+        self.cfg = cfg
+        self.ranks = o.ranks
+        self.bankgroups = o.bankgroups
+        self.banks_per_group = o.banks_per_group
+        self.banks_per_rank = o.banks_per_rank
+        nbanks = o.ranks * o.banks_per_rank
+        self.nbanks = nbanks
+        #: Open row per flat bank (-1 when precharged).
+        self.open_row: list[int] = [-1] * nbanks
+        self.bank_next: list[int] = [0] * (nbanks * NCMD)
+        self.bg_next: list[int] = [0] * (o.ranks * o.bankgroups * NCMD)
+        self.rank_next: list[int] = [0] * (o.ranks * NCMD)
+        self.cmd_bus_next = 0
+        self.last_issue = -1
+        self.faw: list[deque[int]] = [deque(maxlen=4) for _ in range(o.ranks)]
+        self.faw_window = 0
+        self.faw_count = 4
+        # updates[prev] = per level a list of (next_cmd, gap)
+        upd: list[list[dict[int, int]]] = [[{}, {}, {}, {}] for _ in range(NCMD)]
+        for r in resolve(cfg, pim):
+            if r.window > 1:
+                self.faw_window = r.gap
+                self.faw_count = r.window
+                self.faw = [deque(maxlen=r.window) for _ in range(o.ranks)]
+                continue
+            table = upd[r.prev][_LEVEL_INDEX[r.level]]
+            table[int(r.next)] = max(table.get(int(r.next), 0), r.gap)
+        self.updates: list[tuple[tuple[tuple[int, int], ...], ...]] = [
+            tuple(tuple(sorted(level.items())) for level in per_prev) for per_prev in upd
+        ]
+
+    # -- indices -------------------------------------------------------------------------------
+    def flat_bank(self, rank: int, bankgroup: int, bank: int) -> int:
+        return (rank * self.bankgroups + bankgroup) * self.banks_per_group + bank
+
+    def split_bank(self, flat: int) -> tuple[int, int, int]:
+        """(rank, bankgroup, bank) of a flat bank index."""
+        rank, rem = divmod(flat, self.banks_per_rank)
+        bg, bank = divmod(rem, self.banks_per_group)
+        return rank, bg, bank
+
+    # -- queries -------------------------------------------------------------------------------
+    def earliest(self, cmd: int, flat_bank: int) -> int:
+        """Earliest cycle at which ``cmd`` to ``flat_bank`` satisfies every timing rule.
+
+        Rank-level commands (REF, SRE, SRX, PIM_SET) pass any bank of the rank; a PIM_OP passes a
+        bank of its bank group.  Bank *state* (open/closed row) is the caller's business.
+        """
+        g = flat_bank // self.banks_per_group
+        r = flat_bank // self.banks_per_rank
+        t = self.bank_next[flat_bank * NCMD + cmd]
+        v = self.bg_next[g * NCMD + cmd]
+        if v > t:
+            t = v
+        v = self.rank_next[r * NCMD + cmd]
+        if v > t:
+            t = v
+        if self.cmd_bus_next > t:
+            t = self.cmd_bus_next
+        if cmd == 0:  # ACT: rolling four-activate window
+            acts = self.faw[r]
+            if len(acts) == self.faw_count:
+                v = acts[0] + self.faw_window
+                if v > t:
+                    t = v
+        return t
+
+    def earliest_rank(self, cmd: int, rank: int) -> int:
+        """Earliest cycle for a rank-level command (max over every bank of the rank)."""
+        first = rank * self.banks_per_rank
+        return max(self.earliest(cmd, first + i) for i in range(self.banks_per_rank))
+
+    # -- state changes ---------------------------------------------------------------------------
+    def issue(self, cmd: int, flat_bank: int, t: int, row: int = -1) -> None:
+        """Record ``cmd`` issued at cycle ``t`` to ``flat_bank`` (rank-level: any of its banks)."""
+        if t < self.cmd_bus_next:
+            raise ProtocolError(
+                f"{Cmd(cmd).name} at {t}: command bus busy until {self.cmd_bus_next}"
+            )
+        bpg = self.banks_per_group
+        g = flat_bank // bpg
+        r = flat_bank // self.banks_per_rank
+        bank_u, bg_u, rank_u, other_u = self.updates[cmd]
+        if cmd == 6 or cmd == 7 or cmd == 8 or cmd == 12:  # REF/SRE/SRX/PIM_SET: every bank
+            first = r * self.banks_per_rank
+            banks = range(first, first + self.banks_per_rank)
+            groups = range(r * self.bankgroups, (r + 1) * self.bankgroups)
+        elif cmd == 11:  # PIM_OP: the unit of one bank group
+            banks = range(g * bpg, (g + 1) * bpg)
+            groups = (g,)
+        else:
+            banks = (flat_bank,)
+            groups = (g,)
+        arr = self.bank_next
+        for b in banks:
+            base = b * NCMD
+            for n, gap in bank_u:
+                v = t + gap
+                if v > arr[base + n]:
+                    arr[base + n] = v
+        arr = self.bg_next
+        for gi in groups:
+            base = gi * NCMD
+            for n, gap in bg_u:
+                v = t + gap
+                if v > arr[base + n]:
+                    arr[base + n] = v
+        arr = self.rank_next
+        base = r * NCMD
+        for n, gap in rank_u:
+            v = t + gap
+            if v > arr[base + n]:
+                arr[base + n] = v
+        if other_u:
+            for r2 in range(self.ranks):
+                if r2 != r:
+                    base = r2 * NCMD
+                    for n, gap in other_u:
+                        v = t + gap
+                        if v > arr[base + n]:
+                            arr[base + n] = v
+        if cmd == 0:
+            if self.open_row[flat_bank] != -1:
+                raise ProtocolError(f"ACT at {t} to open bank {flat_bank}")
+            self.open_row[flat_bank] = row
+            self.faw[r].append(t)
+        elif cmd == 1 or cmd == 3 or cmd == 5:  # PRE, RDA, WRA close the bank
+            self.open_row[flat_bank] = -1
+        self.cmd_bus_next = t + 1
+        self.last_issue = t

@@ -1,0 +1,82 @@
+"""The built-in workload zoo: DNN training workloads as schema-valid networkx graphs.
+
+``get_workload(name, batch=..., seq_len=...)`` builds one; ``list_workloads()`` describes them.
+Parameter counts equal the reference implementations (torchvision, Hugging Face); the MLP and
+the LSTM language model are our own definitions, documented in their modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import networkx as nx
+
+from gradpimsim.graph.schema import GraphError
+from workloads.lstm import lstm_lm
+from workloads.mlp import mlp
+from workloads.mobilenet import mobilenetv2
+from workloads.resnet import resnet18, resnet50
+from workloads.transformer import bert_base, bert_large, gpt2
+from workloads.vgg import vgg16
+
+
+@dataclass(frozen=True)
+class WorkloadInfo:
+    """A registry entry: the builder, its defaults and a one-line description."""
+
+    name: str
+    builder: Callable[..., nx.DiGraph]
+    description: str
+    batch: int
+    seq_len: int | None = None  # None: not a sequence model
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.seq_len is not None
+
+
+_REGISTRY: dict[str, WorkloadInfo] = {
+    w.name: w for w in (
+        WorkloadInfo("mlp", mlp, "MLP 784-2048x3-10 (ours)", 64),
+        WorkloadInfo("resnet18", resnet18, "ResNet-18, ImageNet 224x224 (torchvision)", 32),
+        WorkloadInfo("resnet50", resnet50, "ResNet-50, ImageNet 224x224 (torchvision)", 32),
+        WorkloadInfo("vgg16", vgg16, "VGG-16, ImageNet 224x224 (torchvision)", 32),
+        WorkloadInfo("mobilenetv2", mobilenetv2, "MobileNetV2, ImageNet (torchvision)", 32),
+        WorkloadInfo("bert-base", bert_base, "BERT-base encoder + pooler (HF BertModel)", 8, 128),
+        WorkloadInfo("bert-large", bert_large, "BERT-large encoder + pooler (HF BertModel)", 8,
+                     128),
+        WorkloadInfo("gpt2", gpt2, "GPT-2 small, tied LM head (HF GPT2LMHeadModel)", 8, 1024),
+        WorkloadInfo("lstm-lm", lstm_lm, "2-layer LSTM LM, hidden 650, vocab 10k (ours)", 20,
+                     35),
+    )
+}
+
+
+def list_workloads() -> list[WorkloadInfo]:
+    """Every built-in workload, in registry order."""
+    return list(_REGISTRY.values())
+
+
+def workload_info(name: str) -> WorkloadInfo:
+    key = name.strip().lower().replace("_", "-")
+    try:
+        return _REGISTRY[key]
+    except KeyError:
+        raise GraphError("workload", f"unknown workload {name!r}; known: "
+                                     f"{', '.join(_REGISTRY)}") from None
+
+
+def get_workload(name: str, batch: int | None = None, seq_len: int | None = None) -> nx.DiGraph:
+    """Build workload ``name`` for ``batch`` (and ``seq_len``; sequence models only)."""
+    info = workload_info(name)
+    kwargs: dict[str, int] = {"batch": info.batch if batch is None else batch}
+    if seq_len is not None:
+        if not info.is_sequence:
+            raise GraphError("workload", f"{info.name} is not a sequence model; "
+                                         "it takes no sequence length")
+        kwargs["seq_len"] = seq_len
+    return info.builder(**kwargs)
+
+
+__all__ = ["WorkloadInfo", "get_workload", "list_workloads", "workload_info"]
