@@ -190,6 +190,9 @@ CASES = [
     Case("RD_WR", lambda n: [act(0, bg=0), act(n.tRRD_S, bg=1), rd(n.tRRD_S + n.tRCD, bg=0),
                              wr(n.tRRD_S + n.tRCD + n.CL + BL2 - n.CWL + 2, bg=1)],
          id="other-group"),
+    # "+ 3 with a two-cycle preamble" (reference, Rank).
+    Case("RD_WR", lambda n: [act(0), rd(n.tRCD), wr(n.tRCD + n.CL + BL2 - n.CWL + 3)],
+         overrides=lambda n: {"tWPRE": 2}, id="2-cycle-preamble"),
     Case("tRFC", lambda n: [rank_cmd(Cmd.REF, 0), act(n.tRFC)], id="ref-act"),
     Case("tRFC", lambda n: [rank_cmd(Cmd.REF, 0), rank_cmd(Cmd.REF, n.tRFC)], id="ref-ref"),
     Case("tXS", lambda n: [rank_cmd(Cmd.SRE, 0), rank_cmd(Cmd.SRX, n.tCKESR),
@@ -375,8 +378,16 @@ def test_refresh_postponed_limit(cfg: str) -> None:
     assert run(cfg, base + [act(due)]) == {"refresh_postponed": 1}
     assert run(cfg, base, end_clk=due - 1) == {}
     assert run(cfg, base, end_clk=due) == {"refresh_postponed": 1}
-    # A REF exactly at the deadline counts before the check.
+    # A REF exactly at the deadline counts before the check; one cycle later it is too late
+    # even with no other command in between to notice the debt.
     assert run(cfg, base + [rank_cmd(Cmd.REF, due)]) == {}
+    assert run(cfg, base + [rank_cmd(Cmd.REF, due + 1)]) == {"refresh_postponed": 1}
+    # Eight REFs owed is the limit, wherever the schedule stands: REFs at 1..k x tREFI keep the
+    # debt at zero, then skipping eight intervals is fine and a ninth is not.
+    refs = [rank_cmd(Cmd.REF, i * n.tREFI) for i in range(1, 4)]
+    assert run(cfg, base + refs + [rank_cmd(Cmd.REF, 12 * n.tREFI)]) == {}
+    assert run(cfg, base + refs + [rank_cmd(Cmd.REF, 12 * n.tREFI + 1)]) == {
+        "refresh_postponed": 1}
 
 
 @pytest.mark.parametrize("cfg", ["ddr4-2400", "ddr4-3200"])
@@ -414,6 +425,15 @@ def test_refresh_is_owed_by_every_rank() -> None:
     assert "owes" in str(v)
 
 
+def test_channels_absent_from_the_stream_are_not_judged() -> None:
+    n = nums("ddr4-2400")
+    refs = [rank_cmd(Cmd.REF, i * n.tREFI) for i in range(1, 12)]
+    assert run("ddr4-2400-x8-1r-2ch", refs) == {}  # channel 1 never appears
+    late = [*refs, rank_cmd(Cmd.REF, 5, ch=1)]
+    late.sort(key=lambda c: c.clk)
+    assert run("ddr4-2400-x8-1r-2ch", late) == {"refresh_postponed": 1}
+
+
 def test_self_refresh_restarts_refresh_accounting() -> None:
     n = nums("ddr4-2400")
     t_srx = 20 * n.tREFI
@@ -434,7 +454,7 @@ def test_refresh_gap_statistics() -> None:
     assert gaps[(0, 1)].refreshes == 0 and gaps[(0, 1)].count == 0
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if "ddr4-2400" in c.configs],
+@pytest.mark.parametrize("case", [c for c in CASES if "ddr4-2400" in c.configs and not c.overrides],
                          ids=lambda c: f"{c.rule}-{c.id or 'min'}")
 def test_channels_keep_separate_state(case: Case) -> None:
     """Every single-channel case, run on both channels of a 2-channel system at the same clocks:

@@ -135,6 +135,6 @@ def print_summary(console: Console, report: CheckReport, trace: str, cfg: Memory
     if shown:
         console.print(f"First {len(shown)} violation(s):")
         for v in shown:
-            console.print(f"  clk {v.cmd.clk}: {v}", markup=False, soft_wrap=True)
+            console.print(f"  {v}", markup=False, soft_wrap=True)
     console.print(f"[bold red]ILLEGAL[/]: {report.total_violations:,} violation(s) of "
                   f"{len(report.by_rule)} rule(s)")

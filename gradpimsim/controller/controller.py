@@ -108,8 +108,11 @@ class ChannelController:
         #: Column commands that were the first to their row after its ACT (row-buffer misses).
         self.row_misses = 0
         #: Spacing of back-to-back same-type column commands to one bank: their own rule.
-        self.run_gap = [max([1] + [gap for lvl in self.dev.updates[c][:3] for n, gap in lvl
-                                   if n == c]) for c in range(NCMD)]
+        upd = self.dev.updates
+        self.run_gap_bg = [max([1] + [g for lvl in upd[c][:2] for n, g in lvl if n == c])
+                           for c in range(NCMD)]
+        self.run_gap_rank = [max([1] + [g for n, g in upd[c][2] if n == c]) for c in range(NCMD)]
+        self.run_gap_pre = [max([1] + [g for n, g in upd[c][0] if n == PRE]) for c in range(NCMD)]
 
     # ------------------------------------------------------------------ requests in
     def submit(self, req: Request) -> None:
@@ -271,12 +274,31 @@ class ChannelController:
         dev = self.dev
         version = self.version
         now = self.now
+        cand_cmd = self.cand_cmd
+        bank_next, bg_next, rank_next = dev.bank_next, dev.bg_next, dev.rank_next
+        bpg, bpr = dev.banks_per_group, dev.banks_per_rank
         while heap:
             key, prio, seq, b, ver = heap[0]
             if ver != version[b]:
                 heapq.heappop(heap)
                 continue
-            e = dev.earliest(self.cand_cmd[b], b)
+            # dev.earliest(), inlined: this is the scheduler's innermost loop
+            cmd = cand_cmd[b]
+            e = bank_next[b * NCMD + cmd]
+            v = bg_next[(b // bpg) * NCMD + cmd]
+            if v > e:
+                e = v
+            v = rank_next[(b // bpr) * NCMD + cmd]
+            if v > e:
+                e = v
+            if dev.cmd_bus_next > e:
+                e = dev.cmd_bus_next
+            if cmd == ACT:
+                acts = dev.faw[b // bpr]
+                if len(acts) == dev.faw_count:
+                    v = acts[0] + dev.faw_window
+                    if v > e:
+                        e = v
             floor = self.cand_floor[b]
             if floor > e:
                 e = floor
@@ -349,7 +371,7 @@ class ChannelController:
         cmd = self.cand_cmd[b]
         req = self.cand_req[b]
         if cmd in (RD, WR):
-            if self.batch_runs and not self.fcfs and not self.closed_page and req is self._head(b):
+            if self.batch_runs and not self.fcfs and not self.closed_page and self._runs_on(b, req):
                 self._issue_run(b, cmd, req)
             else:
                 self._issue_column(b, cmd, req)
@@ -381,6 +403,16 @@ class ChannelController:
             if not self.refresh.should_continue(rank, t, idle):
                 self.refresh.refreshing[rank] = False
             self._rebuild_rank(rank)
+
+    def _runs_on(self, b: int, req: Request) -> bool:
+        """Worth a closed-form run: ``req`` heads its queue and another hit follows it."""
+        q = self.write_q[b] if self.draining else self.read_q[b]
+        if not q or q[0] is not req:
+            return False
+        if len(q) > 1:
+            return q[1].row == req.row
+        p = self.pending
+        return bool(p) and p[0].bank == b and p[0].row == req.row
 
     def _head(self, b: int) -> Request | None:
         q = self.write_q[b] if self.draining else self.read_q[b]
@@ -415,111 +447,328 @@ class ChannelController:
                 if order and order[0].bank != b:
                     self._refresh_candidate(order[0].bank)
 
-    def _issue_run(self, b: int, cmd: int, req: Request) -> None:
-        """Issue ``req`` and, in closed form, the bank's following row hits.
+    def _issue_run(self, b0: int, cmd: int, req0: Request) -> None:
+        """Issue ``req0`` and, in closed form, the row hits that follow it (a *run*).
 
-        Inside a run nothing but this bank's column commands can happen before ``limit`` (the
-        lowest key of any other candidate, the next refresh deadline, or the admission of a
-        request that is not another hit for this row), so command i issues at
-        ``max(t[i-1] + g, admitted[i])`` where ``g`` is the command's own column-to-column gap:
-        every other constraint was already met at ``t[0]``.  Because timing updates are maxima,
-        the device state after the run equals the state after its last command, so the device
-        is updated once.  The per-command loop gives the same cycles (tested both ways).
+        A run is every column command of one type (RD or WR) that the scheduler would issue to
+        open rows of one rank before ``limit``: the lowest key of any other candidate, the next
+        refresh deadline, or the admission of a request that is not another hit for a row in the
+        run.  Inside that window the commands constrain each other only through their own rules
+        (tCCD_L in a bank group, tCCD_S across groups, one command per clock); every other rule
+        was met when the run began.  So a small merge loop over the hit streams, earliest first
+        and oldest on ties, gives exactly the per-command scheduler's cycles.  Timing updates
+        are maxima, so the device is then updated once per bank, with its last command.  Tests
+        compare whole command streams issued both ways.
         """
         heap = self.heap
         version = self.version
-        while heap and heap[0][4] != version[heap[0][3]]:
-            heapq.heappop(heap)
-        limit = heap[0][0] if heap else INF
-        if self.refresh_due < limit:
-            limit = self.refresh_due
         dev = self.dev
+        bpr = dev.banks_per_rank
+        bpg = dev.banks_per_group
+        rank = b0 // bpr
         is_write = cmd == WR
-        q = self.write_q[b] if is_write else self.read_q[b]
-        row = dev.open_row[b]
-        g = self.run_gap[cmd]
+        queues = self.write_q if is_write else self.read_q
+        cand_cmd = self.cand_cmd
+        cand_req = self.cand_req
+        # -- the streams: the winner plus other head hits of the same kind waiting in the heap
+        limit = self.refresh_due
+        streams = [b0]
+        while heap:
+            key, _, _, b, ver = heap[0]
+            if ver != version[b]:
+                heapq.heappop(heap)
+                continue
+            if (cand_cmd[b] == cmd and b // bpr == rank and queues[b]
+                    and cand_req[b] is queues[b][0]):
+                heapq.heappop(heap)
+                streams.append(b)
+                continue
+            if key < limit:
+                limit = key
+            break
+        for b in streams:
+            version[b] += 1  # their heap entries are consumed; re-pushed after the run
+        now = self.now
+        if len(streams) == 1:
+            self._run_single(b0, cmd, req0, limit, rank)
+            return
+        n = len(streams)
+        s_q = [queues[b] for b in streams]
+        s_row = [dev.open_row[b] for b in streams]
+        s_start = [max(dev.earliest(cmd, b), now) for b in streams]
+        s_start[0] = now
+        s_pre = [dev.earliest(PRE, b) for b in streams]
+        s_bg = [(b // bpg) % dev.bankgroups for b in streams]
+        s_other = [(self.read_q if is_write else self.write_q)[b] for b in streams]
+        s_last = [-INF] * n
+        index = {b: k for k, b in enumerate(streams)}
+        last_in_bg = [-INF] * dev.bankgroups
+        gap_bg = self.run_gap_bg[cmd]
+        gap_rank = self.run_gap_rank[cmd]
+        gap_pre = self.run_gap_pre[cmd]
+        adaptive = self.adaptive
+        idle_close = self.idle_close
+        last_rank = -INF
         pending = self.pending
         cap = self.write_cap if is_write else self.read_cap
         sink = self.sink
-        t = self.now
-        rank = b // dev.banks_per_rank
-        if sink is not None:
-            _, bg, bank = dev.split_bank(b)
+        lat = self.write_latency_cycles if is_write else self.read_latency_cycles
+        latencies: list[int] = []
+        record = latencies.append
+        n_r, n_w = self.reads, self.writes
+        queued = self.rank_queued[rank]
+        low, forced = self.low, self.drain_forced
+        refresh = self.refresh
+        kind = Cmd(cmd)
+        done = 0
+        issued = 0
+        admitted_in_run: list[Request] = []
+        t = now
+        k = 0
+        req = req0
+        stream_range = range(n)
         while True:
-            # -- issue req at t (bookkeeping of _complete, inlined for the hot path)
-            q.popleft()
+            # -- issue req (head of stream k) at t
+            issued += 1
+            s_q[k].popleft()
             if is_write:
-                self.writes -= 1
-                done = t + self.write_latency_cycles
-                self.writes_done += 1
-                self.write_latency.add(done - req.admitted)
+                n_w -= 1
             else:
-                self.reads -= 1
-                done = t + self.read_latency_cycles
-                self.reads_done += 1
-                self.read_latency.add(done - req.admitted)
-            self.rank_queued[rank] -= 1
+                n_r -= 1
+            queued -= 1
+            done = t + lat
+            record(done - req.admitted)
             req.done = done
             if req.callback is not None:
                 req.callback(req)
-            self.cmd_counts[cmd] += 1
             if sink is not None:
-                sink(Command(t, Cmd(cmd), self.channel, rank, bg, bank, row, req.col))
-            last = t
-            # -- a mode switch (write drain starts or ends) ends the run here
+                _, g_, k_ = dev.split_bank(streams[k])
+                sink(Command(t, kind, self.channel, rank, g_, k_, s_row[k], req.col))
+            s_last[k] = t
+            last_in_bg[s_bg[k]] = t
+            last_rank = t
+            # -- a mode switch (write drain starts or ends) or a refresh ends the run here
             if is_write:
-                if self.writes == 0 or (
-                    self.reads > 0 and (not self.drain_forced or self.writes <= self.low)
-                ):
+                if n_w == 0 or (n_r > 0 and (not forced or n_w <= low)):
                     break
-            elif self.reads == 0 and self.writes > 0:
+            elif n_r == 0 and n_w > 0:
                 break
-            # -- admissions up to the next slot; a foreign one ends the run at its cycle
-            nxt = t + g
-            stop = False
-            while pending:
-                head = pending[0]
-                a = head.arrival if head.arrival > t else t
-                if a > nxt or a >= limit:
-                    break
-                if head.is_write != is_write or head.bank != b or head.row != row:
-                    if a < limit:
+            if queued == 0 and refresh.should_start(rank, t, True):
+                break
+            # -- the next command: earliest ready stream head, oldest on ties
+            floor_rank = t + gap_rank
+            while True:
+                best_t = INF
+                best_seq = INF
+                best_k = -1
+                for s in stream_range:
+                    qs = s_q[s]
+                    if not qs or qs[0].row != s_row[s]:
+                        # the bank's next candidate is a PRE: its exact earliest bounds the run
+                        if s_last[s] > -INF and (qs or (adaptive and not s_other[s])):
+                            v = s_last[s] + gap_pre
+                            if not qs and s_last[s] + idle_close > v:
+                                v = s_last[s] + idle_close
+                            if s_pre[s] > v:
+                                v = s_pre[s]
+                            if v < limit:
+                                limit = v
+                        continue
+                    head = qs[0]
+                    e = s_start[s]
+                    v = last_in_bg[s_bg[s]] + gap_bg
+                    if v > e:
+                        e = v
+                    if floor_rank > e:
+                        e = floor_rank
+                    if head.admitted > e:
+                        e = head.admitted
+                    if e < best_t or (e == best_t and head.seq < best_seq):
+                        best_t, best_seq, best_k = e, head.seq, s
+                # admissions up to that cycle come first; a foreign one bounds the run
+                admitted = False
+                while pending:
+                    head = pending[0]
+                    a = head.arrival if head.arrival > t else t
+                    if a > best_t or a >= limit:
+                        break
+                    hk = index.get(head.bank, -1)
+                    if head.is_write != is_write or hk < 0 or head.row != s_row[hk]:
                         limit = a
-                    stop = True
+                        break
+                    if (n_w if is_write else n_r) >= cap:
+                        break
+                    pending.popleft()
+                    head.admitted = a
+                    qh = s_q[hk]
+                    if not qh:
+                        admitted = True  # a new head: the choice may change
+                    qh.append(head)
+                    queued += 1
+                    if is_write:
+                        n_w += 1
+                    else:
+                        n_r += 1
+                    admitted_in_run.append(head)
+                if not admitted:
                     break
-                if (self.writes if is_write else self.reads) >= cap:
+            if best_k < 0 or best_t >= limit:
+                break
+            t = best_t
+            k = best_k
+            req = s_q[k][0]
+        self.reads, self.writes = n_r, n_w
+        self.rank_queued[rank] = queued
+        (self.write_latency if is_write else self.read_latency).add_many(latencies)
+        if is_write:
+            self.writes_done += issued
+        else:
+            self.reads_done += issued
+        rows = dict(zip(streams, s_row, strict=True))
+        last_of = {b: s_last[k] for k, b in enumerate(streams) if s_last[k] > -INF}
+        self._commit_run(cmd, rank, streams, rows, last_of, last_rank, done, issued,
+                         admitted_in_run)
+
+    def _run_single(self, b: int, cmd: int, req: Request, limit: int, rank: int) -> None:
+        """The one-stream case of :meth:`_issue_run` (most runs): same rules, leaner loop."""
+        dev = self.dev
+        is_write = cmd == WR
+        q = (self.write_q if is_write else self.read_q)[b]
+        row = dev.open_row[b]
+        gap = self.run_gap_bg[cmd]
+        if self.run_gap_rank[cmd] > gap:
+            gap = self.run_gap_rank[cmd]
+        pre_start = dev.earliest(PRE, b)
+        gap_pre = self.run_gap_pre[cmd]
+        idle_close = self.idle_close if self.adaptive else -INF
+        other_q = (self.read_q if is_write else self.write_q)[b]
+        pending = self.pending
+        cap = self.write_cap if is_write else self.read_cap
+        lat = self.write_latency_cycles if is_write else self.read_latency_cycles
+        latencies: list[int] = []
+        record = latencies.append
+        sink = self.sink
+        if sink is not None:
+            _, bg, bank = dev.split_bank(b)
+            kind = Cmd(cmd)
+            channel = self.channel
+        n_r, n_w = self.reads, self.writes
+        queued = self.rank_queued[rank]
+        low, forced = self.low, self.drain_forced
+        refresh = self.refresh
+        admitted_in_run: list[Request] = []
+        issued = 0
+        t = self.now
+        while True:
+            q.popleft()
+            issued += 1
+            if is_write:
+                n_w -= 1
+            else:
+                n_r -= 1
+            queued -= 1
+            done = t + lat
+            record(done - req.admitted)
+            req.done = done
+            if req.callback is not None:
+                req.callback(req)
+            if sink is not None:
+                sink(Command(t, kind, channel, rank, bg, bank, row, req.col))
+            last = t
+            if is_write:
+                if n_w == 0 or (n_r > 0 and (not forced or n_w <= low)):
                     break
-                pending.popleft()
-                head.admitted = a
-                q.append(head)
-                self.rank_queued[rank] += 1
-                if is_write:
-                    self.writes += 1
+            elif n_r == 0 and n_w > 0:
+                break
+            if queued == 0 and refresh.should_start(rank, t, True):
+                break
+            nxt = t + gap
+            while True:
+                if q and q[0].row == row:
+                    head = q[0]
+                    best = nxt if nxt > head.admitted else head.admitted
                 else:
-                    self.reads += 1
-            if stop or not q:
+                    best = INF
+                    if q or (idle_close > -INF and not other_q):
+                        v = t + gap_pre if q else max(t + gap_pre, t + idle_close)
+                        if pre_start > v:
+                            v = pre_start
+                        if v < limit:
+                            limit = v
+                admitted = False
+                while pending:
+                    head = pending[0]
+                    a = head.arrival if head.arrival > t else t
+                    if a > best or a >= limit:
+                        break
+                    if head.is_write != is_write or head.bank != b or head.row != row:
+                        limit = a
+                        break
+                    if (n_w if is_write else n_r) >= cap:
+                        break
+                    pending.popleft()
+                    head.admitted = a
+                    if not q:
+                        admitted = True  # a new head: the choice may change
+                    q.append(head)
+                    queued += 1
+                    if is_write:
+                        n_w += 1
+                    else:
+                        n_r += 1
+                    admitted_in_run.append(head)
+                if not admitted:
+                    break
+            if best >= limit:
                 break
+            t = best
             req = q[0]
-            if req.row != row:
-                break
-            t = nxt if nxt > req.admitted else req.admitted
-            if t >= limit:
-                break
-            if self.rank_queued[rank] == 0 and self.refresh.should_start(rank, t, True):
-                break
-        self.now = last
-        self.last_col[b] = last
+        self.reads, self.writes = n_r, n_w
+        self.rank_queued[rank] = queued
+        (self.write_latency if is_write else self.read_latency).add_many(latencies)
+        if is_write:
+            self.writes_done += issued
+        else:
+            self.reads_done += issued
+        self._commit_run(cmd, rank, [b], {b: row}, {b: last}, last, done, issued,
+                         admitted_in_run)
+
+    def _commit_run(self, cmd: int, rank: int, streams: list[int], rows: dict[int, int],
+                    last_of: dict[int, int], last_rank: int, done: int, issued: int,
+                    admitted_in_run: list[Request]) -> None:
+        """Apply a finished run to the device and the scheduler (shared by both run loops)."""
+        dev = self.dev
+        is_write = cmd == WR
+        queues = self.write_q if is_write else self.read_q
+        pending = self.pending
+        # -- admissions beyond the run's last command have not happened yet: undo them
+        while admitted_in_run and admitted_in_run[-1].admitted > last_rank:
+            late = admitted_in_run.pop()
+            queues[late.bank].pop()
+            late.admitted = -1
+            self.rank_queued[rank] -= 1
+            if is_write:
+                self.writes -= 1
+            else:
+                self.reads -= 1
+            pending.appendleft(late)
+        # -- commit: device state from each bank's last command, in time order
+        for b, tb in sorted(last_of.items(), key=lambda item: item[1]):
+            dev.issue(cmd, b, tb, rows[b])
+            self.last_col[b] = tb
+            if self.fresh[b]:
+                self.row_misses += 1
+                self.fresh[b] = False
+        self.cmd_counts[cmd] += issued
+        self.now = last_rank
         if done > self.last_done:
             self.last_done = done
-        dev.issue(cmd, b, last, row)
-        if self.fresh[b]:
-            self.row_misses += 1
-            self.fresh[b] = False
-        if self.rank_queued[rank] == 0 and self.refresh.should_start(rank, last, True):
+        if self.rank_queued[rank] == 0 and self.refresh.should_start(rank, last_rank, True):
             self.refresh.refreshing[rank] = True
             self._rebuild_rank(rank)
         if not self._update_mode():
-            self._refresh_candidate(b)
+            for b in streams:
+                self._refresh_candidate(b)
 
     def _complete(self, b: int, req: Request, t: int) -> None:
         if req.is_write:

@@ -26,6 +26,11 @@ class LatencyHistogram:
         if len(buf) >= _FLUSH:
             self._flush()
 
+    def add_many(self, latencies: list[int]) -> None:
+        self._buf.extend(latencies)
+        if len(self._buf) >= _FLUSH:
+            self._flush()
+
     def _flush(self) -> None:
         if not self._buf:
             return

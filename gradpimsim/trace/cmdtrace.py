@@ -2,9 +2,9 @@
 
 One command a line: ``<clk> <cmd> <channel> <rank> <bankgroup> <bank> <row hex> <col hex>``.
 Command traces of a long simulation hold hundreds of millions of lines, so the reader never loads
-a file whole: it yields one :class:`~gradpimsim.dram.commands.Command` per line and keeps only the
-current line number (which error messages and the checker report).  ``.gz`` files are read and
-written transparently, chosen by suffix.
+a file whole: it decodes ~256 KB at a time and yields one :class:`~gradpimsim.dram.commands.Command`
+per line, keeping track of line numbers for error messages (and for the checker's).  ``.gz``
+files are read and written transparently, chosen by suffix.
 
 GradPIM commands are spelled ``PIM_<what>``; the reader maps any such name onto the four PIM
 command kinds by the words it contains (``RD``/``LD``: bank read, ``WR``/``ST``: bank write,
@@ -90,7 +90,7 @@ class CommandTraceReader:
     ``(lines, commands)`` lists, where ``lines`` is the first command's line number when the
     chunk's commands sit on consecutive lines, else the list of their line numbers.
 
-    Chunks of about 1 MB are decoded with whole-chunk ``str.split`` and C-level ``map`` calls,
+    Chunks of about 256 KB are decoded with whole-chunk ``str.split`` and C-level ``map`` calls,
     which is several times faster than parsing line by line; a chunk with comments, blank lines
     or anything unexpected is parsed line by line instead, which also finds the exact line of an
     error (commands before a bad line are still delivered before the error is raised).
