@@ -82,7 +82,6 @@ class ChannelController:
         self.draining = False
         self.drain_forced = False
         self.pending: deque[Request] = deque()
-        self.seq = 0
         # candidates
         self.heap: list[tuple[int, int, int, int, int]] = []
         self.version = [0] * nb
@@ -118,15 +117,13 @@ class ChannelController:
     def submit(self, req: Request) -> None:
         """Offer a request; it is admitted at ``max(req.arrival, now)`` once its queue has room.
 
-        Requests must be submitted in non-decreasing arrival order.
+        Requests must be submitted in non-decreasing arrival order (their age stamps, given at
+        construction, order them for the scheduler).
         """
-        req.seq = self.seq
-        self.seq += 1
         self.pending.append(req)
 
     def submit_many(self, reqs: Iterable[Request]) -> None:
-        for r in reqs:
-            self.submit(r)
+        self.pending.extend(reqs)
 
     @property
     def queued(self) -> int:

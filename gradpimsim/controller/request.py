@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
+
+#: Age stamps: FR-FCFS breaks ties by age, and a C-level counter keeps stamping cheap.
+_ages = itertools.count()
 
 
 class Request:
@@ -18,7 +22,7 @@ class Request:
     def __init__(self, addr: int, is_write: bool, arrival: int, bank: int, row: int, col: int,
                  rank: int, callback: Callable[[Request], None] | None = None,
                  tag: object = None) -> None:
-        self.seq = -1
+        self.seq = next(_ages)
         self.addr = addr
         self.is_write = is_write
         self.arrival = arrival

@@ -60,19 +60,15 @@ def replay_trace(
     def source() -> Generator[simpy.Event, Any, None]:
         for chunk in iter_request_chunks(path, chunk_lines=chunk_lines):
             f = amap.decode_array(chunk.addr)
-            ch = f["ch"].tolist()
-            rank = f["ra"].tolist()
-            bank = ((f["ra"] * bpr) + f["bg"] * bpg + f["ba"]).tolist()
-            row = f["ro"].tolist()
-            col = f["co"].tolist()
-            addr = chunk.addr.tolist()
-            wr = chunk.is_write.tolist()
-            cyc = chunk.cycle.tolist()
-            submits = [c.submit for c in ctrls]
-            for i in range(len(addr)):
-                submits[ch[i]](Request(addr[i], wr[i], cyc[i], bank[i], row[i], col[i], rank[i]))
-            done["submitted"] += len(addr)
-            last = cyc[-1] if cyc else int(env.now)
+            bank = (f["ra"] * bpr) + f["bg"] * bpg + f["ba"]
+            for c, ctrl in enumerate(ctrls):
+                sel = f["ch"] == c if len(ctrls) > 1 else slice(None)
+                ctrl.submit_many(map(
+                    Request, chunk.addr[sel].tolist(), chunk.is_write[sel].tolist(),
+                    chunk.cycle[sel].tolist(), bank[sel].tolist(), f["ro"][sel].tolist(),
+                    f["co"][sel].tolist(), f["ra"][sel].tolist()))
+            done["submitted"] += len(chunk.addr)
+            last = int(chunk.cycle[-1]) if len(chunk.cycle) else int(env.now)
             if last > env.now:
                 yield env.timeout(last - int(env.now))
             for p in procs:
