@@ -112,13 +112,19 @@ def stats_table(stats: dict[str, Any], title: str) -> Table:
     return table
 
 
+def partial_path(path: str | Path) -> Path:
+    """Where a file is written before it is complete (same suffix, so .gz still compresses)."""
+    p = Path(path)
+    return p.with_name(f".partial.{p.name}")
+
+
 def write_json_atomic(path: str, data: dict[str, Any]) -> None:
     """Write JSON so that a reader never sees half a file."""
     text = json.dumps(data, indent=2, sort_keys=True)
     if path == "-":
         print(text)
         return
-    tmp = Path(f"{path}.partial")
+    tmp = partial_path(path)
     tmp.write_text(text + "\n")
     os.replace(tmp, path)
 
@@ -146,7 +152,7 @@ def run_trace(args: argparse.Namespace) -> int:
     writer = None
     partial = None
     if args.cmd_trace:
-        partial = Path(f"{args.cmd_trace}.partial")
+        partial = partial_path(args.cmd_trace)
         writer = CommandTraceWriter(partial)
         sinks.append(writer.write)
     checker = None
