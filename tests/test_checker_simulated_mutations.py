@@ -49,7 +49,8 @@ def _breaks(cfg, stream: list[Command], desc: str, mutated: list[Command]) -> bo
     if desc.startswith("drop"):
         for c in stream[index + 1:]:
             same_bank = (c.rank, c.bankgroup, c.bank) == original[3:6]
-            if (c.cmd == Cmd.ACT and same_bank) or (c.cmd in RANK_LEVEL and c.rank == original.rank):
+            same_rank = c.rank == original.rank
+            if (c.cmd == Cmd.ACT and same_bank) or (c.cmd in RANK_LEVEL and same_rank):
                 return True
         return False
     assert desc.startswith("duplicate")

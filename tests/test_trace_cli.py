@@ -1,4 +1,4 @@
-"""`gradpimsim trace`: output, side files, and bad input (exit 2, file:line, nothing half-written)."""
+"""`gradpimsim trace`: output, side files, bad input (exit 2, file:line, nothing half-written)."""
 
 from __future__ import annotations
 
