@@ -73,3 +73,41 @@ def test_dramsim3_ini_config(shared_reference: Path, tmp_path: Path) -> None:
     out_json = tmp_path / "s.json"
     assert main(["trace", str(trace), "-c", str(ini), "--json", str(out_json), "--check"]) == 0
     assert json.loads(out_json.read_text())["violations"] == 0
+
+
+def test_ctrl_c_keeps_what_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted replay reports and writes the requests it completed, marked as partial."""
+    import gradpimsim.trace.replay as replay
+
+    real = replay.iter_request_chunks
+
+    def interrupted_after_first_chunk(path, chunk_lines=65536):  # type: ignore[no-untyped-def]
+        chunks = real(path, chunk_lines=1000)
+        yield next(chunks)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(replay, "iter_request_chunks", interrupted_after_first_chunk)
+    trace = _trace(tmp_path / "t.trc", [f"{hex(i * 64)} READ {i}" for i in range(5000)])
+    out_json = tmp_path / "s.json"
+    cmds = tmp_path / "c.trace"
+    rc = main(["trace", str(trace), "--json", str(out_json), "--cmd-trace", str(cmds)])
+    assert rc == 130
+    stats = json.loads(out_json.read_text())
+    assert stats["interrupted"] is True
+    assert 0 < stats["requests"] <= 1000
+    assert check_trace(cmds, preset("ddr4-2400")).ok
+
+
+def test_completion_callbacks_report_latency() -> None:
+    from gradpimsim.controller.controller import ChannelController
+    from gradpimsim.controller.request import Request
+
+    cfg = preset("ddr4-2400")
+    seen: list[tuple[int, int]] = []
+    ctrl = ChannelController(cfg)
+    for i in range(3):
+        ctrl.submit(Request(i * 64, False, 10, 0, 0, i, 0,
+                            callback=lambda r: seen.append((r.col, r.done - r.arrival))))
+    ctrl.drain()
+    # ACT at 10, reads at 27, 33, 39 (tCCD_L), data ends CL + BL/2 later
+    assert seen == [(0, 17 + 17 + 4), (1, 23 + 17 + 4), (2, 29 + 17 + 4)]
