@@ -9,6 +9,7 @@ controller jump from one legal cycle to the next instead of ticking.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 
 from gradpimsim.config import MemoryConfig
@@ -46,6 +47,10 @@ class ChannelDevice:
         self.faw: list[deque[int]] = [deque(maxlen=4) for _ in range(o.ranks)]
         self.faw_window = 0
         self.faw_count = 4
+        self._open_count = [0] * o.ranks
+        self._active_since = [0] * o.ranks
+        self._active_cycles = [0] * o.ranks
+        self._auto_close: list[list[int]] = [[] for _ in range(o.ranks)]
         # updates[prev] = per level a list of (next_cmd, gap)
         upd: list[list[dict[int, int]]] = [[{}, {}, {}, {}] for _ in range(NCMD)]
         for r in resolve(cfg, pim):
@@ -56,9 +61,41 @@ class ChannelDevice:
                 continue
             table = upd[r.prev][_LEVEL_INDEX[r.level]]
             table[int(r.next)] = max(table.get(int(r.next), 0), r.gap)
+        #: When an auto-precharge starts after its RDA/WRA (the bank counts as active until
+        #: then): the table's RDA/WRA -> ACT gap less the precharge time.
+        self.auto_close_delay = {c: upd[c][0].get(int(Cmd.ACT), 0) - cfg.timing.tRP
+                                 for c in (int(Cmd.RDA), int(Cmd.WRA))}
         self.updates: list[tuple[tuple[tuple[int, int], ...], ...]] = [
             tuple(tuple(sorted(level.items())) for level in per_prev) for per_prev in upd
         ]
+
+    # -- background-power bookkeeping ----------------------------------------------------------
+    # A rank draws active-standby current while any bank is open and precharged-standby current
+    # otherwise; the energy model needs the active time, so the device keeps the union of open
+    # intervals per rank (auto-precharged banks count as open until their precharge starts).
+    def _drain_auto_close(self, rank: int, t: int) -> None:
+        pending = self._auto_close[rank]
+        while pending and pending[0] <= t:
+            self._bank_closes(rank, heapq.heappop(pending))
+
+    def _bank_opens(self, rank: int, t: int) -> None:
+        self._drain_auto_close(rank, t)
+        if self._open_count[rank] == 0:
+            self._active_since[rank] = t
+        self._open_count[rank] += 1
+
+    def _bank_closes(self, rank: int, t: int) -> None:
+        if self._auto_close[rank] and self._auto_close[rank][0] <= t:
+            self._drain_auto_close(rank, t)
+        self._open_count[rank] -= 1
+        if self._open_count[rank] == 0:
+            self._active_cycles[rank] += t - self._active_since[rank]
+
+    def active_cycles(self, rank: int, until: int) -> int:
+        """Cycles in [0, until) during which at least one bank of ``rank`` was open."""
+        self._drain_auto_close(rank, until)
+        extra = until - self._active_since[rank] if self._open_count[rank] else 0
+        return self._active_cycles[rank] + max(extra, 0)
 
     # -- indices -------------------------------------------------------------------------------
     def flat_bank(self, rank: int, bankgroup: int, bank: int) -> int:
@@ -155,7 +192,13 @@ class ChannelDevice:
                 raise ProtocolError(f"ACT at {t} to open bank {flat_bank}")
             self.open_row[flat_bank] = row
             self.faw[r].append(t)
-        elif cmd == 1 or cmd == 3 or cmd == 5:  # PRE, RDA, WRA close the bank
+            self._bank_opens(r, t)
+        elif cmd == 1:  # PRE
+            if self.open_row[flat_bank] != -1:
+                self._bank_closes(r, t)
             self.open_row[flat_bank] = -1
+        elif cmd == 3 or cmd == 5:  # RDA, WRA: closed for scheduling now, precharged later
+            self.open_row[flat_bank] = -1
+            heapq.heappush(self._auto_close[r], t + self.auto_close_delay[cmd])
         self.cmd_bus_next = t + 1
         self.last_issue = t

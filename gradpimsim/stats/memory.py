@@ -13,6 +13,7 @@ import numpy as np
 from gradpimsim.config import MemoryConfig
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.dram.commands import TRACE_NAME, Cmd
+from gradpimsim.stats.energy import dram_energy
 from gradpimsim.stats.latency import LatencyHistogram
 
 
@@ -45,6 +46,7 @@ def memory_stats(cfg: MemoryConfig, controllers: Sequence[ChannelController],
     peak = cfg.peak_bandwidth_gbs * cfg.org.channels
     rl = _merge([c.read_latency for c in controllers])
     wl = _merge([c.write_latency for c in controllers])
+    energy = dram_energy(cfg, controllers, end) if cfg.power else {}
     return {
         "config": cfg.name,
         "channels": cfg.org.channels,
@@ -65,4 +67,5 @@ def memory_stats(cfg: MemoryConfig, controllers: Sequence[ChannelController],
         "row_hit_rate": round(1.0 - misses / columns, 6) if columns else 0.0,
         "refreshes": counts[TRACE_NAME[Cmd.REF]],
         "commands": {k: v for k, v in counts.items() if v},
+        "energy_nj": energy,
     }

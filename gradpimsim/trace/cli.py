@@ -105,6 +105,10 @@ def stats_table(stats: dict[str, Any], title: str) -> Table:
         ("row-buffer hit rate", f"{100 * stats['row_hit_rate']:.2f}%"),
         ("refreshes", f"{stats['refreshes']:,}"),
     ]
+    energy = stats.get("energy_nj") or {}
+    if energy:
+        rows.append(("DRAM energy", f"{energy['total'] / 1000:,.3f} uJ "
+                                    f"({energy['average_power_mw']:,.0f} mW average)"))
     for name, count in stats["commands"].items():
         rows.append((f"  {name}", f"{count:,}"))
     for k, v in rows:
