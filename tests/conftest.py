@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gradpimsim.checker import ProtocolChecker
-from gradpimsim.controller.controller import ChannelController
+from gradpimsim.controller import controller
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -25,29 +25,23 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def online_checker(request: pytest.FixtureRequest,
-                   monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ProtocolChecker]]:
+def online_checker(request: pytest.FixtureRequest) -> Iterator[list[ProtocolChecker]]:
     """Attach a raising ProtocolChecker to every ChannelController created during the test."""
     checkers: list[ProtocolChecker] = []
     if request.node.get_closest_marker("no_checker"):
         yield checkers
         return
-    original = ChannelController.__init__
 
-    def init(self: ChannelController, cfg, channel=0, *, pim=None, sink=None, **kw):  # type: ignore[no-untyped-def]
+    def factory(cfg, channel, pim):  # type: ignore[no-untyped-def]
         checker = ProtocolChecker(cfg, pim, raise_on_violation=True)
         checkers.append(checker)
-        observe = checker.observe
-        if sink is None:
-            chained = observe
-        else:
-            def chained(cmd, _sink=sink, _observe=observe):  # type: ignore[no-untyped-def]
-                _observe(cmd)
-                _sink(cmd)
-        original(self, cfg, channel, pim=pim, sink=chained, **kw)
+        return checker.observe
 
-    monkeypatch.setattr(ChannelController, "__init__", init)
-    yield checkers
+    controller.OBSERVER_FACTORIES.append(factory)
+    try:
+        yield checkers
+    finally:
+        controller.OBSERVER_FACTORIES.remove(factory)
     for checker in checkers:
         report = checker.finish()
         assert report.ok, f"protocol violations: {report.violations[:3]}"

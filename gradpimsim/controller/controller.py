@@ -41,6 +41,22 @@ _PRIO_REFRESH, _PRIO_HIT, _PRIO_MISS, _PRIO_IDLE = -1, 0, 1, 2
 
 CommandSink = Callable[[Command], None]
 
+#: Observers attached to every controller built, e.g. the test suite's online protocol checker:
+#: each is called with (config, channel, pim) and returns a sink for that controller's commands.
+#: A hook rather than a patch point, so it also works when this module is compiled with mypyc.
+OBSERVER_FACTORIES: list[Callable[[MemoryConfig, int, PimConfig | None], CommandSink]] = []
+
+
+def _chain(observers: list[CommandSink], sink: CommandSink | None) -> CommandSink:
+    """One sink feeding the observers, then the caller's sink."""
+    targets = observers + ([sink] if sink is not None else [])
+
+    def fan_out(cmd: Command) -> None:
+        for target in targets:
+            target(cmd)
+
+    return fan_out
+
 
 class ChannelController:
     """One channel's controller and its device state (no SimPy inside: see ``process``)."""
@@ -56,6 +72,8 @@ class ChannelController:
     ) -> None:
         c = cfg.controller
         t = cfg.timing
+        if OBSERVER_FACTORIES:
+            sink = _chain([f(cfg, channel, pim) for f in OBSERVER_FACTORIES], sink)
         self.cfg = cfg
         self.channel = channel
         self.dev = ChannelDevice(cfg, pim)
@@ -368,6 +386,7 @@ class ChannelController:
         cmd = self.cand_cmd[b]
         req = self.cand_req[b]
         if cmd in (RD, WR):
+            assert req is not None  # a column candidate always serves a request
             if self.batch_runs and not self.fcfs and not self.closed_page and self._runs_on(b, req):
                 self._issue_run(b, cmd, req)
             else:
@@ -377,6 +396,7 @@ class ChannelController:
         dev = self.dev
         rank = b // dev.banks_per_rank
         if cmd == ACT:
+            assert req is not None  # an ACT always opens a row for a request
             row = req.row
             dev.issue(ACT, b, t, row)
             self.bypass[b] = 0

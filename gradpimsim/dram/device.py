@@ -14,6 +14,7 @@ from collections import deque
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.dram.commands import Cmd
+from gradpimsim.dram.errors import ProtocolError
 from gradpimsim.dram.timing_table import resolve
 from gradpimsim.pim.config import PimConfig
 
@@ -21,8 +22,6 @@ NCMD = len(Cmd)
 _LEVEL_INDEX = {"bank": 0, "bankgroup": 1, "rank": 2, "other_rank": 3}
 
 
-class ProtocolError(RuntimeError):
-    """The controller asked the device for something the protocol forbids (a controller bug)."""
 
 
 class ChannelDevice:
@@ -155,10 +154,10 @@ class ChannelDevice:
             groups = range(r * self.bankgroups, (r + 1) * self.bankgroups)
         elif cmd == 11:  # PIM_OP: the unit of one bank group
             banks = range(g * bpg, (g + 1) * bpg)
-            groups = (g,)
+            groups = range(g, g + 1)
         else:
-            banks = (flat_bank,)
-            groups = (g,)
+            banks = range(flat_bank, flat_bank + 1)
+            groups = range(g, g + 1)
         arr = self.bank_next
         for b in banks:
             base = b * NCMD
