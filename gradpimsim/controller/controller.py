@@ -431,10 +431,6 @@ class ChannelController:
         p = self.pending
         return bool(p) and p[0].bank == b and p[0].row == req.row
 
-    def _head(self, b: int) -> Request | None:
-        q = self.write_q[b] if self.draining else self.read_q[b]
-        return q[0] if q else None
-
     def _column_cmd(self, b: int, cmd: int, req: Request) -> int:
         """RD/WR, or RDA/WRA when the closed-page policy finds no other request for the row."""
         if not self.closed_page:
