@@ -165,7 +165,10 @@ class ChannelController:
     def _admit_ready(self) -> None:
         pending = self.pending
         now = self.now
-        touched = set()
+        cand_cmd = self.cand_cmd
+        fresh = self.fresh
+        touched: list[int] = []
+        admitted = False
         while pending:
             req = pending[0]
             if req.arrival > now:
@@ -187,12 +190,18 @@ class ChannelController:
             pending.popleft()
             req.admitted = now
             self.rank_queued[req.rank] += 1
-            touched.add(req.bank)
-        if touched and not self._update_mode():
+            admitted = True
+            # The youngest request can change its bank's choice only if the bank had none,
+            # was about to precharge (the newcomer may hit the open row), or has a fresh row.
+            b = req.bank
+            c = cand_cmd[b]
+            if c < 0 or c == PRE or fresh[b]:
+                touched.append(b)
+        if admitted and not self._update_mode():
             if self.fcfs:
                 self._rebuild()
             else:
-                for b in touched:
+                for b in set(touched):
                     self._refresh_candidate(b)
 
     # ------------------------------------------------------------------ candidates
