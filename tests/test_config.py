@@ -69,3 +69,16 @@ def test_toml_file_with_base_and_overrides(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert err.value.field == "timing.tRDC"
+
+
+def test_presets_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from gradpimsim.cli import main
+
+    assert main(["presets"]) == 0
+    assert "ddr4-3200-x16" in capsys.readouterr().out
+    assert main(["presets", "--fields"]) == 0
+    out = capsys.readouterr().out
+    assert "tRCD" in out and "page_policy" in out
+    assert main(["presets", "ddr4-2400-2r"]) == 0
+    assert "org.ranks" in capsys.readouterr().out
+    assert main(["presets", "ddr4-1600"]) == 2
