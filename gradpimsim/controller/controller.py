@@ -47,6 +47,17 @@ CommandSink = Callable[[Command], None]
 OBSERVER_FACTORIES: list[Callable[[MemoryConfig, int, PimConfig | None], CommandSink]] = []
 
 
+def drain_flips(draining: bool, reads: int, writes: int, forced: bool, high: int,
+                low: int) -> bool:
+    """The write-drain policy, in one place: does the controller switch between serving reads
+    and draining writes, given the queue counts?  A drain starts at the high watermark (forced)
+    or when no read waits; a forced drain ends at the low watermark once reads wait, an
+    opportunistic one as soon as a read arrives, and any drain ends when the writes run out."""
+    if draining:
+        return writes == 0 or (reads > 0 and (not forced or writes <= low))
+    return writes >= high or (reads == 0 and writes > 0)
+
+
 def _chain(observers: list[CommandSink], sink: CommandSink | None) -> CommandSink:
     """One sink feeding the observers, then the caller's sink."""
     targets = observers + ([sink] if sink is not None else [])
@@ -207,19 +218,13 @@ class ChannelController:
     # ------------------------------------------------------------------ candidates
     def _update_mode(self) -> bool:
         """Switch between serving reads and draining writes; True if it switched (and rebuilt)."""
-        if self.draining:
-            if self.writes == 0 or (
-                self.reads > 0 and (not self.drain_forced or self.writes <= self.low)
-            ):
-                self.draining = False
-                self._rebuild()
-                return True
-        elif self.writes >= self.high or (self.reads == 0 and self.writes > 0):
-            self.draining = True
-            self.drain_forced = self.writes >= self.high
-            self._rebuild()
-            return True
-        return False
+        if not drain_flips(self.draining, self.reads, self.writes, self.drain_forced, self.high,
+                           self.low):
+            return False
+        self.draining = not self.draining
+        self.drain_forced = self.draining and self.writes >= self.high
+        self._rebuild()
+        return True
 
     def _rebuild(self) -> None:
         for b in range(self.nbanks):
@@ -539,7 +544,7 @@ class ChannelController:
         record = latencies.append
         n_r, n_w = self.reads, self.writes
         queued = self.rank_queued[rank]
-        low, forced = self.low, self.drain_forced
+        low, high, forced = self.low, self.high, self.drain_forced
         refresh = self.refresh
         kind = Cmd(cmd)
         done = 0
@@ -570,10 +575,7 @@ class ChannelController:
             last_in_bg[s_bg[k]] = t
             last_rank = t
             # -- a mode switch (write drain starts or ends) or a refresh ends the run here
-            if is_write:
-                if n_w == 0 or (n_r > 0 and (not forced or n_w <= low)):
-                    break
-            elif n_r == 0 and n_w > 0:
+            if drain_flips(is_write, n_r, n_w, forced, high, low):
                 break
             if queued == 0 and refresh.should_start(rank, t, True):
                 break
@@ -676,7 +678,7 @@ class ChannelController:
             channel = self.channel
         n_r, n_w = self.reads, self.writes
         queued = self.rank_queued[rank]
-        low, forced = self.low, self.drain_forced
+        low, high, forced = self.low, self.high, self.drain_forced
         refresh = self.refresh
         admitted_in_run: list[Request] = []
         issued = 0
@@ -697,10 +699,7 @@ class ChannelController:
             if sink is not None:
                 sink(Command(t, kind, channel, rank, bg, bank, row, req.col))
             last = t
-            if is_write:
-                if n_w == 0 or (n_r > 0 and (not forced or n_w <= low)):
-                    break
-            elif n_r == 0 and n_w > 0:
+            if drain_flips(is_write, n_r, n_w, forced, high, low):
                 break
             if queued == 0 and refresh.should_start(rank, t, True):
                 break
