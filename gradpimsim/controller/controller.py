@@ -121,6 +121,11 @@ class ChannelController:
         #: True between an ACT and the first column command to its row.
         self.fresh = [False] * nb
         self.last_col = [0] * nb
+        #: Co-scheduling with PIM streams (``controller.pim_arbiter``): banks a PIM unit holds
+        #: are off limits to this scheduler, and no closed-form run reaches ``horizon`` (the
+        #: PIM side's next proposal, a lower bound of its next command).
+        self.held = [False] * nb
+        self.horizon = INF
         self.rank_queued = [0] * cfg.org.ranks
         self.refresh = RefreshManager(cfg.org.ranks, t.tREFI, c.max_postponed_refreshes, c.refresh)
         self.refresh_due = self.refresh.next_check(0)
@@ -248,6 +253,8 @@ class ChannelController:
         heapq.heappush(self.heap, (key, prio, seq, b, self.version[b]))
 
     def _choose(self, b: int) -> tuple[int, Request | None, int, int]:
+        if self.held[b]:
+            return -1, None, 0, 0
         dev = self.dev
         rank = b // dev.banks_per_rank
         row = dev.open_row[b]
@@ -381,6 +388,27 @@ class ChannelController:
         self.run_until(INF, until_idle=True)
         return self.last_done
 
+    # ------------------------------------------------------------------ co-scheduling
+    def hold(self, b: int, held: bool) -> None:
+        """Give bank ``b`` to (or take it back from) another command source, e.g. a PIM unit."""
+        if self.held[b] != held:
+            self.held[b] = held
+            self._refresh_candidate(b)
+
+    def external_issued(self, cmd: int, b: int) -> None:
+        """Another source issued ``cmd`` to bank ``b`` on this channel's device.
+
+        Timing needs nothing: heap keys are lower bounds and every winner's exact earliest
+        cycle is asked of the shared device.  Row state does: a candidate chosen for the old
+        open row is recomputed, and during a refresh the rank's REF may have become possible.
+        """
+        if cmd in (ACT, PRE):
+            rank = b // self.dev.banks_per_rank
+            if self.refresh.refreshing[rank]:
+                self._rebuild_rank(rank)
+            else:
+                self._refresh_candidate(b)
+
     # ------------------------------------------------------------------ refresh
     def _refresh_check(self) -> None:
         for rank in range(len(self.rank_queued)):
@@ -498,7 +526,7 @@ class ChannelController:
         cand_cmd = self.cand_cmd
         cand_req = self.cand_req
         # -- the streams: the winner plus other head hits of the same kind waiting in the heap
-        limit = self.refresh_due
+        limit = self.refresh_due if self.refresh_due < self.horizon else self.horizon
         streams = [b0]
         while heap:
             key, _, _, b, ver = heap[0]
