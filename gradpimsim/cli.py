@@ -21,7 +21,7 @@ SUBCOMMAND_MODULES = (
     "gradpimsim.checker.cli",
     "gradpimsim.graph.cli",
     "gradpimsim.pim.cli",
-    "gradpimsim.run.cli",
+    "gradpimsim.system.cli",
     "gradpimsim.config.cli",
 )
 

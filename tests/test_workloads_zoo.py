@@ -26,6 +26,11 @@ def test_reference_parameter_counts(name: str, count: int) -> None:
     assert param_count(g) == count
 
 
+def test_mlp_small_count_by_hand() -> None:
+    g = workloads.get_workload("mlp-small")
+    assert param_count(g) == 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10 == 669_706
+
+
 def test_mlp_count_by_hand() -> None:
     g = workloads.get_workload("mlp")
     hand = 784 * 2048 + 2048 + 2 * (2048 * 2048 + 2048) + 2048 * 10 + 10
@@ -41,7 +46,7 @@ def test_lstm_lm_count_by_hand() -> None:
 
 def test_registry_lists_all_and_builds_valid_graphs() -> None:
     names = [w.name for w in workloads.list_workloads()]
-    assert set(REFERENCE_PARAMS) | {"mlp", "lstm-lm"} == set(names)
+    assert set(REFERENCE_PARAMS) | {"mlp", "mlp-small", "lstm-lm"} == set(names)
     for name in names:
         validate(workloads.get_workload(name, batch=2))
 

@@ -21,6 +21,11 @@ from workloads.transformer import bert_base, bert_large, gpt2
 from workloads.vgg import vgg16
 
 
+def mlp_small(batch: int = 32) -> nx.DiGraph:
+    """The quick-start workload: 784-512-512-10, 669,706 parameters."""
+    return mlp(batch, hidden=(512, 512))
+
+
 @dataclass(frozen=True)
 class WorkloadInfo:
     """A registry entry: the builder, its defaults and a one-line description."""
@@ -39,6 +44,7 @@ class WorkloadInfo:
 _REGISTRY: dict[str, WorkloadInfo] = {
     w.name: w for w in (
         WorkloadInfo("mlp", mlp, "MLP 784-2048x3-10 (ours)", 64),
+        WorkloadInfo("mlp-small", mlp_small, "MLP 784-512x2-10 (ours; seconds to simulate)", 32),
         WorkloadInfo("resnet18", resnet18, "ResNet-18, ImageNet 224x224 (torchvision)", 32),
         WorkloadInfo("resnet50", resnet50, "ResNet-50, ImageNet 224x224 (torchvision)", 32),
         WorkloadInfo("vgg16", vgg16, "VGG-16, ImageNet 224x224 (torchvision)", 32),

@@ -1,0 +1,276 @@
+"""``gradpimsim run`` and ``gradpimsim compare``: one training iteration, with or without PIM.
+
+``compare`` runs the same iteration twice (host update over the bus, then GradPIM) and prints
+one table with both and the speedup.  ``--out DIR`` writes results.json (every figure and the
+full configuration), tasks.csv and timeline.json (Perfetto).  Ctrl-C stops the run, writes
+what finished (marked ``interrupted``) and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gradpimsim.system.config import LAYOUTS, PIM_POLICIES, RunConfig
+
+if TYPE_CHECKING:  # the simulator itself is imported when a command runs, not for --help
+    from gradpimsim.system.executor import TaskRecord
+    from gradpimsim.system.results import RunResult
+
+console = Console()
+
+
+def add_parser(subparsers: Any) -> None:
+    run = subparsers.add_parser(
+        "run", help="simulate one training iteration (host update, or --pim for GradPIM)",
+        description="Simulate one training iteration of WORKLOAD on the NPU and DDR4 memory, "
+        "with the optimizer update on the host (default) or inside the DRAM (--pim).")
+    _common(run)
+    run.add_argument("--pim", action=argparse.BooleanOptionalAction, default=False,
+                     help="run the optimizer update on GradPIM units (default: on the host)")
+    run.set_defaults(func=_run)
+    cmp_ = subparsers.add_parser(
+        "compare", help="simulate one training iteration without and with GradPIM",
+        description="Simulate one training iteration of WORKLOAD twice, with the update on the "
+        "host and on GradPIM, and print both with the speedup.")
+    _common(cmp_)
+    cmp_.set_defaults(func=_compare)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workload", metavar="WORKLOAD",
+                   help="built-in workload (see `gradpimsim workloads list`) or a graph file "
+                   "(.json, SCALE-Sim .csv, .onnx)")
+    p.add_argument("--memory", "-c", "--config", dest="memory", default="ddr4-2400",
+                   metavar="PRESET|FILE", help="memory preset, .toml or DRAMsim3 .ini "
+                   "(default ddr4-2400)")
+    p.add_argument("--channels", type=int, help="override the number of channels")
+    p.add_argument("--ranks", type=int, help="override the number of ranks per channel")
+    p.add_argument("--batch", type=int, help="batch size (default: the workload's)")
+    p.add_argument("--seq-len", type=int, help="sequence length (sequence models)")
+    p.add_argument("--optimizer", default="momentum", metavar="NAME",
+                   help="sgd, momentum, nesterov, adam, adamw (default momentum)")
+    p.add_argument("--precision", default="mixed", metavar="POLICY",
+                   help="fp32, mixed (fp16), mixed-bf16, mixed-int8 (default mixed)")
+    p.add_argument("--npu", default="default", metavar="PRESET|FILE", help="NPU preset or .toml")
+    p.add_argument("--layout", choices=LAYOUTS, default="colocated",
+                   help="placement of each parameter's weight/gradient/state (both runs)")
+    p.add_argument("--pim-policy", choices=PIM_POLICIES, default="host-first",
+                   help="who wins command-bus ties between NPU traffic and PIM streams")
+    p.add_argument("--step", type=int, default=2, help="optimizer step simulated (default 2)")
+    p.add_argument("--functional", action="store_true",
+                   help="update real values too and verify them (small models only)")
+    p.add_argument("--no-batch", action="store_true",
+                   help="one scheduler decision per command (slow; for cross-checks)")
+    p.add_argument("--bin-cycles", type=int, default=10_000,
+                   help="bandwidth-over-time bin width in DRAM cycles (default 10000)")
+    p.add_argument("--out", metavar="DIR",
+                   help="write results.json, tasks.csv and timeline.json to DIR")
+    p.add_argument("--no-timeline", action="store_true", help="with --out: skip timeline.json")
+    p.add_argument("--cmd-trace", metavar="FILE",
+                   help="stream every DRAM command to FILE (DRAMsim3 layout; .gz compresses; "
+                   "compare writes FILE's baseline and pim variants)")
+
+
+def _config(args: argparse.Namespace, pim: bool) -> RunConfig:
+    return RunConfig(workload=args.workload, batch=args.batch, seq_len=args.seq_len,
+                     memory=args.memory, channels=args.channels, ranks=args.ranks,
+                     optimizer=args.optimizer, precision=args.precision, npu=args.npu,
+                     pim=pim, pim_policy=args.pim_policy, layout=args.layout,
+                     functional=args.functional, step=args.step,
+                     batch_runs=not args.no_batch, bin_cycles=args.bin_cycles)
+
+
+def _user_errors(func: Any) -> Any:
+    """Our input errors (unknown workload, layout the units cannot reach) are exit-2 errors."""
+    def wrapped(args: argparse.Namespace) -> int:
+        from gradpimsim.cli import UserError
+        from gradpimsim.graph.schema import GraphError
+        from gradpimsim.host.allocator import OutOfMemory
+        from gradpimsim.pim.errors import LayoutError
+
+        try:
+            return int(func(args))
+        except (GraphError, LayoutError) as exc:
+            raise UserError(str(exc)) from None
+        except OutOfMemory as exc:
+            raise UserError(f"the workload does not fit in memory: {exc}; use more channels "
+                            "or ranks, or a smaller batch") from None
+    return wrapped
+
+
+class _Progress:
+    """Rich progress: tasks done, the current phase and layer, simulated and wall time."""
+
+    def __init__(self, progress: Progress, label: str, tck_ns: float) -> None:
+        self.progress = progress
+        self.label = label
+        self.tck_ns = tck_ns
+        self.task = progress.add_task(label, total=None, sim="")
+
+    def __call__(self, rec: TaskRecord, done: int, total: int) -> None:
+        where = rec.layer or rec.task.split(":", 1)[-1]
+        self.progress.update(self.task, total=total, completed=done,
+                             description=f"{self.label} {rec.phase:8s} {where[:28]}",
+                             sim=f"{rec.end * self.tck_ns / 1000:,.1f} us simulated")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[sim]}"), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True)
+
+
+def _sink_factory(path: str | None, suffix: str, cfg_channels: int, writers: list[Any]) -> Any:
+    if not path:
+        return None
+    from gradpimsim.trace.cmdtrace import CommandTraceWriter
+
+    p = Path(path)
+    if suffix:
+        name = p.name
+        stem, dot, ext = name.partition(".")
+        p = p.with_name(f"{stem}.{suffix}{dot}{ext}")
+    w = CommandTraceWriter(p.with_name(f".partial.{p.name}"))
+    writers.append((w, p))
+    return lambda ch: w.write
+
+
+def _close(writers: list[Any]) -> list[Path]:
+    out = []
+    for w, p in writers:
+        w.close()
+        os.replace(p.with_name(f".partial.{p.name}"), p)
+        out.append(p)
+    return out
+
+
+@_user_errors
+def _run(args: argparse.Namespace) -> int:
+    from gradpimsim.system.results import results_dict
+    from gradpimsim.system.simulate import simulate
+
+    run = _config(args, args.pim)
+    cfg = run.memory_config()
+    writers: list[Any] = []
+    t0 = time.perf_counter()
+    with _progress() as prog:
+        res = simulate(run, progress=_Progress(prog, "GradPIM" if run.pim else "baseline",
+                                               cfg.timing.tCK_ns),
+                       sink_factory=_sink_factory(args.cmd_trace, "", 1, writers))
+    paths = _close(writers)
+    name = "pim" if run.pim else "baseline"
+    console.print(results_table({name: res}, None, run))
+    data = results_dict(run, {name: res})
+    return _finish(args, data, {name: res}, res.interrupted, paths, time.perf_counter() - t0)
+
+
+@_user_errors
+def _compare(args: argparse.Namespace) -> int:
+    from gradpimsim.system.results import CompareResult
+    from gradpimsim.system.simulate import simulate
+
+    run = _config(args, False)
+    cfg = run.memory_config()
+    writers: list[Any] = []
+    t0 = time.perf_counter()
+    with _progress() as prog:
+        base = simulate(run, progress=_Progress(prog, "baseline", cfg.timing.tCK_ns),
+                        sink_factory=_sink_factory(args.cmd_trace, "baseline", 1, writers))
+        pim: RunResult | None = None
+        if not base.interrupted:
+            pim = simulate(run.with_pim(True),
+                           progress=_Progress(prog, "GradPIM ", cfg.timing.tCK_ns),
+                           sink_factory=_sink_factory(args.cmd_trace, "pim", 1, writers))
+    paths = _close(writers)
+    result = CompareResult(run, base, pim)
+    if run.functional and pim is not None and not pim.interrupted:
+        from gradpimsim.system.simulate import _same_weights
+
+        result.weights_match = _same_weights(base, pim)
+    runs = result.runs()
+    console.print(results_table(runs, result.speedup, run))
+    if run.functional:
+        console.print(f"functional: baseline {_verdict(base)}, GradPIM "
+                      f"{_verdict(pim) if pim else 'not run'}; final weights "
+                      f"{'identical' if result.weights_match else 'DIFFER'}")
+    return _finish(args, result.to_dict(), runs, result.interrupted, paths,
+                   time.perf_counter() - t0)
+
+
+def _verdict(r: RunResult) -> str:
+    if r.verified is None:
+        return "not checked"
+    return "bit-exact with the reference optimizer" if r.verified else \
+        f"MISMATCH ({r.mismatches[0]})"
+
+
+def _finish(args: argparse.Namespace, data: dict[str, Any], runs: dict[str, RunResult],
+            interrupted: bool, paths: list[Path], wall: float) -> int:
+    from gradpimsim.system.results import write_outputs
+
+    if args.out:
+        paths += write_outputs(args.out, data, runs, timeline=not args.no_timeline)
+    for p in paths:
+        console.print(f"[dim]wrote {p}[/]")
+    console.print(f"[dim]{wall:.1f} s wall[/]")
+    if interrupted:
+        console.print("[yellow]interrupted: the figures above cover the tasks finished so far"
+                      + (f"; saved in {args.out}" if args.out else "") + "[/]")
+        return 130
+    if any(r.verified is False for r in runs.values()):
+        return 1
+    return 0
+
+
+def _fmt_cycles(r: RunResult, cycles: int) -> str:
+    return f"{cycles * r.tCK_ns / 1000:,.1f} us ({cycles:,} cyc)"
+
+
+def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunConfig) -> Table:
+    """The comparison table: one column per run."""
+    title = (f"{run.workload} training iteration on {next(iter(runs.values())).memory['name']}"
+             f", {run.optimizer} / {run.precision}")
+    if any(r.interrupted for r in runs.values()):
+        title += " (INTERRUPTED: partial)"
+    t = Table(title=title, header_style="bold")
+    t.add_column("metric")
+    labels = {"baseline": "host update", "pim": "GradPIM"}
+    for name in runs:
+        t.add_column(labels.get(name, name), justify="right")
+    rs = list(runs.values())
+
+    def row(label: str, fn: Any) -> None:
+        t.add_row(label, *[fn(r) for r in rs])
+
+    row("iteration time", lambda r: _fmt_cycles(r, r.cycles))
+    for phase in ("forward", "backward", "update"):
+        row(f"  {phase} (first start to last end)",
+            lambda r, p=phase: _fmt_cycles(r, r.phases[p]["cycles"]))
+    row("DRAM bytes read / written",
+        lambda r: f"{r.dram['read_bytes'] / 2**20:,.1f} / {r.dram['write_bytes'] / 2**20:,.1f}"
+                  " MiB")
+    row("bandwidth (utilization)",
+        lambda r: f"{r.dram['bandwidth_gbs']:.2f} GB/s ({100 * r.dram['utilization']:.1f}%)")
+    row("row-buffer hit rate", lambda r: f"{100 * r.dram['row_hit_rate']:.1f}%")
+    row("PIM unit utilization",
+        lambda r: f"{100 * r.pim_units['utilization']:.2f}%" if r.config.pim else "-")
+    names = sorted({k for r in rs for k in r.dram["commands"]})
+    for name in names:
+        row(f"  {name}", lambda r, n=name: f"{r.dram['commands'].get(n, 0):,}")
+    row("DRAM energy", lambda r: f"{r.energy_nj.get('total', 0) / 1e3:,.1f} uJ")
+    for comp in ("background", "act", "read", "write", "io", "refresh", "pim_column",
+                 "pim_op"):
+        if any(r.energy_nj.get(comp) for r in rs):
+            row(f"  {comp}", lambda r, c=comp: f"{r.energy_nj.get(c, 0) / 1e3:,.1f} uJ")
+    row("wall time", lambda r: f"{r.wall_s:.1f} s")
+    if speedup is not None:
+        t.add_row("[bold]speedup (host / GradPIM)[/]", "", f"[bold]{speedup:.3f}x[/]")
+    return t

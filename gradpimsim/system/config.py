@@ -1,0 +1,89 @@
+"""What one training-iteration run is: every knob, validated, and serializable.
+
+A :class:`RunConfig` names the workload, the memory system, the NPU, the optimizer, the
+precision policy and whether the update runs in DRAM (GradPIM) or on the host.  ``to_dict``
+records all of it in the results so a run can be reproduced from its JSON alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from gradpimsim.config import ConfigError, MemoryConfig, load_config
+from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy, precision
+
+PIM_POLICIES = ("host-first", "pim-first")
+LAYOUTS = ("colocated", "naive")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training iteration to simulate (defaults: the README's quick-start comparison)."""
+
+    workload: str = "mlp"
+    batch: int | None = None  # None: the workload's default
+    seq_len: int | None = None
+    memory: str = "ddr4-2400"
+    channels: int | None = None
+    ranks: int | None = None
+    optimizer: str = "momentum"
+    precision: str = "mixed"
+    npu: str = "default"
+    pim: bool = False
+    #: Command-bus ties between host traffic and PIM streams (``controller.pim_arbiter``).
+    pim_policy: str = "host-first"
+    #: Placement of each parameter's weight, gradient and state (the same in both runs).
+    layout: str = "colocated"
+    #: Execute the update on real values (both runs) and verify the weights; small models only.
+    functional: bool = False
+    #: Optimizer step being simulated (1 = first step: momentum buffers are not read yet).
+    step: int = 2
+    seed: int = 0
+    #: Width of the bandwidth-over-time bins, in DRAM cycles.
+    bin_cycles: int = 10_000
+    #: Closed-form runs of row hits (False: one scheduler decision per command, for checks).
+    batch_runs: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "seq_len", "channels", "ranks"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(name, f"must be a positive integer, got {v!r}")
+        if self.pim_policy not in PIM_POLICIES:
+            raise ConfigError("pim_policy", f"unknown policy {self.pim_policy!r}; choose one "
+                                            f"of {', '.join(PIM_POLICIES)}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError("layout", f"unknown layout {self.layout!r}; choose one of "
+                                        f"{', '.join(LAYOUTS)}")
+        if self.step < 1:
+            raise ConfigError("step", "optimizer steps count from 1")
+        if self.bin_cycles < 1:
+            raise ConfigError("bin_cycles", "must be >= 1")
+        self.optimizer_config()  # validate names early: errors name the field
+        self.precision_policy()
+
+    def optimizer_config(self) -> OptimizerConfig:
+        return OptimizerConfig(self.optimizer)
+
+    def precision_policy(self) -> PrecisionPolicy:
+        return precision(self.precision)
+
+    def memory_config(self) -> MemoryConfig:
+        return load_config(self.memory, channels=self.channels, ranks=self.ranks)
+
+    def with_pim(self, pim: bool) -> RunConfig:
+        return dataclasses.replace(self, pim=pim)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(key, f"unknown run option; known: {', '.join(sorted(known))}")
+        return cls(**values)

@@ -1,0 +1,185 @@
+"""The memory side of a full-system run: one controller process per channel, and DMA transfers.
+
+A transfer (a byte range of a placed tensor) is cut into requests per channel, bank and row
+(``controller.bulk``: one request per run of consecutive columns in one row, so the cost grows
+with rows touched, not with 64-byte bursts) and submitted at the current simulated cycle.  The
+transfer's SimPy event fires at the cycle its last data beat is on the bus.
+
+Every channel is the same machinery with or without PIM: a ``SharedChannel`` (host controller
+plus PIM stream scheduler on one device, ``controller.pim_arbiter``).  Without PIM its PIM side
+simply never has work, so the baseline and the PIM run differ only in what is offloaded.
+
+Statistics kept here, because only the memory side sees them: bytes per channel per time bin
+(completion time of each request), bytes read and written, and counter snapshots at chosen
+cycles (phase boundaries) for per-phase energy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import simpy
+
+from gradpimsim.config import MemoryConfig
+from gradpimsim.controller.address_map import AddressMap
+from gradpimsim.controller.bulk import bulk_requests
+from gradpimsim.controller.controller import ChannelController, CommandSink
+from gradpimsim.controller.pim_arbiter import SharedChannel, SharedChannelProcess
+from gradpimsim.controller.request import Request
+from gradpimsim.dram.commands import Cmd
+from gradpimsim.pim.channel import PimChannel
+from gradpimsim.pim.config import PimConfig
+from gradpimsim.pim.functional import PimArray
+from gradpimsim.stats.energy import energy_breakdown
+
+
+class _Group:
+    """Requests of one transfer still in flight, and the latest completion among them."""
+
+    __slots__ = ("left", "done", "event")
+
+    def __init__(self, left: int, event: simpy.Event) -> None:
+        self.left = left
+        self.done = 0
+        self.event = event
+
+
+class MemorySystem:
+    """Channels, their controllers and PIM schedulers, and the DMA front end."""
+
+    def __init__(self, env: simpy.Environment, cfg: MemoryConfig, *, pim: PimConfig,
+                 policy: str = "host-first", array: PimArray | None = None,
+                 sink_factory: Callable[[int], CommandSink | None] | None = None,
+                 batch_runs: bool = True, bin_cycles: int = 10_000) -> None:
+        self.env = env
+        self.cfg = cfg
+        self.pim = pim
+        self.amap = AddressMap(cfg)
+        self.burst = cfg.org.burst_bytes
+        self.bin_cycles = bin_cycles
+        self.controllers: list[ChannelController] = []
+        self.pims: list[PimChannel] = []
+        self.channels: list[SharedChannelProcess] = []
+        for ch in range(cfg.org.channels):
+            sink = sink_factory(ch) if sink_factory is not None else None
+            ctrl = ChannelController(cfg, ch, pim=pim, sink=sink, batch_runs=batch_runs)
+            pch = PimChannel(cfg, pim, ch, ctrl.dev, sink=ctrl.sink, array=array,
+                             refreshing=ctrl.refresh.refreshing)
+            self.controllers.append(ctrl)
+            self.pims.append(pch)
+            self.channels.append(SharedChannelProcess(env, SharedChannel(ctrl, pch, policy)))
+        self.read_bytes = 0
+        self.write_bytes = 0
+        self.requests = 0
+        #: bytes completed per channel per ``bin_cycles`` window
+        self.bins: list[list[int]] = [[] for _ in range(cfg.org.channels)]
+
+    # ------------------------------------------------------------------ DMA
+    def transfer(self, ranges: Iterable[tuple[int, int]], is_write: bool) -> simpy.Event:
+        """Move the byte ranges ``(addr, nbytes)``; the event fires when the last beat is done."""
+        env = self.env
+        now = int(env.now)
+        event = env.event()
+        reqs: list[Request] = []
+        group = _Group(0, event)
+        callback = self._completion(group)
+        for addr, nbytes in ranges:
+            if nbytes > 0:
+                reqs.extend(bulk_requests(self.cfg, self.amap, addr, nbytes, is_write, now,
+                                          callback=callback))
+        if not reqs:
+            event.succeed()
+            return event
+        group.left = len(reqs)
+        nbytes = sum(r.ncols for r in reqs) * self.burst
+        if is_write:
+            self.write_bytes += nbytes
+        else:
+            self.read_bytes += nbytes
+        self.requests += len(reqs)
+        for req in reqs:
+            self.channels[req.channel].submit(req)
+        return event
+
+    def _completion(self, group: _Group) -> Callable[[Request], None]:
+        bins = self.bins
+        width = self.bin_cycles
+        burst = self.burst
+        env = self.env
+
+        def done(req: Request) -> None:
+            # called when the controller decides the last burst; req.done is in the future
+            b = bins[req.channel]
+            i = req.done // width
+            if i >= len(b):
+                b.extend([0] * (i + 1 - len(b)))
+            b[i] += req.ncols * burst
+            if req.done > group.done:
+                group.done = req.done
+            group.left -= 1
+            if group.left == 0:
+                delay = group.done - int(env.now)
+                timer = env.timeout(delay if delay > 0 else 0)
+                timer.callbacks.append(lambda _e: group.event.succeed(group.done))
+
+        return done
+
+    # ------------------------------------------------------------------ PIM
+    def run_program(self, units: dict[tuple[int, int, int], Any],
+                    prologue: dict[tuple[int, int], list[Any]]) -> simpy.Event:
+        """Hand a PIM program's per-unit streams to their channels; fires when all are done."""
+        env = self.env
+        event = env.event()
+        per_channel: dict[int, tuple[dict, dict]] = {}
+        for (ch, rank, bg), prog in units.items():
+            per_channel.setdefault(ch, ({}, {}))[0][(rank, bg)] = prog
+        for (ch, rank), sets in prologue.items():
+            if ch in per_channel:
+                per_channel[ch][1][rank] = sets
+        if not per_channel:
+            event.succeed(int(env.now))
+            return event
+        state = {"left": len(per_channel), "end": 0}
+
+        def finished(cycle: int) -> None:
+            state["left"] -= 1
+            state["end"] = max(state["end"], cycle)
+            if state["left"] == 0:
+                delay = state["end"] - int(env.now)
+                timer = env.timeout(delay if delay > 0 else 0)
+                timer.callbacks.append(lambda _e: event.succeed(state["end"]))
+
+        for ch, (u, p) in per_channel.items():
+            self.channels[ch].add_program(u, p, on_done=finished)
+        return event
+
+    # ------------------------------------------------------------------ statistics
+    def snapshot(self, cycle: int) -> dict[str, Any]:
+        """Counters at ``cycle``: commands per type (host and PIM) and rank-active cycles.
+
+        Commands a closed-form run committed beyond ``cycle`` are already counted: windows
+        split at phase boundaries are exact up to one run of row hits.
+        """
+        counts: dict[str, int] = {}
+        for source in [c.cmd_counts for c in self.controllers] + [p.counts for p in self.pims]:
+            for i, n in enumerate(source):
+                if n:
+                    name = Cmd(i).name
+                    counts[name] = counts.get(name, 0) + n
+        active = sum(c.dev.active_cycles(r, cycle) for c in self.controllers
+                     for r in range(self.cfg.org.ranks))
+        return {"counts": counts, "active": active, "cycle": cycle}
+
+    @staticmethod
+    def empty_snapshot() -> dict[str, Any]:
+        return {"counts": {}, "active": 0, "cycle": 0}
+
+    def energy(self, snap: dict[str, Any], prev: dict[str, Any] | None = None) -> dict[str, float]:
+        """Energy (nJ) per component between two snapshots (from cycle 0 without ``prev``)."""
+        prev = prev or self.empty_snapshot()
+        counts = {k: v - prev["counts"].get(k, 0) for k, v in snap["counts"].items()}
+        active = snap["active"] - prev["active"]
+        rank_cycles = (snap["cycle"] - prev["cycle"]) * self.cfg.org.ranks * len(self.controllers)
+        return energy_breakdown(self.cfg, counts, active, max(rank_cycles - active, 0),
+                                pim=self.pim)

@@ -1,0 +1,161 @@
+"""Assemble and run one training iteration; ``compare`` runs it with and without GradPIM.
+
+``simulate(RunConfig)`` builds the workload graph, the training task DAG, the NPU cost model,
+the placement of every tensor (the same layout rules in both runs), the memory system and the
+executor, runs the SimPy environment to the end of the iteration and returns a
+:class:`~gradpimsim.system.results.RunResult`.  A ``KeyboardInterrupt`` stops the run and returns
+what finished, marked ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import simpy
+
+from gradpimsim.controller.controller import CommandSink
+from gradpimsim.graph.cli import load_any
+from gradpimsim.host.allocator import Allocator, place_schedule
+from gradpimsim.host.npu import NPUModel
+from gradpimsim.host.training import expand_training, group_tensor_name
+from gradpimsim.pim.config import PimConfig
+from gradpimsim.pim.functional import PimArray
+from gradpimsim.pim.kernels import UpdateTarget, build_program, check_supported
+from gradpimsim.pim.layout import ColocatedPolicy, update_roles
+from gradpimsim.pim.store import DramStore
+from gradpimsim.system.config import RunConfig
+from gradpimsim.system.executor import Executor, TaskRecord
+from gradpimsim.system.memory import MemorySystem
+from gradpimsim.system.results import CompareResult, RunResult, collect
+from gradpimsim.system.values import HostUpdater, fill_parameters, verify_parameters
+
+ProgressHook = Callable[[TaskRecord, int, int], None]
+
+
+def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
+             sink_factory: Callable[[int], CommandSink | None] | None = None,
+             pim_config: PimConfig | None = None) -> RunResult:
+    """Simulate one iteration as configured (``run.pim`` chooses where the update runs)."""
+    wall = time.perf_counter()
+    cfg = run.memory_config()
+    opt = run.optimizer_config()
+    prec = run.precision_policy()
+    pim = pim_config or PimConfig()
+    if run.pim:
+        check_supported(opt, prec, pim)  # an update the unit cannot do is an error, up front
+    graph = load_any(run.workload, batch=run.batch, seq_len=run.seq_len)
+    schedule = expand_training(graph, opt, prec)
+    npu = NPUModel(run.npu)
+    costs = npu.schedule_costs(schedule)
+    alloc = Allocator(cfg, ColocatedPolicy() if run.layout == "colocated" else "naive")
+    place_schedule(schedule, alloc)
+
+    env = simpy.Environment()
+    store = array = None
+    refs: dict[str, Any] = {}
+    targets = {pid: _target(pid, roles, opt, prec, alloc) for pid, roles in
+               schedule.groups.items()}
+    if run.functional:
+        store = DramStore(cfg, alloc.amap)
+        refs = fill_parameters(store, list(targets.values()), opt, prec,
+                               np.random.default_rng(run.seed))
+        if run.pim:
+            array = PimArray(cfg, store, pim)
+    memory = MemorySystem(env, cfg, pim=pim, policy=run.pim_policy, array=array,
+                          sink_factory=sink_factory, batch_runs=run.batch_runs,
+                          bin_cycles=run.bin_cycles)
+
+    def pim_program(task: str) -> Any:
+        pid = schedule.dag.nodes[task]["param"]
+        return build_program([targets[pid]], opt, prec, cfg, pim, step=run.step,
+                             amap=alloc.amap, lazy=True)
+
+    host_update = None
+    if run.functional and not run.pim and store is not None:
+        host_update = HostUpdater(store, targets, opt, prec, run.step)
+    total = len(schedule.dag)
+    done_count = [0]
+
+    def on_task_done(rec: TaskRecord, cycle: int) -> None:
+        done_count[0] += 1
+        if progress is not None:
+            progress(rec, done_count[0], total)
+
+    executor = Executor(env, cfg, schedule, costs, npu, alloc, memory,
+                        pim_program=pim_program if run.pim else None,
+                        on_task_done=on_task_done, on_host_update=host_update)
+    windows = _window_snapshots(env, executor, memory)
+    interrupted = False
+    try:
+        env.run(until=executor.all_done)
+    except KeyboardInterrupt:
+        interrupted = True
+    result = collect(run, cfg, executor, memory, windows, wall_s=time.perf_counter() - wall,
+                     interrupted=interrupted, pim=pim)
+    if run.functional and store is not None and not interrupted:
+        result.mismatches = verify_parameters(store, list(targets.values()), refs, opt, prec,
+                                              run.step)
+        result.verified = not result.mismatches
+        result.store = store
+        result.targets = targets
+    return result
+
+
+def compare(run: RunConfig, *, progress: ProgressHook | None = None,
+            sink_factory: Callable[[int], CommandSink | None] | None = None,
+            pim_config: PimConfig | None = None) -> CompareResult:
+    """The same iteration without and with GradPIM; ``speedup`` = baseline / PIM cycles."""
+    base = simulate(run.with_pim(False), progress=progress, sink_factory=sink_factory,
+                    pim_config=pim_config)
+    if base.interrupted:
+        return CompareResult(run, base, None)
+    with_pim = simulate(run.with_pim(True), progress=progress, sink_factory=sink_factory,
+                        pim_config=pim_config)
+    out = CompareResult(run, base, with_pim)
+    if run.functional and not with_pim.interrupted:
+        out.weights_match = _same_weights(base, with_pim)
+    return out
+
+
+def _target(pid: str, roles: dict[str, int], opt: Any, prec: Any,
+            alloc: Allocator) -> UpdateTarget:
+    dtypes = update_roles(opt, prec)
+    numel = roles["weight"] // _dtype_bytes(dtypes["weight"])
+    placements = {r: alloc.lookup(group_tensor_name(pid, r)) for r in roles}
+    return UpdateTarget(pid, numel, placements)
+
+
+def _dtype_bytes(dtype: str) -> int:
+    from gradpimsim.config.training import DTYPE_BYTES
+
+    return DTYPE_BYTES[dtype]
+
+
+def _window_snapshots(env: simpy.Environment, executor: Executor,
+                      memory: MemorySystem) -> dict[str, Any]:
+    """Counter snapshots when the forward and the backward tasks have all finished."""
+    snaps: dict[str, Any] = {}
+    for phase in ("forward", "backward"):
+        evs = [executor.finished[t] for t, r in executor.records.items() if r.phase == phase]
+        if not evs:
+            continue
+
+        def take(_e: simpy.Event, phase: str = phase) -> None:
+            snaps[phase] = memory.snapshot(int(env.now))
+
+        simpy.AllOf(env, evs).callbacks.append(take)
+    return snaps
+
+
+def _same_weights(a: RunResult, b: RunResult) -> bool:
+    if a.store is None or b.store is None or a.targets is None:
+        return False
+    for pid, t in a.targets.items():
+        for role, pl in t.placements.items():
+            pl_b = b.targets[pid].placements[role]
+            if not np.array_equal(a.store.read_placed(pl), b.store.read_placed(pl_b)):
+                return False
+    return True
