@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from gradpimsim.config import ConfigError, preset
+from gradpimsim.dram.commands import Cmd
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.stats.energy import IoEnergy, dram_energy, energy_breakdown
 from tests.helpers import addr_of, simulate
@@ -120,3 +121,4 @@ def test_energy_knobs_are_validated_by_name() -> None:
         PimConfig(energy_pj={"flops": 1.0})
     with pytest.raises(KeyError, match="counts.NOP"):
         energy_breakdown(cfg, {"NOP": 1}, 0, 0)
+    assert energy_breakdown(cfg, {Cmd.RD: 2}, 0, 0) == energy_breakdown(cfg, {"RD": 2}, 0, 0)

@@ -41,7 +41,7 @@ REQUIRED = ("VDD", "IDD0", "IDD2N", "IDD3N", "IDD4R", "IDD4W", "IDD5B")
 COMPONENTS = ("act", "read", "write", "refresh", "background", "io", "pim_column", "pim_op")
 #: Command names :func:`energy_breakdown` accepts as count keys.
 COUNT_KEYS = ("ACT", "PRE", "RD", "RDA", "WR", "WRA", "REF", "PIM_RD", "PIM_WR", "PIM_OP",
-              "PIM_SET")
+              "PIM_SET", "SRE", "SRX")
 
 
 @dataclass(frozen=True)
@@ -116,21 +116,24 @@ def energy_breakdown(cfg: MemoryConfig, counts: Mapping[str, int], active_cycles
                      precharged_cycles: int, *, pim: PimConfig | None = None) -> dict[str, float]:
     """Energy (nJ) per component for command ``counts`` and background time (pure function).
 
-    ``counts`` maps command names (:data:`COUNT_KEYS`; missing ones are 0) to how many were
+    ``counts`` maps command names (:data:`COUNT_KEYS`, or :class:`Cmd` members; missing ones
+    are 0; SRE/SRX are accepted and cost nothing: self-refresh is not modelled) to how many were
     issued; ``active_cycles`` and ``precharged_cycles`` are rank-cycles with at least one bank
     open / all banks precharged, summed over ranks (and channels).  PRE costs nothing on its own:
     the ACT term is a whole ACT/PRE pair, as in DRAMPower and Micron's calculator.  PIM energy
     uses ``pim.energy_pj`` (the defaults when ``pim`` is None).  Components: :data:`COMPONENTS`
     plus ``total``.
     """
+    c = dict.fromkeys(COUNT_KEYS, 0)
     for key, n in counts.items():
-        if key not in COUNT_KEYS:
-            raise KeyError(f"counts.{key}: unknown command; known: {', '.join(COUNT_KEYS)}")
+        name = key.name if isinstance(key, Cmd) else key
+        if name not in c:
+            raise KeyError(f"counts.{name}: unknown command; known: {', '.join(COUNT_KEYS)}")
         if n < 0:
-            raise ValueError(f"counts.{key}: must be >= 0, got {n}")
+            raise ValueError(f"counts.{name}: must be >= 0, got {n}")
+        c[name] += int(n)
     if active_cycles < 0 or precharged_cycles < 0:
         raise ValueError("active_cycles and precharged_cycles must be >= 0")
-    c = {k: int(counts.get(k, 0)) for k in COUNT_KEYS}
     e = command_energies_pj(cfg)
     io = io_energies_pj(cfg)
     reads = c["RD"] + c["RDA"]
