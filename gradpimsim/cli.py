@@ -23,6 +23,8 @@ SUBCOMMAND_MODULES = (
     "gradpimsim.pim.cli",
     "gradpimsim.system.cli",
     "gradpimsim.config.cli",
+    "gradpimsim.sweep.cli",
+    "gradpimsim.stats.plot_cli",
 )
 
 err = Console(stderr=True)

@@ -13,6 +13,14 @@ from gradpimsim.config.model import ConfigError
 
 PIM_DTYPES = ("fp32", "fp16", "bf16", "int8")
 
+#: Default PIM energy per command (pJ, rank-wide), see ``docs/energy.md`` for the derivation:
+#: ``column_access`` = mean of the DDR4-2400 x8 RD and WR burst energies ((IDD4R|IDD4W - IDD3N)
+#: x VDD x BL/2 x tCK x 8 devices = 2943 and 2559 pJ), which exclude the I/O termination;
+#: ``op`` = 16 fp32 lanes x (2 multiplies + 1 add) at 45 nm (3.7 + 3.7 + 0.9 pJ, Horowitz ISSCC
+#: 2014) = 133 pJ, x3 for logic in a DRAM process (an assumption); ``set`` = one command on the
+#: command/address bus plus a 32-bit register write (an assumption).
+PIM_ENERGY_PJ: dict[str, float] = {"column_access": 2750.0, "op": 400.0, "set": 50.0}
+
 
 @dataclass(frozen=True)
 class PimConfig:
@@ -40,10 +48,10 @@ class PimConfig:
     #: Square root and division (needed by Adam/AdamW): an extension beyond the paper's unit.
     has_sqrt_div: bool = False
     sqrt_div_latency: int = 16
-    #: Energy knobs (pJ) for the energy model.
-    energy_pj: dict[str, float] = field(
-        default_factory=lambda: {"column_access": 0.0, "op": 0.0}
-    )
+    #: Energy knobs (pJ, whole rank-wide unit) for the energy model: ``column_access`` per
+    #: PIM_RD/PIM_WR (one 64 B internal column access, no I/O), ``op`` per PIM_OP (a 16-lane
+    #: fp32 vector operation), ``set`` per PIM_SET.  Defaults and their sources: ``docs/energy.md``.
+    energy_pj: dict[str, float] = field(default_factory=lambda: dict(PIM_ENERGY_PJ))
 
     def __post_init__(self) -> None:
         for name in ("vector_registers", "scalar_registers", "op_latency", "sqrt_div_latency"):
@@ -56,6 +64,13 @@ class PimConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
                 raise ConfigError(f"pim.{name}", f"must be an integer >= 1 or unset, got {value!r}")
+        for key, value in self.energy_pj.items():
+            if key not in PIM_ENERGY_PJ:
+                raise ConfigError(f"pim.energy_pj.{key}",
+                                  f"unknown energy knob; known: {', '.join(PIM_ENERGY_PJ)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"pim.energy_pj.{key}",
+                                  f"must be a non-negative number of pJ, got {value!r}")
         for d in self.dtypes:
             if d not in PIM_DTYPES:
                 raise ConfigError("pim.dtypes",

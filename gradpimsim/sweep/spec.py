@@ -1,0 +1,258 @@
+"""Sweep specifications: which runner, which points.
+
+A spec is a TOML file (or the same structure as a dict)::
+
+    kind = "update-bench"            # a registered runner (see gradpimsim.sweep.runner)
+    [fixed]                          # values every point shares
+    memory = "ddr4-2400"
+    [grid]                           # lists: every combination is a point (cartesian product)
+    params = [4096, 8192]
+    optimizer = ["sgd", "momentum"]
+    [[points]]                       # and/or explicit points (each merged over [fixed])
+    params = 65536
+    optimizer = "adam"
+
+Each point's full parameter dict is the runner's defaults, then ``[fixed]``, then the grid
+combination or the explicit point.  Its key is a stable hash of that dict, the kind and the
+gradpimsim version (:func:`point_key`).  Every error names the key and the fix
+(:class:`SpecError`, a ``ConfigError``: exit code 2 on the command line).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradpimsim
+from gradpimsim.config import ConfigError
+from gradpimsim.config.training import OPTIMIZERS, PRECISIONS
+
+TOP_KEYS = ("kind", "name", "description", "fixed", "grid", "points")
+
+
+class SpecError(ConfigError):
+    """A sweep spec is malformed: ``field`` names the offending key (``grid.params``)."""
+
+
+Check = Callable[[Any], str | None]  # returns an error message, or None when the value is fine
+
+
+def _int(minimum: int = 1) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            return f"must be an integer >= {minimum}, got {v!r}"
+        return None
+    return check
+
+
+def _pow2(v: Any) -> str | None:
+    msg = _int(1)(v)
+    if msg is None and v & (v - 1):
+        return f"must be a power of two, got {v}"
+    return msg
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else f"must be true or false, got {v!r}"
+
+
+def _str(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else f"must be a non-empty string, got {v!r}"
+
+
+def _choice(options: tuple[str, ...]) -> Check:
+    def check(v: Any) -> str | None:
+        if v not in options:
+            return f"unknown value {v!r}; choose one of {', '.join(options)}"
+        return None
+    return check
+
+
+@dataclass(frozen=True)
+class KindSchema:
+    """The keys a runner kind accepts: type checks, required keys and defaults."""
+
+    keys: Mapping[str, Check]
+    required: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+SCHEMAS: dict[str, KindSchema] = {
+    "update-bench": KindSchema(
+        keys={"params": _int(1), "optimizer": _choice(OPTIMIZERS),
+              "precision": _choice(tuple(PRECISIONS)), "memory": _str, "channels": _pow2,
+              "ranks": _pow2, "layout": _choice(("colocated", "naive")), "step": _int(1),
+              "functional": _bool},
+        required=("params",),
+        defaults={"optimizer": "momentum", "precision": "mixed", "memory": "ddr4-2400",
+                  "layout": "colocated", "step": 2, "functional": True},
+    ),
+    "iteration": KindSchema(
+        keys={"workload": _str, "batch": _int(1), "optimizer": _choice(OPTIMIZERS),
+              "precision": _choice(tuple(PRECISIONS)), "memory": _str, "channels": _pow2,
+              "ranks": _pow2, "pim": _bool, "layout": _str, "npu": _str},
+        required=("workload",),
+    ),
+}
+
+
+def register_schema(kind: str, schema: KindSchema) -> None:
+    """Declare (or replace) the keys a runner kind accepts."""
+    SCHEMAS[kind] = schema
+
+
+def point_key(kind: str, params: Mapping[str, Any], version: str | None = None) -> str:
+    """Stable id of a point: sha256 of sorted JSON of kind, params and version; 16 hex digits."""
+    blob = json.dumps({"kind": kind, "params": dict(params),
+                       "version": version or gradpimsim.__version__},
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated spec: its kind and its points (full parameter dicts, in spec order)."""
+
+    kind: str
+    points: tuple[dict[str, Any], ...]
+    name: str = "sweep"
+
+    @property
+    def keys(self) -> list[str]:
+        return [point_key(self.kind, p) for p in self.points]
+
+    @property
+    def param_names(self) -> list[str]:
+        names: dict[str, None] = {}
+        for p in self.points:
+            names.update(dict.fromkeys(p))
+        return list(names)
+
+
+def load_spec(source: str | Path | Mapping[str, Any] | SweepSpec) -> SweepSpec:
+    """Read and validate a spec from a TOML path or a dict (a ``SweepSpec`` passes through)."""
+    if isinstance(source, SweepSpec):
+        return source
+    if isinstance(source, Mapping):
+        return parse_spec(source)
+    path = Path(source)
+    if not path.exists():
+        raise SpecError("spec", f"{path}: no such file; give the path of a sweep .toml")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError("spec", f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    return parse_spec(data, default_name=path.stem)
+
+
+def _schema(kind: Any) -> KindSchema:
+    from gradpimsim.sweep.runner import known_kinds  # lazy: the registry imports runners
+
+    kinds = known_kinds()
+    if isinstance(kind, str) and kind in SCHEMAS and kind not in kinds:
+        raise SpecError("kind", f"no runner is registered for {kind!r} yet (it comes from "
+                        "gradpimsim.system.sweep_runner); use kind = \"update-bench\"")
+    if not isinstance(kind, str) or kind not in kinds:
+        raise SpecError("kind", f"unknown sweep kind {kind!r}; set kind to one of "
+                        f"{', '.join(sorted(kinds))}")
+    if kind not in SCHEMAS:
+        return KindSchema(keys={})  # a runner registered without a schema: no checks
+    return SCHEMAS[kind]
+
+
+def _check_key(schema: KindSchema, where: str, key: str) -> None:
+    if schema.keys and key not in schema.keys:
+        raise SpecError(where, f"unknown key {key!r} for this kind; known keys: "
+                        f"{', '.join(schema.keys)}")
+
+
+def _check_value(schema: KindSchema, where: str, key: str, value: Any) -> None:
+    _check_key(schema, where, key)
+    check = schema.keys.get(key)
+    msg = check(value) if check else None
+    if msg:
+        raise SpecError(where, msg)
+
+
+def parse_spec(data: Mapping[str, Any], *, default_name: str = "sweep") -> SweepSpec:
+    """Validate the spec structure and expand it into points."""
+    for key in data:
+        if key not in TOP_KEYS:
+            raise SpecError(key, f"unknown top-level key; allowed: {', '.join(TOP_KEYS)}")
+    if "kind" not in data:
+        raise SpecError("kind", 'missing; add e.g. kind = "update-bench"')
+    kind = data["kind"]
+    schema = _schema(kind)
+    fixed = data.get("fixed", {})
+    if not isinstance(fixed, Mapping):
+        raise SpecError("fixed", "must be a table: [fixed] with key = value lines")
+    for k, v in fixed.items():
+        _check_value(schema, f"fixed.{k}", k, v)
+    grid = data.get("grid", {})
+    if not isinstance(grid, Mapping):
+        raise SpecError("grid", "must be a table: [grid] with key = [values] lines")
+    for k, values in grid.items():
+        _check_key(schema, f"grid.{k}", k)
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"grid.{k}", f"must be a non-empty list, e.g. {k} = [a, b]; "
+                            f"put a single value in [fixed]")
+        if k in fixed:
+            raise SpecError(f"grid.{k}", "also given in [fixed]; keep it in one place")
+        for i, v in enumerate(values):
+            _check_value(schema, f"grid.{k}[{i}]", k, v)
+    explicit = data.get("points", [])
+    if not isinstance(explicit, list) or not all(isinstance(p, Mapping) for p in explicit):
+        raise SpecError("points", "must be an array of tables: [[points]] blocks")
+    for i, p in enumerate(explicit):
+        for k, v in p.items():
+            _check_value(schema, f"points[{i}].{k}", k, v)
+    if not grid and not explicit:
+        raise SpecError("grid", "the spec has no points; add a [grid] table of lists or "
+                        "[[points]] blocks")
+    raw: list[tuple[str, dict[str, Any]]] = []
+    if grid:
+        names = list(grid)
+        for combo in itertools.product(*(grid[n] for n in names)):
+            raw.append(("grid", dict(zip(names, combo, strict=True))))
+    raw.extend((f"points[{i}]", dict(p)) for i, p in enumerate(explicit))
+    points: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for where, p in raw:
+        merged = {**schema.defaults, **fixed, **p}
+        order = [k for k in schema.keys if k in merged] + [k for k in merged
+                                                            if k not in schema.keys]
+        full = {k: merged[k] for k in order}
+        for req in schema.required:
+            if req not in full:
+                raise SpecError(f"{where}.{req}", "missing; give it in [fixed], [grid] or "
+                                "every [[points]] block")
+        key = point_key(kind, full)
+        if key not in seen:  # the same point twice is run once
+            seen.add(key)
+            points.append(full)
+    _check_memory(points)
+    name = data.get("name", default_name)
+    return SweepSpec(kind=kind, points=tuple(points), name=str(name))
+
+
+def _check_memory(points: list[dict[str, Any]]) -> None:
+    """Every memory/channels/ranks combination loads (a bad preset fails before any work)."""
+    from gradpimsim.config import load_config
+
+    combos = {(p.get("memory"), p.get("channels"), p.get("ranks")) for p in points
+              if "memory" in p}
+    for memory, channels, ranks in combos:
+        try:
+            load_config(memory, channels=channels, ranks=ranks)
+        except ConfigError as exc:
+            raise SpecError("memory", f"{memory!r} (channels={channels}, ranks={ranks}) does "
+                            f"not load: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise SpecError("memory", f"{memory!r} does not load: {exc}; use a preset name "
+                            "(gradpimsim presets) or a config file") from None
