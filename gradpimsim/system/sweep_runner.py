@@ -29,3 +29,7 @@ def run_point(params: dict[str, Any]) -> dict[str, Any]:
     for comp, v in res.energy_nj.items():
         out[f"energy_{comp}_nj"] = round(float(v), 3)
     return out
+
+
+#: ``gradpimsim.sweep`` registers the function named ``run`` as the ``iteration`` runner.
+run = run_point
