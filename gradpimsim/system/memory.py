@@ -64,7 +64,7 @@ class MemorySystem:
         for ch in range(cfg.org.channels):
             sink = sink_factory(ch) if sink_factory is not None else None
             ctrl = ChannelController(cfg, ch, pim=pim, sink=sink, batch_runs=batch_runs)
-            pch = PimChannel(cfg, pim, ch, ctrl.dev, sink=ctrl.sink, array=array,
+            pch = PimChannel(cfg, pim, ch, dev=ctrl.dev, sink=ctrl.sink, array=array,
                              refreshing=ctrl.refresh.refreshing)
             self.controllers.append(ctrl)
             self.pims.append(pch)
@@ -81,25 +81,34 @@ class MemorySystem:
         env = self.env
         now = int(env.now)
         event = env.event()
-        reqs: list[Request] = []
         group = _Group(0, event)
         callback = self._completion(group)
+        per_channel: list[list[Request]] = [[] for _ in self.channels]
         for addr, nbytes in ranges:
             if nbytes > 0:
-                reqs.extend(bulk_requests(self.cfg, self.amap, addr, nbytes, is_write, now,
-                                          callback=callback))
-        if not reqs:
-            event.succeed()
+                for ch, reqs in enumerate(bulk_requests(self.cfg, self.amap, addr, nbytes,
+                                                        is_write, now, callback=callback,
+                                                        tag=None)):
+                    per_channel[ch].extend(reqs)
+        count = bursts = 0
+        for ch, reqs in enumerate(per_channel):
+            for req in reqs:
+                req.tag = ch
+                bursts += req.ncols
+            count += len(reqs)
+        if not count:
+            event.succeed(now)
             return event
-        group.left = len(reqs)
-        nbytes = sum(r.ncols for r in reqs) * self.burst
+        group.left = count
         if is_write:
-            self.write_bytes += nbytes
+            self.write_bytes += bursts * self.burst
         else:
-            self.read_bytes += nbytes
-        self.requests += len(reqs)
-        for req in reqs:
-            self.channels[req.channel].submit(req)
+            self.read_bytes += bursts * self.burst
+        self.requests += count
+        for ch, reqs in enumerate(per_channel):
+            submit = self.channels[ch].submit
+            for req in reqs:
+                submit(req)
         return event
 
     def _completion(self, group: _Group) -> Callable[[Request], None]:
@@ -110,7 +119,7 @@ class MemorySystem:
 
         def done(req: Request) -> None:
             # called when the controller decides the last burst; req.done is in the future
-            b = bins[req.channel]
+            b = bins[req.tag]  # type: ignore[index]
             i = req.done // width
             if i >= len(b):
                 b.extend([0] * (i + 1 - len(b)))
