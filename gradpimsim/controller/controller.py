@@ -403,6 +403,8 @@ class ChannelController:
         open row is recomputed, and during a refresh the rank's REF may have become possible.
         """
         if cmd in (ACT, PRE):
+            self.fresh[b] = False  # a row the host opened is gone (or was never the host's)
+            self.bypass[b] = 0
             rank = b // self.dev.banks_per_rank
             if self.refresh.refreshing[rank]:
                 self._rebuild_rank(rank)
