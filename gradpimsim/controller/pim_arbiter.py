@@ -18,12 +18,15 @@ Rules (results depend on them, so they are stated exactly; also in docs/gradpim.
   precharges it; the host never issues to a held bank.  PIM precharges a bank as soon as none of
   its buffered instructions needs the open row, so the host gets the bank back.  PIM may close a
   bank the *host* left open only when no host request is queued for that bank (host-first) or
-  whenever it needs the bank (pim-first); PIM only uses rows it opened itself.
+  whenever it needs the bank (pim-first); PIM only uses rows it opened itself.  "Queued" means
+  in the queue the host is serving (reads, or writes while it drains them), see
+  :meth:`SharedChannel._host_lets_go` for why.
 - **Refresh.**  The controller's ``RefreshManager`` is the only authority and the controller
   issues every REF, once all banks of the rank are closed.  While a rank refreshes, PIM only
   closes the banks it holds and does register work (PIM_OPs); PIM's PREs are reported to the
-  controller (``external_issued``), which re-evaluates its REF candidate.  A rank counts as idle
-  for refresh when the *host* has nothing queued for it: PIM work does not postpone refresh.
+  controller (``external_issued``), which re-evaluates its REF candidate.  A rank is idle for
+  refresh only when neither side has work on it (``ctrl.external_busy``), so PIM work postpones
+  REFs exactly like host work (up to ``max_postponed_refreshes``).
 - **No deadlock.**  The host waits only for banks PIM holds, and PIM releases those on its own;
   PIM waits only for host-open banks with queued host requests (host-first), which the host can
   serve because they are not held.  Under host-first a host that never stops sending to a bank
@@ -78,6 +81,7 @@ class SharedChannel:
         self.policy = policy
         self.host_first = policy == "host-first"
         pim.may_close = self._host_lets_go if self.host_first else None
+        ctrl.external_busy = pim.rank_busy
 
     @classmethod
     def build(cls, cfg: MemoryConfig, pim: PimConfig | None = None, *, channel: int = 0,
@@ -92,8 +96,12 @@ class SharedChannel:
         return cls(ctrl, chan, policy)
 
     def _host_lets_go(self, bank: int) -> bool:
-        """Host-first: PIM may close a host-open bank only if no host request waits for it."""
-        return not self.ctrl.read_q[bank] and not self.ctrl.write_q[bank]
+        """Host-first: PIM may close a host-open bank only if no request the host is serving
+        (reads, or writes while it drains them) waits for it.  Counting the other queue too
+        could deadlock: a read queue full of requests for PIM-held banks never lets the host
+        turn to a write for this bank, and PIM would keep its banks while waiting for it."""
+        ctrl = self.ctrl
+        return not (ctrl.write_q if ctrl.draining else ctrl.read_q)[bank]
 
     # ------------------------------------------------------------------ driving
     @property

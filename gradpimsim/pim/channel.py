@@ -264,6 +264,14 @@ class PimChannel:
         return any(a.buf or not a.exhausted for a in self.agents if a.kind == _UNIT) or any(
             self.prologue_q)
 
+    def rank_busy(self, rank: int) -> bool:
+        """Work left on ``rank`` (for the refresh rule: a busy rank postpones its REFs)."""
+        if self.prologue_q[rank]:
+            return True
+        agents = self.agents
+        return any(agents[j].kind == _UNIT and (agents[j].buf or not agents[j].exhausted)
+                   for j in self.by_rank[rank])
+
     def stalled(self) -> list[str]:
         """Units that still hold work although nothing can be proposed (for error messages)."""
         return [f"unit ch{self.channel} ra{a.rank} bg{a.bg} stalled with {len(a.buf)} "
