@@ -260,9 +260,10 @@ class PimChannel:
 
     @property
     def busy(self) -> bool:
-        """Instructions or PIM_SETs left to issue."""
-        return any(a.buf or not a.exhausted for a in self.agents if a.kind == _UNIT) or any(
-            self.prologue_q)
+        """Instructions or PIM_SETs left to issue, or (shared) banks still to hand back."""
+        return (any(a.buf or not a.exhausted for a in self.agents if a.kind == _UNIT)
+                or any(self.prologue_q)
+                or (self.shared and any(r != -1 for r in self.own_row)))
 
     def rank_busy(self, rank: int) -> bool:
         """Work left on ``rank`` (for the refresh rule: a busy rank postpones its REFs)."""
