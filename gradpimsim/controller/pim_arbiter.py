@@ -7,7 +7,7 @@ backward-pass traffic through the same channel.  :class:`SharedChannel` lets the
 :class:`~gradpimsim.dram.device.ChannelDevice`; every command of both goes to the controller's
 sink, so one checker sees one command stream.
 
-Rules (results depend on them, so they are stated exactly; also in docs/gradpim.md section 9):
+Rules (results depend on them, so they are stated exactly; also docs/gradpim.md section 9):
 
 - **Command bus.**  The earlier legal command goes first.  On a tie the policy decides:
   ``host-first`` (the host issues, PIM re-peeks) or ``pim-first`` (the opposite).  PIM's next
@@ -28,10 +28,10 @@ Rules (results depend on them, so they are stated exactly; also in docs/gradpim.
   refresh only when neither side has work on it (``ctrl.external_busy``), so PIM work postpones
   REFs exactly like host work (up to ``max_postponed_refreshes``).
 - **No deadlock.**  The host waits only for banks PIM holds, and PIM releases those on its own;
-  PIM waits only for host-open banks with queued host requests (host-first), which the host can
-  serve because they are not held.  Under host-first a host that never stops sending to a bank
-  PIM needs starves PIM on that bank (and PIM column commands take bus ties from the host under
-  pim-first): that is the policy, not a deadlock.
+  PIM waits only for host-open banks with requests in the queue the host is serving
+  (host-first), which the host can serve because those banks are not held.  Under host-first
+  a host that never stops sending to a bank PIM needs starves PIM on that bank (and PIM column
+  commands take bus ties from the host under pim-first): that is the policy, not a deadlock.
 - **Approximation.**  Host state that *permits* PIM (a host queue draining, so PIM may close the
   bank) is seen when PIM next peeks, not at the exact cycle it changed; PIM then issues at the
   earliest legal cycle after the commands already issued.
