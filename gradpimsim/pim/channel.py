@@ -87,8 +87,8 @@ class _Batch:
 class _Agent:
     """One proposer of commands: a unit, a rank's prologue, or a rank's refresh."""
 
-    __slots__ = ("kind", "rank", "bg", "fb0", "sources", "batches", "marks", "pulled", "issued",
-                 "next_mark", "part_end", "ops_ok", "buf", "runs", "prep", "exhausted", "cmd",
+    __slots__ = ("kind", "rank", "bg", "fb0", "sources", "batches", "marks", "pulled",
+                 "mark_len", "part_end", "ops_ok", "buf", "runs", "prep", "exhausted", "cmd",
                  "fb", "row", "sel", "res", "pu", "pos", "wr_floor")
 
     def __init__(self, kind: int, rank: int, bg: int, fb0: int) -> None:
@@ -100,11 +100,14 @@ class _Agent:
         self.sources: deque[tuple[_Batch, Iterator[PimInstr]]] = deque()
         #: Batches with instructions of this unit still to issue (front: the head's batch).
         self.batches: deque[_Batch] = deque()
-        #: Instruction counts (``pulled`` at exhaustion) at which those batches end.
+        #: Instruction counts (``pulled`` at exhaustion) at which those batches end.  Issued
+        #: instructions are ``pulled - len(buf)``, so the head batch ends when ``len(buf)``
+        #: falls to ``mark_len`` (-1: no end known yet); no per-command counter needed.
         self.marks: deque[int] = deque()
         self.pulled = 0
-        self.issued = 0
-        self.next_mark = INF
+        self.mark_len = -1
+        #: End of the head batch's latest column command (PIM_OPs end earlier than a column
+        #: command before them, so only the last one can matter: see ``_marks_reached``).
         self.part_end = -1
         #: May the head instruction be a PIM_OP (its batch's prologue has issued)?
         self.ops_ok = True
@@ -242,6 +245,8 @@ class PimChannel:
         for a in new_units:
             self._ops_ok(a)
             self._refill(a)
+            if len(a.buf) == a.mark_len:  # parts with nothing for this unit end at once
+                self._marks_reached(a, -1)
         for rank in sorted(ranks):
             self._advance_prologue(rank)
             self._replan_rank(rank)
@@ -298,13 +303,17 @@ class PimChannel:
     def _ops_ok(self, a: _Agent) -> None:
         a.ops_ok = not a.batches or a.batches[0].seq <= self.sets_gen[a.rank]
 
-    def _marks_reached(self, a: _Agent) -> None:
-        """The unit issued the last instruction of its head batch(es)."""
-        while a.marks and a.marks[0] == a.issued:
+    def _marks_reached(self, a: _Agent, e: int) -> None:
+        """The unit issued the last instruction of its head batch (ending at ``e``; -1 if the
+        batch gave this unit nothing); batches with nothing more for it end too."""
+        end = a.part_end if a.part_end > e else e
+        issued = a.pulled - len(a.buf)
+        while a.marks and a.marks[0] == issued:
             a.marks.popleft()
-            self._part_done(a.batches.popleft(), a.part_end)
+            self._part_done(a.batches.popleft(), end)
+            end = -1
             a.part_end = -1
-        a.next_mark = a.marks[0] if a.marks else INF
+        a.mark_len = a.pulled - a.marks[0] if a.marks else -1
         before = a.ops_ok
         self._ops_ok(a)
         p = self.prologue_of[a.rank]
@@ -370,12 +379,10 @@ class PimChannel:
             if got < want:  # this source is exhausted
                 a.sources.popleft()
                 a.marks.append(a.pulled)
-                if a.next_mark == INF:
-                    a.next_mark = a.marks[0]
             want -= got
         a.exhausted = not a.sources
-        if a.next_mark == a.issued:  # empty (or already issued) parts end here
-            self._marks_reached(a)
+        if a.marks:
+            a.mark_len = a.pulled - a.marks[0]
 
     # ------------------------------------------------------------------ proposals
     def _plan(self, i: int) -> None:  # noqa: C901
@@ -572,7 +579,7 @@ class PimChannel:
         attribute lookups would cost about a third of the speed.  Anything else (row
         preparation, PIM_SET, REF) goes through :meth:`issue`.
         """
-        if self.shared:
+        if self.shared or self.floor or not self.ready:
             while self.peek() < INF:
                 self.issue()
             return self.end
@@ -594,22 +601,20 @@ class PimChannel:
         plan = self._plan
         end = self.end
         rr = self.rr
-        floor = self.floor
         next_check = self.next_check
+        done = self._done
+        n = len(agents)
         while True:
-            m = min(ready, default=INF)
+            m = min(ready)
             if m >= INF:
                 break
             bus = dev.cmd_bus_next
-            if bus < floor:
-                bus = floor
             if m < bus:
                 m = bus
             if m >= next_check:
                 self._refresh_tick()
                 next_check = self.next_check
                 continue
-            n = len(agents)
             i = rr if rr < n else 0
             while ready[i] > m:
                 i += 1
@@ -632,6 +637,7 @@ class PimChannel:
                 self.issue()
                 end = self.end
                 rr = self.rr
+                n = len(agents)  # a callback may have added a program
                 continue
             rr = i + 1 if i + 1 < n else 0
             # -- inlined issue() of a unit's head instruction
@@ -667,22 +673,21 @@ class PimChannel:
                     runs.popleft()
                     check(a, b)
                 e = t + burst
+                a.part_end = e
             if a.pu is not None:
                 a.pu.execute(ins, store, ch, rank, a.bg)
             if e > end:
                 end = e
-            if e > a.part_end:
-                a.part_end = e
             ur.last_cycle = t
-            a.issued += 1
-            if a.issued == a.next_mark:
-                self._marks_reached(a)
-            if len(a.buf) < low_water and not a.exhausted:
+            buf = a.buf
+            if len(buf) < low_water and not a.exhausted:
                 self._refill(a)
-            if self._done:
+            if len(buf) == a.mark_len:
+                self._marks_reached(a, e)
+            if done:
                 self.end = end
                 self._fire()
-            buf = a.buf
+                n = len(agents)
             if buf and not a.prep and not refreshing[rank]:
                 ins = buf[0]
                 c = ins.cmd
@@ -757,18 +762,16 @@ class PimChannel:
                         runs.popleft()
                         self._check(a, b)
                     e = t + self.burst
+                    a.part_end = e
                 if a.pu is not None:
                     a.pu.execute(ins, self.store, ch, rank, a.bg)
                 if e > self.end:
                     self.end = e
-                if e > a.part_end:
-                    a.part_end = e
                 ur.last_cycle = t
-                a.issued += 1
-                if a.issued == a.next_mark:
-                    self._marks_reached(a)
                 if len(a.buf) < self.low_water and not a.exhausted:
                     self._refill(a)
+                if len(a.buf) == a.mark_len:
+                    self._marks_reached(a, e)
                 if self._done:
                     self._fire()
                 # fast path of _plan(i): the next instruction is ready to propose and no
