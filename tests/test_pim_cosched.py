@@ -374,3 +374,20 @@ def test_refresh_during_coscheduling(policy: str) -> None:
     assert all(r.tag == 1 for r in reqs)
     assert s.verify() == []
     tagged.check_ownership()
+
+
+def test_empty_batches_and_empty_unit_parts_complete() -> None:
+    """A batch with nothing fires at once; a unit given an empty stream does not hold its
+    batch back; a PIM_SET-only batch ends with its last PIM_SET."""
+    s = Setup(n=2000)
+    shared = SharedChannel.build(CFG, PIM)
+    fired: list[tuple[str, int]] = []
+    shared.add_program({}, {}, on_done=lambda c: fired.append(("nothing", c)))
+    assert fired == [("nothing", 0)]
+    units, sets = batch(s.program)
+    units[(0, 3)] = []
+    shared.add_program(units, sets, on_done=lambda c: fired.append(("update", c)))
+    shared.add_program({}, sets, on_done=lambda c: fired.append(("sets", c)))
+    end = shared.drain()
+    assert [k for k, _ in fired] == ["nothing", "update", "sets"]
+    assert fired[1][1] < fired[2][1] <= end
