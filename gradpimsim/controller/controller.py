@@ -126,6 +126,9 @@ class ChannelController:
         #: PIM side's next proposal, a lower bound of its next command).
         self.held = [False] * nb
         self.horizon = INF
+        #: Co-scheduling: does another source still have work on a rank?  Such a rank is busy
+        #: for refresh (its REFs are postponed like a busy host rank's).
+        self.external_busy: Callable[[int], bool] | None = None
         self.rank_queued = [0] * cfg.org.ranks
         self.refresh = RefreshManager(cfg.org.ranks, t.tREFI, c.max_postponed_refreshes, c.refresh)
         self.refresh_due = self.refresh.next_check(0)
@@ -403,6 +406,8 @@ class ChannelController:
         open row is recomputed, and during a refresh the rank's REF may have become possible.
         """
         if cmd in (ACT, PRE):
+            self.fresh[b] = False  # a row the host opened is gone (or was never the host's)
+            self.bypass[b] = 0
             rank = b // self.dev.banks_per_rank
             if self.refresh.refreshing[rank]:
                 self._rebuild_rank(rank)
@@ -410,9 +415,16 @@ class ChannelController:
                 self._refresh_candidate(b)
 
     # ------------------------------------------------------------------ refresh
+    def _rank_idle(self, rank: int) -> bool:
+        """Nothing queued for the rank, here or (co-scheduling) at another source."""
+        return self.rank_queued[rank] == 0 and self._ext_idle(rank)
+
+    def _ext_idle(self, rank: int) -> bool:
+        return self.external_busy is None or not self.external_busy(rank)
+
     def _refresh_check(self) -> None:
         for rank in range(len(self.rank_queued)):
-            idle = self.rank_queued[rank] == 0
+            idle = self._rank_idle(rank)
             if self.refresh.should_start(rank, self.now, idle):
                 self.refresh.refreshing[rank] = True
                 self._rebuild_rank(rank)
@@ -458,7 +470,7 @@ class ChannelController:
             dev.issue(REF, b, t)
             self.refresh.record(rank, t)
             self._emit(REF, b, -1, -1, t)
-            idle = self.rank_queued[rank] == 0
+            idle = self._rank_idle(rank)
             if not self.refresh.should_continue(rank, t, idle):
                 self.refresh.refreshing[rank] = False
             self._rebuild_rank(rank)
@@ -605,7 +617,7 @@ class ChannelController:
             # -- a mode switch (write drain starts or ends) or a refresh ends the run here
             if drain_flips(is_write, n_r, n_w, forced, high, low):
                 break
-            if queued == 0 and refresh.should_start(rank, t, True):
+            if queued == 0 and refresh.should_start(rank, t, True) and self._ext_idle(rank):
                 break
             # -- the next command: earliest ready stream head, oldest on ties
             floor_rank = t + gap_rank
@@ -729,7 +741,7 @@ class ChannelController:
             last = t
             if drain_flips(is_write, n_r, n_w, forced, high, low):
                 break
-            if queued == 0 and refresh.should_start(rank, t, True):
+            if queued == 0 and refresh.should_start(rank, t, True) and self._ext_idle(rank):
                 break
             nxt = t + gap
             while True:
@@ -812,7 +824,7 @@ class ChannelController:
         self.now = last_rank
         if done > self.last_done:
             self.last_done = done
-        if self.rank_queued[rank] == 0 and self.refresh.should_start(rank, last_rank, True):
+        if self._rank_idle(rank) and self.refresh.should_start(rank, last_rank, True):
             self.refresh.refreshing[rank] = True
             self._rebuild_rank(rank)
         if not self._update_mode():
@@ -848,7 +860,7 @@ class ChannelController:
             self.last_done = done
         if req.callback is not None:
             req.callback(req)
-        if self.rank_queued[req.rank] == 0 and self.refresh.should_start(req.rank, t, True):
+        if self._rank_idle(req.rank) and self.refresh.should_start(req.rank, t, True):
             self.refresh.refreshing[req.rank] = True
             self._rebuild_rank(req.rank)
 

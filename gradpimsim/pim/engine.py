@@ -37,6 +37,10 @@ Scheduling policy (results depend on it, so it is stated exactly)
 - Channels are independent (own command bus, own device) and are simulated one after another;
   the sink sees each channel's commands in clock order, channel by channel.
 
+The per-channel scheduler is :class:`~gradpimsim.pim.channel.PimChannel` (steppable: ``peek`` /
+``issue``, programs appended as batches, a shared mode for co-scheduling with host traffic);
+:class:`PimEngine` drives one per channel to completion in standalone mode.
+
 Proposals are cached: a proposal's earliest cycle changes only when a command touches the same
 bank group (only the unit itself issues there), a rank-level rule fires (ACT: tRRD_S/tFAW for
 other ACT proposals; PIM_SET; REF) or the command bus moves.  The bus is common to all, so it is
@@ -54,48 +58,22 @@ bank group's column path was busy, 1.0 meaning the unit was column-bound all the
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice
 
 import numpy as np
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.refresh import RefreshManager
 from gradpimsim.dram.commands import Cmd, Command
 from gradpimsim.dram.device import NCMD, ChannelDevice
+from gradpimsim.pim.channel import INF, PimChannel, UnitResult
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.kernels import PimProgram, UnitKey
-from gradpimsim.pim.unit import SQRT_DIV_OPS, PimInstr
 
-INF = 1 << 62
-ACT, PRE, REF = int(Cmd.ACT), int(Cmd.PRE), int(Cmd.REF)
-PIM_RD, PIM_WR, PIM_OP, PIM_SET = (int(Cmd.PIM_RD), int(Cmd.PIM_WR), int(Cmd.PIM_OP),
-                                   int(Cmd.PIM_SET))
-_CMDS = list(Cmd)
-_UNIT, _PROLOGUE, _REFRESH = 0, 1, 2
-_HEAD = -1  # ``_Agent.sel`` of a unit's instruction (else the bank being prepared)
+__all__ = ["INF", "EngineResult", "PimEngine", "UnitResult", "run_timed"]
 
 CommandSink = Callable[[Command], None]
-
-
-@dataclass
-class UnitResult:
-    """What one bank-group unit did."""
-
-    reads: int = 0
-    writes: int = 0
-    ops: int = 0
-    activations: int = 0
-    precharges: int = 0
-    last_cycle: int = 0
-    utilization: float = 0.0
-
-    @property
-    def column_ops(self) -> int:
-        return self.reads + self.writes
 
 
 @dataclass
@@ -155,37 +133,6 @@ class EngineResult:
         }
 
 
-class _Agent:
-    """One proposer of commands: a unit, a rank's prologue, or a rank's refresh."""
-
-    __slots__ = ("kind", "rank", "bg", "fb0", "it", "buf", "runs", "prep", "exhausted",
-                 "cmd", "fb", "row", "sel", "res", "pu", "sets", "pos", "wr_floor")
-
-    def __init__(self, kind: int, rank: int, bg: int, fb0: int) -> None:
-        self.kind = kind
-        self.rank = rank
-        self.bg = bg
-        self.fb0 = fb0
-        self.it: Iterator[PimInstr] = iter(())
-        self.buf: deque[PimInstr] = deque()
-        #: Per bank of the group: the rows the buffered instructions touch, as [row, count] runs.
-        self.runs: list[deque[list[int]]] = []
-        #: Banks whose open row is not the next row they need (ACT or PRE wanted).
-        self.prep: set[int] = set()
-        self.exhausted = True
-        self.cmd = -1
-        self.fb = fb0
-        self.row = -1
-        self.sel = _HEAD
-        self.res = UnitResult()
-        self.pu = None  # the functional PimUnit, when functional
-        self.sets: list[PimInstr] = []
-        self.pos = 0
-        #: No PIM_WR before this cycle: the latest sqrt/div result (the device's table knows
-        #: one PIM_OP latency only; the extension's longer one is the engine's to keep).
-        self.wr_floor = 0
-
-
 class PimEngine:
     """Event-driven timed execution of GradPIM programs (policy: see the module docstring).
 
@@ -217,8 +164,7 @@ class PimEngine:
         channels = sorted({k[0] for k in program.units} | {k[0] for k in program.prologue})
         with np.errstate(all="ignore"):  # overflow to inf / NaN is data, as in the reference
             for ch in channels:
-                cyc = self._run_channel(ch, program, res, counts)
-                res.channel_cycles[ch] = cyc
+                res.channel_cycles[ch] = self._run_channel(ch, program, res, counts)
         res.wall_s = time.perf_counter() - start
         res.cycles = max(res.channel_cycles.values(), default=0)
         res.counts = {Cmd(i).name: n for i, n in enumerate(counts) if n}
@@ -226,321 +172,24 @@ class PimEngine:
             u.utilization = (u.column_ops * self.col_spacing / res.cycles) if res.cycles else 0.0
         return res
 
-    # ------------------------------------------------------------------ one channel
-    def _run_channel(self, ch: int, program: PimProgram, res: EngineResult,  # noqa: C901
+    def _run_channel(self, ch: int, program: PimProgram, res: EngineResult,
                      counts: list[int]) -> int:
-        """Simulate one channel to completion; returns its end cycle.
-
-        One function with closures over locals, because this is the per-command hot path.
-        """
-        cfg = self.cfg
-        o = cfg.org
-        dev = ChannelDevice(cfg, self.pim)
-        self.devices[ch] = dev
-        earliest = dev.earliest
-        dev_issue = dev.issue
-        open_row = dev.open_row
-        bpg, bpr = o.banks_per_group, o.banks_per_rank
-        burst = cfg.burst_cycles
-        sink = self.sink
-        array = self.array
-        store = array.store if array is not None else None
-        lookahead = self.lookahead
-        low_water = lookahead // 2
-        long_latency = self.pim.sqrt_div_latency
-        refresher = RefreshManager(o.ranks, cfg.timing.tREFI,
-                                   cfg.controller.max_postponed_refreshes, self.refresh)
-        refreshing = refresher.refreshing
-
-        agents: list[_Agent] = []
-        by_rank: list[list[int]] = [[] for _ in range(o.ranks)]
-        for (c, rank, bg), prog in program.units.items():
-            if c != ch:
-                continue
-            a = _Agent(_UNIT, rank, bg, dev.flat_bank(rank, bg, 0))
-            a.it = iter(prog)
-            a.exhausted = False
-            a.runs = [deque() for _ in range(bpg)]
-            a.res = res.units.setdefault((ch, rank, bg), UnitResult())
-            if array is not None:
-                a.pu = array.unit(ch, rank, bg)
-            by_rank[rank].append(len(agents))
-            agents.append(a)
-        set_done = [True] * o.ranks
-        for (c, rank), sets in program.prologue.items():
-            if c != ch or not sets:
-                continue
-            a = _Agent(_PROLOGUE, rank, -1, rank * bpr)
-            a.sets = list(sets)
-            set_done[rank] = False
-            by_rank[rank].append(len(agents))
-            agents.append(a)
-        refresh_agent = [-1] * o.ranks
-        for rank in range(o.ranks):
-            if by_rank[rank]:
-                refresh_agent[rank] = len(agents)
-                by_rank[rank].append(len(agents))
-                agents.append(_Agent(_REFRESH, rank, -1, rank * bpr))
-        n = len(agents)
-        ready = [INF] * n
-        end = 0
-
-        def check(a: _Agent, b: int) -> None:
-            """Does bank ``b`` of unit ``a`` need an ACT or PRE for its next row?"""
-            runs = a.runs[b]
-            if runs and open_row[a.fb0 + b] != runs[0][0]:
-                a.prep.add(b)
-            else:
-                a.prep.discard(b)
-
-        def refill(a: _Agent) -> None:
-            buf = a.buf
-            want = lookahead - len(buf)
-            got = 0
-            for ins in islice(a.it, want):
-                got += 1
-                buf.append(ins)
-                c = ins.cmd
-                if c in (PIM_RD, PIM_WR):
-                    runs = a.runs[ins.bank]
-                    if runs and runs[-1][0] == ins.row:
-                        runs[-1][1] += 1
-                    else:
-                        runs.append([ins.row, 1])
-                        if len(runs) == 1:
-                            check(a, ins.bank)
-            if got < want:
-                a.exhausted = True
-
-        def plan(i: int) -> None:
-            """Set agent ``i``'s proposal and its earliest legal cycle (bus included)."""
-            a = agents[i]
-            kind = a.kind
-            rank = a.rank
-            best = INF
-            if kind == _UNIT:
-                buf = a.buf
-                busy_ref = refreshing[rank]
-                if buf:
-                    ins = buf[0]
-                    c = ins.cmd
-                    if c == PIM_OP:
-                        if set_done[rank]:
-                            best = earliest(PIM_OP, a.fb0)
-                            a.cmd = PIM_OP
-                            a.fb = a.fb0
-                            a.sel = _HEAD
-                    elif not busy_ref:
-                        fb = a.fb0 + ins.bank
-                        if open_row[fb] == ins.row:
-                            best = earliest(c, fb)
-                            if c == PIM_WR and best < a.wr_floor:
-                                best = a.wr_floor
-                            a.cmd = c
-                            a.fb = fb
-                            a.sel = _HEAD
-                if busy_ref:
-                    for b in range(bpg):
-                        fb = a.fb0 + b
-                        if open_row[fb] != -1:
-                            e = earliest(PRE, fb)
-                            if e < best:
-                                best, a.cmd, a.fb, a.sel = e, PRE, fb, b
-                elif a.prep:
-                    for b in a.prep:
-                        fb = a.fb0 + b
-                        if open_row[fb] != -1:
-                            e = earliest(PRE, fb)
-                            if e < best:
-                                best, a.cmd, a.fb, a.sel = e, PRE, fb, b
-                        else:
-                            e = earliest(ACT, fb)
-                            if e < best:
-                                best, a.cmd, a.fb, a.sel = e, ACT, fb, b
-                                a.row = a.runs[b][0][0]
-            elif kind == _PROLOGUE:
-                if a.pos < len(a.sets):
-                    best = earliest(PIM_SET, a.fb0)
-                    a.cmd = PIM_SET
-            elif refreshing[rank]:
-                first = a.fb0
-                for fb in range(first, first + bpr):
-                    if open_row[fb] != -1:
-                        break
-                else:
-                    best = earliest(REF, first)
-                    a.cmd = REF
-            ready[i] = best
-
-        def replan_rank(rank: int) -> None:
-            for j in by_rank[rank]:
-                plan(j)
-
-        for a in agents:
-            if a.kind == _UNIT:
-                refill(a)
-        for i in range(n):
-            plan(i)
-
-        next_check = refresher.next_check(0)
-        rr = 0
-        while True:
-            m = min(ready)
-            if m >= INF:
-                break
-            bus = dev.cmd_bus_next
-            if m < bus:
-                m = bus
-            if m >= next_check:
-                now = next_check
-                next_check = refresher.next_check(now)
-                for rank in range(o.ranks):
-                    if refresh_agent[rank] < 0:
-                        continue
-                    idle = all(agents[j].kind != _UNIT or (not agents[j].buf)
-                               for j in by_rank[rank])
-                    if refresher.should_start(rank, now, idle):
-                        refreshing[rank] = True
-                        replan_rank(rank)
-                continue
-            i = rr
-            while ready[i] > m:
-                i += 1
-                if i == n:
-                    i = 0
-            if agents[i].cmd == PIM_OP:  # a column command or ACT/PRE at m goes first
-                j = i
-                for _ in range(n - 1):
-                    j += 1
-                    if j == n:
-                        j = 0
-                    if ready[j] <= m and agents[j].cmd != PIM_OP:
-                        i = j
-                        break
-            rr = i + 1 if i + 1 < n else 0
-            a = agents[i]
-            t = m
-            c = a.cmd
-            kind = a.kind
-            rank = a.rank
-            counts[c] += 1
-            if kind == _UNIT:
-                fb = a.fb
-                ur = a.res
-                if a.sel == _HEAD:
-                    ins = a.buf.popleft()
-                    if c == PIM_OP:
-                        dev_issue(c, fb, t)
-                        ur.ops += 1
-                        if ins.op in SQRT_DIV_OPS and t + long_latency > a.wr_floor:
-                            a.wr_floor = t + long_latency
-                        if sink is not None:
-                            sink(Command(t, Cmd.PIM_OP, ch, rank, a.bg, -1, -1, -1))
-                        e = t + 1
-                    else:
-                        b = ins.bank
-                        row = ins.row
-                        dev_issue(c, fb, t, row)
-                        if c == PIM_RD:
-                            ur.reads += 1
-                        else:
-                            ur.writes += 1
-                        if sink is not None:
-                            sink(Command(t, _CMDS[c], ch, rank, a.bg, b, row, ins.col))
-                        runs = a.runs[b]
-                        run = runs[0]
-                        run[1] -= 1
-                        if not run[1]:
-                            runs.popleft()
-                            check(a, b)
-                        e = t + burst
-                    if a.pu is not None:
-                        a.pu.execute(ins, store, ch, rank, a.bg)
-                    if len(a.buf) < low_water and not a.exhausted:
-                        refill(a)
-                    if e > end:
-                        end = e
-                    ur.last_cycle = t
-                    # fast path of plan(i): the next instruction is ready to propose and no
-                    # bank needs preparing (the common case; anything else takes plan())
-                    buf = a.buf
-                    if buf and not a.prep and not refreshing[rank]:
-                        ins = buf[0]
-                        c = ins.cmd
-                        if c == PIM_OP:
-                            if set_done[rank]:
-                                a.cmd = PIM_OP
-                                a.fb = a.fb0
-                                ready[i] = earliest(PIM_OP, a.fb0)
-                                continue
-                        else:
-                            fb = a.fb0 + ins.bank
-                            if open_row[fb] == ins.row:
-                                e = earliest(c, fb)
-                                if c == PIM_WR and e < a.wr_floor:
-                                    e = a.wr_floor
-                                a.cmd = c
-                                a.fb = fb
-                                ready[i] = e
-                                continue
-                    plan(i)
-                else:
-                    b = a.sel
-                    if c == ACT:
-                        row = a.row
-                        dev_issue(ACT, fb, t, row)
-                        ur.activations += 1
-                    else:
-                        row = open_row[fb]
-                        dev_issue(PRE, fb, t)
-                        ur.precharges += 1
-                    if sink is not None:
-                        sink(Command(t, _CMDS[c], ch, rank, a.bg, b, row, -1))
-                    check(a, b)
-                    if t + 1 > end:
-                        end = t + 1
-                    if c == ACT:  # tRRD_S / tFAW move every ACT proposal of the rank
-                        for j in by_rank[rank]:
-                            if j == i or agents[j].cmd == ACT:
-                                plan(j)
-                    else:
-                        plan(i)
-                        if refreshing[rank]:
-                            plan(refresh_agent[rank])
-            elif kind == _PROLOGUE:
-                ins = a.sets[a.pos]
-                a.pos += 1
-                dev_issue(PIM_SET, a.fb0, t)
-                if sink is not None:
-                    sink(Command(t, Cmd.PIM_SET, ch, rank, -1, -1, -1, -1))
-                if array is not None:
-                    array.issue(ch, rank, -1, ins)
-                if t + 1 > end:
-                    end = t + 1
-                if a.pos == len(a.sets):
-                    set_done[rank] = True
-                    replan_rank(rank)
-                else:
-                    plan(i)
-            else:  # REF
-                dev_issue(REF, a.fb0, t)
-                refresher.record(rank, t)
-                if sink is not None:
-                    sink(Command(t, Cmd.REF, ch, rank, 0, 0, -1, -1))
-                if t + 1 > end:
-                    end = t + 1
-                if not refresher.should_continue(rank, t, False):
-                    refreshing[rank] = False
-                for j in by_rank[rank]:
-                    a2 = agents[j]
-                    if a2.kind == _UNIT:
-                        for b in range(bpg):
-                            check(a2, b)
-                replan_rank(rank)
-        for a in agents:
-            if a.kind == _UNIT and (a.buf or not a.exhausted):
-                raise RuntimeError(f"unit ch{ch} ra{a.rank} bg{a.bg} stalled with "
-                                   f"{len(a.buf)} instructions left (scheduler bug)")
+        """Drive one channel's :class:`PimChannel` to completion; returns its end cycle."""
+        chan = PimChannel(self.cfg, self.pim, ch, sink=self.sink, array=self.array,
+                          refresh=self.refresh, lookahead=self.lookahead)
+        self.devices[ch] = chan.dev
+        units = {(rank, bg): prog for (c, rank, bg), prog in program.units.items() if c == ch}
+        prologue = {rank: sets for (c, rank), sets in program.prologue.items()
+                    if c == ch and sets}
+        chan.add_program(units, prologue)
+        end = chan.run()
+        stalled = chan.stalled()
+        if stalled:
+            raise RuntimeError(f"{stalled[0]} (scheduler bug)")
+        for (rank, bg), ur in chan.results.items():
+            res.units[(ch, rank, bg)] = ur
+        for i, n in enumerate(chan.counts):
+            counts[i] += n
         return end
 
 

@@ -1,0 +1,222 @@
+"""PIM streams and host traffic on one channel: one device, one command bus, one refresh authority.
+
+In a training iteration the optimizer update runs in DRAM (GradPIM) while the NPU still streams
+backward-pass traffic through the same channel.  :class:`SharedChannel` lets the host
+:class:`~gradpimsim.controller.controller.ChannelController` and a shared-mode
+:class:`~gradpimsim.pim.channel.PimChannel` take turns on the controller's
+:class:`~gradpimsim.dram.device.ChannelDevice`; every command of both goes to the controller's
+sink, so one checker sees one command stream.
+
+Rules (results depend on them, so they are stated exactly; also docs/gradpim.md section 9):
+
+- **Command bus.**  The earlier legal command goes first.  On a tie the policy decides:
+  ``host-first`` (the host issues, PIM re-peeks) or ``pim-first`` (the opposite).  PIM's next
+  cycle ``tp`` is exact (:meth:`PimChannel.peek`); the host runs up to ``tp + 1`` (host-first) or
+  ``tp`` (pim-first) and ``ctrl.horizon`` keeps its closed-form row-hit runs from passing that
+  point, so no host command is ever decided past a PIM command it would have to follow.
+- **Bank ownership.**  A bank PIM activated is held by PIM (``ctrl.hold``) until PIM
+  precharges it; the host never issues to a held bank.  PIM precharges a bank as soon as none of
+  its buffered instructions needs the open row, so the host gets the bank back.  PIM may close a
+  bank the *host* left open only when no host request is queued for that bank (host-first) or
+  whenever it needs the bank (pim-first); PIM only uses rows it opened itself.  "Queued" means
+  in the queue the host is serving (reads, or writes while it drains them), see
+  :meth:`SharedChannel._host_lets_go` for why.
+- **Refresh.**  The controller's ``RefreshManager`` is the only authority and the controller
+  issues every REF, once all banks of the rank are closed.  While a rank refreshes, PIM only
+  closes the banks it holds and does register work (PIM_OPs); PIM's PREs are reported to the
+  controller (``external_issued``), which re-evaluates its REF candidate.  A rank is idle for
+  refresh only when neither side has work on it (``ctrl.external_busy``), so PIM work postpones
+  REFs exactly like host work (up to ``max_postponed_refreshes``).
+- **No deadlock.**  The host waits only for banks PIM holds, and PIM releases those on its own;
+  PIM waits only for host-open banks with requests in the queue the host is serving
+  (host-first), which the host can serve because those banks are not held.  Under host-first
+  a host that never stops sending to a bank PIM needs starves PIM on that bank (and PIM column
+  commands take bus ties from the host under pim-first): that is the policy, not a deadlock.
+- **Approximation.**  Host state that *permits* PIM (a host queue draining, so PIM may close the
+  bank) is seen when PIM next peeks, not at the exact cycle it changed; PIM then issues at the
+  earliest legal cycle after the commands already issued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from typing import Any
+
+import simpy
+
+from gradpimsim.config import MemoryConfig
+from gradpimsim.config.model import ConfigError
+from gradpimsim.controller.controller import ChannelController, CommandSink
+from gradpimsim.controller.refresh import INF
+from gradpimsim.controller.request import Request
+from gradpimsim.dram.commands import Cmd
+from gradpimsim.pim.channel import PimChannel
+from gradpimsim.pim.config import PimConfig
+from gradpimsim.pim.functional import PimArray
+from gradpimsim.pim.unit import PimInstr
+
+POLICIES = ("host-first", "pim-first")
+ACT, PRE = int(Cmd.ACT), int(Cmd.PRE)
+
+
+class SharedChannel:
+    """A host controller and a PIM scheduler arbitrated on one channel (rules: module docstring).
+
+    ``pim`` must be a shared-mode :class:`PimChannel` on ``ctrl.dev`` that obeys
+    ``ctrl.refresh.refreshing`` and writes to ``ctrl.sink``; :meth:`build` makes both.
+    """
+
+    def __init__(self, ctrl: ChannelController, pim: PimChannel,
+                 policy: str = "host-first") -> None:
+        if policy not in POLICIES:
+            raise ConfigError("policy", f"unknown policy {policy!r}; choose one of "
+                                        f"{', '.join(POLICIES)}")
+        if pim.dev is not ctrl.dev:
+            raise ValueError("pim: the PimChannel must issue on the controller's device")
+        if pim.refreshing is not ctrl.refresh.refreshing:
+            raise ValueError("pim: the PimChannel must obey the controller's refresh flags "
+                             "(refreshing=ctrl.refresh.refreshing)")
+        self.ctrl = ctrl
+        self.pim = pim
+        self.policy = policy
+        self.host_first = policy == "host-first"
+        pim.may_close = self._host_lets_go if self.host_first else None
+        ctrl.external_busy = pim.rank_busy
+
+    @classmethod
+    def build(cls, cfg: MemoryConfig, pim: PimConfig | None = None, *, channel: int = 0,
+              policy: str = "host-first", sink: CommandSink | None = None,
+              array: PimArray | None = None, lookahead: int = 1024) -> SharedChannel:
+        """A controller with the PIM rules (so its sink and checkers know them) and a PIM
+        scheduler on the same device and sink."""
+        pim = pim or PimConfig()
+        ctrl = ChannelController(cfg, channel, pim=pim, sink=sink)
+        chan = PimChannel(cfg, pim, channel, dev=ctrl.dev, sink=ctrl.sink, array=array,
+                          refreshing=ctrl.refresh.refreshing, lookahead=lookahead)
+        return cls(ctrl, chan, policy)
+
+    def _host_lets_go(self, bank: int) -> bool:
+        """Host-first: PIM may close a host-open bank only if no request the host is serving
+        (reads, or writes while it drains them) waits for it.  Counting the other queue too
+        could deadlock: a read queue full of requests for PIM-held banks never lets the host
+        turn to a write for this bank, and PIM would keep its banks while waiting for it."""
+        ctrl = self.ctrl
+        return not (ctrl.write_q if ctrl.draining else ctrl.read_q)[bank]
+
+    # ------------------------------------------------------------------ driving
+    @property
+    def busy(self) -> bool:
+        return self.ctrl.busy or self.pim.busy
+
+    def submit(self, req: Request) -> None:
+        self.ctrl.submit(req)
+
+    def add_program(self, units: Mapping[tuple[int, int], Iterable[PimInstr]],
+                    prologue: Mapping[int, Sequence[PimInstr]] | None = None,
+                    on_done: Callable[[int], None] | None = None) -> None:
+        self.pim.add_program(units, prologue, on_done)
+
+    def next_event(self) -> int:
+        """Cycle of the next thing either side will do (INF when both are idle)."""
+        t = self.pim.peek()
+        if self.ctrl.busy or self.pim.busy:
+            h = self.ctrl.next_event()
+            if h < t:
+                t = h
+        return t
+
+    def run_until(self, limit: int) -> None:
+        """Process every event at a cycle < ``limit``; with ``limit == INF``, until both idle."""
+        ctrl, pim = self.ctrl, self.pim
+        bump = 1 if self.host_first else 0
+        while True:
+            tp = pim.peek()
+            if tp >= INF:
+                if not pim.busy:  # the host alone
+                    ctrl.horizon = limit
+                    ctrl.run_until(limit, until_idle=limit >= INF)
+                    break
+                # PIM waits for the host (a refresh, a host-open bank): step the host
+                th = ctrl.next_event()
+                if th >= limit or th >= INF:
+                    if th >= INF or (not ctrl.busy and not any(ctrl.refresh.refreshing)):
+                        raise RuntimeError("; ".join(pim.stalled()) or "PIM stalled")
+                    break
+                ctrl.horizon = th + 1
+                ctrl.run_until(th + 1)
+                continue
+            h = tp + bump
+            if h > limit:
+                h = limit
+            ctrl.horizon = h
+            if ctrl.next_event() < h:
+                ctrl.run_until(h)
+                continue
+            if tp >= limit:
+                break
+            pim.issue()
+            self._pim_issued(pim.last_cmd, pim.last_bank)
+        if limit < INF:
+            pim.advance(limit)
+
+    def _pim_issued(self, cmd: int, bank: int) -> None:
+        """Bank ownership and the controller's candidates after a PIM command."""
+        if cmd == ACT:
+            self.ctrl.hold(bank, True)
+        elif cmd == PRE:
+            self.ctrl.hold(bank, False)
+        self.ctrl.external_issued(cmd, bank)
+
+    def drain(self) -> int:
+        """Run until both sides are idle; returns the end of the last command or transfer."""
+        self.run_until(INF)
+        return max(self.ctrl.last_done, self.pim.end)
+
+
+class SharedChannelProcess:
+    """Runs a :class:`SharedChannel` inside a SimPy environment (like ``ControllerProcess``).
+
+    The process sleeps until the next event of either side or a wake-up (a request or a
+    program), and on waking processes everything before ``env.now + 1``.  ``follow=True`` (the
+    default) wakes at every event, so request callbacks and ``on_done`` fire at their simulated
+    issue cycle (``on_done`` gets the end cycle of the batch's last command, at most BL/2 later).
+    """
+
+    def __init__(self, env: simpy.Environment, shared: SharedChannel, *,
+                 follow: bool = True) -> None:
+        self.env = env
+        self.shared = shared
+        self.follow = follow
+        self._wake = env.event()
+        self.process = env.process(self._run())
+
+    def submit(self, req: Request) -> None:
+        if req.arrival < self.env.now:
+            req.arrival = int(self.env.now)
+        self.shared.submit(req)
+        self.wake()
+
+    def add_program(self, units: Mapping[tuple[int, int], Iterable[PimInstr]],
+                    prologue: Mapping[int, Sequence[PimInstr]] | None = None,
+                    on_done: Callable[[int], None] | None = None) -> None:
+        """Append a PIM batch now: none of its commands issues before ``env.now``."""
+        self.shared.pim.advance(int(self.env.now))
+        self.shared.add_program(units, prologue, on_done)
+        self.wake()
+
+    def wake(self) -> None:
+        if not self._wake.triggered:
+            self._wake.succeed()
+
+    def _run(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        shared = self.shared
+        while True:
+            shared.run_until(int(env.now) + 1)
+            nxt = shared.next_event() if self.follow and shared.busy else INF
+            if self._wake.triggered:
+                self._wake = env.event()
+            if nxt < INF:
+                yield env.timeout(max(nxt - int(env.now), 0)) | self._wake
+            else:
+                yield self._wake
