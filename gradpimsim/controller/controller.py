@@ -135,8 +135,15 @@ class ChannelController:
         self.cmd_counts = [0] * NCMD
         self.read_latency = LatencyHistogram()
         self.write_latency = LatencyHistogram()
+        #: Requests completed (a bulk request counts once) and bursts (column commands) served.
         self.reads_done = 0
         self.writes_done = 0
+        self.read_bursts = 0
+        self.write_bursts = 0
+        #: Closed-form shortcuts taken: a bulk head's bursts issued as one arithmetic progression
+        #: (single stream), and whole periods of an interleaved multi-stream run skipped.
+        self.bulk_jumps = 0
+        self.periodic_jumps = 0
         self.last_done = 0
         #: Column commands that were the first to their row after its ACT (row-buffer misses).
         self.row_misses = 0
@@ -464,18 +471,22 @@ class ChannelController:
             self._rebuild_rank(rank)
 
     def _runs_on(self, b: int, req: Request) -> bool:
-        """Worth a closed-form run: ``req`` heads its queue and another hit follows it."""
+        """Worth a closed-form run: ``req`` heads its queue and another hit follows it (one of
+        its own remaining bursts, or another request)."""
         q = self.write_q[b] if self.draining else self.read_q[b]
         if not q or q[0] is not req:
             return False
+        if req.ncols - req.served > 1:
+            return True
         if len(q) > 1:
             return q[1].row == req.row
         p = self.pending
         return bool(p) and p[0].bank == b and p[0].row == req.row
 
     def _column_cmd(self, b: int, cmd: int, req: Request) -> int:
-        """RD/WR, or RDA/WRA when the closed-page policy finds no other request for the row."""
-        if not self.closed_page:
+        """RD/WR, or RDA/WRA when the closed-page policy finds no other request for the row
+        (only ever on a request's last burst: a bulk request keeps its row open until then)."""
+        if not self.closed_page or req.served + 1 < req.ncols:
             return cmd
         row = req.row
         for q in (self.read_q[b], self.write_q[b]):
@@ -493,8 +504,16 @@ class ChannelController:
         if self.fresh[b]:
             self.row_misses += 1
             self.fresh[b] = False
-        self._emit(cmd, b, row, req.col, t)
-        self._complete(b, req, t)
+        self._emit(cmd, b, row, req.col + req.served, t)
+        req.served += 1
+        if req.is_write:
+            self.write_bursts += 1
+        else:
+            self.read_bursts += 1
+        if req.served == req.ncols:
+            self._complete(b, req, t)
+        else:  # a bulk request keeps its queue slot (and place) until its last burst
+            self.last_col[b] = t
         if not self._update_mode():
             self._refresh_candidate(b)
             if self.fcfs:  # the next oldest request may live in another bank
@@ -514,6 +533,10 @@ class ChannelController:
         and oldest on ties, gives exactly the per-command scheduler's cycles.  Timing updates
         are maxima, so the device is then updated once per bank, with its last command.  Tests
         compare whole command streams issued both ways.
+
+        Bulk heads make the loop's cost independent of their length: with one stream, a head's
+        remaining bursts are an arithmetic progression (see :meth:`_run_single`); with several,
+        the merge soon becomes periodic and whole periods are skipped (:meth:`_periodic_jump`).
         """
         heap = self.heap
         version = self.version
@@ -558,6 +581,7 @@ class ChannelController:
         s_last = [-INF] * n
         index = {b: k for k, b in enumerate(streams)}
         last_in_bg = [-INF] * dev.bankgroups
+        run_bgs = sorted(set(s_bg))
         gap_bg = self.run_gap_bg[cmd]
         gap_rank = self.run_gap_rank[cmd]
         gap_pre = self.run_gap_pre[cmd]
@@ -565,8 +589,8 @@ class ChannelController:
         idle_close = self.idle_close
         last_rank = -INF
         pending = self.pending
-        cap = self.write_cap if is_write else self.read_cap
-        sink = self.sink
+        rcap, wcap = self.read_cap, self.write_cap
+        emit = self._run_emitter(cmd, streams, s_row)
         lat = self.write_latency_cycles if is_write else self.read_latency_cycles
         latencies: list[int] = []
         record = latencies.append
@@ -574,39 +598,81 @@ class ChannelController:
         queued = self.rank_queued[rank]
         low, high, forced = self.low, self.high, self.drain_forced
         refresh = self.refresh
-        kind = Cmd(cmd)
         done = 0
         issued = 0
+        completed = 0
         admitted_in_run: list[Request] = []
+        # Periodic fast-forward: the commands issued since the heads or the queues last changed
+        # (times and streams), and for each relative state seen after one of them, its index.
+        log_t: list[int] = []
+        log_k: list[int] = []
+        seen: dict[tuple[int, ...], int] = {}
         t = now
         k = 0
         req = req0
         stream_range = range(n)
         while True:
-            # -- issue req (head of stream k) at t
+            # -- issue the next burst of req (head of stream k) at t
+            served = req.served
+            if emit is not None:
+                emit(t, k, req.col + served)
+            served += 1
+            req.served = served
             issued += 1
-            s_q[k].popleft()
-            if is_write:
-                n_w -= 1
-            else:
-                n_r -= 1
-            queued -= 1
-            done = t + lat
-            record(done - req.admitted)
-            req.done = done
-            if req.callback is not None:
-                req.callback(req)
-            if sink is not None:
-                _, g_, k_ = dev.split_bank(streams[k])
-                sink(Command(t, kind, self.channel, rank, g_, k_, s_row[k], req.col))
             s_last[k] = t
             last_in_bg[s_bg[k]] = t
             last_rank = t
-            # -- a mode switch (write drain starts or ends) or a refresh ends the run here
-            if drain_flips(is_write, n_r, n_w, forced, high, low):
-                break
-            if queued == 0 and refresh.should_start(rank, t, True):
-                break
+            if served == req.ncols:
+                s_q[k].popleft()
+                completed += 1
+                if is_write:
+                    n_w -= 1
+                else:
+                    n_r -= 1
+                queued -= 1
+                done = t + lat
+                record(done - req.admitted)
+                req.done = done
+                if req.callback is not None:
+                    req.callback(req)
+                # -- a mode switch (write drain starts or ends) or a refresh ends the run here
+                # (queue counts change only here and by admissions of the run's own kind,
+                # which can neither start nor end a drain)
+                if drain_flips(is_write, n_r, n_w, forced, high, low):
+                    break
+                if queued == 0 and refresh.should_start(rank, t, True):
+                    break
+                if log_t:
+                    log_t.clear()
+                    log_k.clear()
+                    seen.clear()
+            else:
+                # -- a bulk head continues: look for a periodic steady state and skip it
+                log_t.append(t)
+                log_k.append(k)
+                key = self._run_state_key(t, s_q, s_row, s_start, run_bgs, last_in_bg,
+                                          gap_bg, gap_rank)
+                if key is not None:
+                    i0 = seen.get(key)
+                    if i0 is not None:
+                        bound = limit
+                        if pending:
+                            p = pending[0]
+                            full = n_w >= wcap if p.is_write else n_r >= rcap
+                            if not full and p.arrival < bound:
+                                bound = p.arrival
+                        dt, dn = self._periodic_jump(log_t, log_k, i0, bound, s_q, s_last,
+                                                     last_in_bg, s_bg, emit)
+                        if dn:
+                            t += dt
+                            issued += dn
+                            last_rank = t
+                            log_t.clear()
+                            log_k.clear()
+                            seen.clear()
+                            log_t.append(t)
+                            log_k.append(k)
+                    seen[key] = len(log_t) - 1
             # -- the next command: earliest ready stream head, oldest on ties
             floor_rank = t + gap_rank
             while True:
@@ -637,18 +703,19 @@ class ChannelController:
                         e = head.admitted
                     if e < best_t or (e == best_t and head.seq < best_seq):
                         best_t, best_seq, best_k = e, head.seq, s
-                # admissions up to that cycle come first; a foreign one bounds the run
+                # admissions up to that cycle come first; a foreign one bounds the run (one
+                # that waits for room in a full queue cannot be admitted during the run)
                 admitted = False
                 while pending:
                     head = pending[0]
                     a = head.arrival if head.arrival > t else t
                     if a > best_t or a >= limit:
                         break
+                    if n_w >= wcap if head.is_write else n_r >= rcap:
+                        break
                     hk = index.get(head.bank, -1)
                     if head.is_write != is_write or hk < 0 or head.row != s_row[hk]:
                         limit = a
-                        break
-                    if (n_w if is_write else n_r) >= cap:
                         break
                     pending.popleft()
                     head.admitted = a
@@ -662,6 +729,10 @@ class ChannelController:
                     else:
                         n_r += 1
                     admitted_in_run.append(head)
+                    if log_t:
+                        log_t.clear()
+                        log_k.clear()
+                        seen.clear()
                 if not admitted:
                     break
             if best_k < 0 or best_t >= limit:
@@ -673,16 +744,110 @@ class ChannelController:
         self.rank_queued[rank] = queued
         (self.write_latency if is_write else self.read_latency).add_many(latencies)
         if is_write:
-            self.writes_done += issued
+            self.writes_done += completed
+            self.write_bursts += issued
         else:
-            self.reads_done += issued
+            self.reads_done += completed
+            self.read_bursts += issued
         rows = dict(zip(streams, s_row, strict=True))
         last_of = {b: s_last[k] for k, b in enumerate(streams) if s_last[k] > -INF}
         self._commit_run(cmd, rank, streams, rows, last_of, last_rank, done, issued,
                          admitted_in_run)
 
+    def _run_emitter(self, cmd: int, streams: list[int],
+                     rows: list[int]) -> Callable[[int, int, int], None] | None:
+        """``emit(t, stream, col)`` feeding the sink one run command, or None without a sink."""
+        sink = self.sink
+        if sink is None:
+            return None
+        kind = Cmd(cmd)
+        channel = self.channel
+        where = [self.dev.split_bank(b) for b in streams]
+
+        def emit(t: int, s: int, col: int) -> None:
+            rank, bg, bank = where[s]
+            sink(Command(t, kind, channel, rank, bg, bank, rows[s], col))
+
+        return emit
+
+    @staticmethod
+    def _run_state_key(t: int, s_q: list[deque[Request]], s_row: list[int], s_start: list[int],
+                       run_bgs: list[int], last_in_bg: list[int], gap_bg: int,
+                       gap_rank: int) -> tuple[int, ...] | None:
+        """The run's state relative to its last command at ``t``, or None if not yet steady.
+
+        Once every hit head is past its own start (``s_start``, the bank-level gates when the
+        run began) and its admission, a head's next issue cycle is ``t`` plus its bank group's
+        readiness ``max(gap_rank, last_in_bg + gap_bg - t)``; ties go to the oldest head, and
+        the heads are fixed between two changes of the queues.  So these numbers (and which
+        streams have hit heads) determine every later choice relative to ``t``: a key seen
+        twice marks a period of the merge.
+        """
+        hits = 0
+        for s, qs in enumerate(s_q):
+            if qs and qs[0].row == s_row[s]:
+                if s_start[s] > t or qs[0].admitted > t:
+                    return None
+                hits |= 1 << s
+        key = [hits]
+        for g in run_bgs:
+            v = last_in_bg[g] + gap_bg - t
+            key.append(v if v > gap_rank else gap_rank)
+        return tuple(key)
+
+    def _periodic_jump(self, log_t: list[int], log_k: list[int], i0: int, bound: int,
+                       s_q: list[deque[Request]], s_last: list[int], last_in_bg: list[int],
+                       s_bg: list[int], emit: Callable[[int, int, int], None] | None,
+                       ) -> tuple[int, int]:
+        """Skip whole periods of a multi-stream run; return (cycles, commands) skipped.
+
+        The period is the commands ``log[i0 + 1:]`` (the state after ``log[i0]`` recurred after
+        the last one).  It repeats ``m`` more times, exactly, while no head finishes (so a head
+        keeps at least one burst for the normal loop), every skipped command lies before
+        ``bound`` (the run's limit and the next admission that could happen), and nothing else
+        changes.  Skipped commands are replayed to the sink, if any, in order.
+        """
+        t = log_t[-1]
+        period = t - log_t[i0]
+        first = i0 + 1
+        m = (bound - 1 - t) // period
+        if m < 1:
+            return 0, 0
+        counts: dict[int, int] = {}
+        for i in range(first, len(log_k)):
+            s = log_k[i]
+            counts[s] = counts.get(s, 0) + 1
+        for s, c in counts.items():
+            head = s_q[s][0]
+            v = (head.ncols - head.served - 1) // c
+            if v < m:
+                m = v
+        if m < 1:
+            return 0, 0
+        if emit is not None:
+            cols = {s: s_q[s][0].col + s_q[s][0].served for s in counts}
+            for j in range(1, m + 1):
+                shift = j * period
+                for i in range(first, len(log_t)):
+                    s = log_k[i]
+                    emit(log_t[i] + shift, s, cols[s])
+                    cols[s] += 1
+        dt = m * period
+        for s, c in counts.items():
+            s_q[s][0].served += m * c
+            s_last[s] += dt
+        for g in {s_bg[s] for s in counts}:
+            last_in_bg[g] += dt
+        self.periodic_jumps += 1
+        return dt, m * (len(log_t) - first)
+
     def _run_single(self, b: int, cmd: int, req: Request, limit: int, rank: int) -> None:
-        """The one-stream case of :meth:`_issue_run` (most runs): same rules, leaner loop."""
+        """The one-stream case of :meth:`_issue_run` (most runs): same rules, leaner loop.
+
+        A bulk head's bursts after the current one are due every ``gap`` cycles; those before
+        ``limit`` and before the next admission that could happen are issued at once (all but
+        its last burst, which completes the request in the loop).
+        """
         dev = self.dev
         is_write = cmd == WR
         q = (self.write_q if is_write else self.read_q)[b]
@@ -695,42 +860,68 @@ class ChannelController:
         idle_close = self.idle_close if self.adaptive else -INF
         other_q = (self.read_q if is_write else self.write_q)[b]
         pending = self.pending
-        cap = self.write_cap if is_write else self.read_cap
+        rcap, wcap = self.read_cap, self.write_cap
         lat = self.write_latency_cycles if is_write else self.read_latency_cycles
         latencies: list[int] = []
         record = latencies.append
-        sink = self.sink
-        if sink is not None:
-            _, bg, bank = dev.split_bank(b)
-            kind = Cmd(cmd)
-            channel = self.channel
+        emit = self._run_emitter(cmd, [b], [row])
         n_r, n_w = self.reads, self.writes
         queued = self.rank_queued[rank]
         low, high, forced = self.low, self.high, self.drain_forced
         refresh = self.refresh
         admitted_in_run: list[Request] = []
         issued = 0
+        completed = 0
+        done = 0
         t = self.now
         while True:
-            q.popleft()
+            served = req.served
+            if emit is not None:
+                emit(t, 0, req.col + served)
+            served += 1
+            req.served = served
             issued += 1
-            if is_write:
-                n_w -= 1
-            else:
-                n_r -= 1
-            queued -= 1
-            done = t + lat
-            record(done - req.admitted)
-            req.done = done
-            if req.callback is not None:
-                req.callback(req)
-            if sink is not None:
-                sink(Command(t, kind, channel, rank, bg, bank, row, req.col))
             last = t
-            if drain_flips(is_write, n_r, n_w, forced, high, low):
-                break
-            if queued == 0 and refresh.should_start(rank, t, True):
-                break
+            if served == req.ncols:
+                q.popleft()
+                completed += 1
+                if is_write:
+                    n_w -= 1
+                else:
+                    n_r -= 1
+                queued -= 1
+                done = t + lat
+                record(done - req.admitted)
+                req.done = done
+                if req.callback is not None:
+                    req.callback(req)
+                if drain_flips(is_write, n_r, n_w, forced, high, low):
+                    break
+                if queued == 0 and refresh.should_start(rank, t, True):
+                    break
+            else:
+                # the head's next bursts, at t + gap, t + 2 gap, ...: as many as nothing can
+                # interrupt, all but its last
+                j = req.ncols - served - 1
+                v = (limit - 1 - t) // gap
+                if v < j:
+                    j = v
+                if pending:
+                    p = pending[0]
+                    if not (n_w >= wcap if p.is_write else n_r >= rcap):
+                        v = (p.arrival - 1 - t) // gap
+                        if v < j:
+                            j = v
+                if j > 0:
+                    if emit is not None:
+                        col = req.col + served
+                        for i in range(1, j + 1):
+                            emit(t + i * gap, 0, col + i - 1)
+                    req.served = served + j
+                    issued += j
+                    t += j * gap
+                    last = t
+                    self.bulk_jumps += 1
             nxt = t + gap
             while True:
                 if q and q[0].row == row:
@@ -750,10 +941,10 @@ class ChannelController:
                     a = head.arrival if head.arrival > t else t
                     if a > best or a >= limit:
                         break
+                    if n_w >= wcap if head.is_write else n_r >= rcap:
+                        break
                     if head.is_write != is_write or head.bank != b or head.row != row:
                         limit = a
-                        break
-                    if (n_w if is_write else n_r) >= cap:
                         break
                     pending.popleft()
                     head.admitted = a
@@ -776,9 +967,11 @@ class ChannelController:
         self.rank_queued[rank] = queued
         (self.write_latency if is_write else self.read_latency).add_many(latencies)
         if is_write:
-            self.writes_done += issued
+            self.writes_done += completed
+            self.write_bursts += issued
         else:
-            self.reads_done += issued
+            self.reads_done += completed
+            self.read_bursts += issued
         self._commit_run(cmd, rank, [b], {b: row}, {b: last}, last, done, issued,
                          admitted_in_run)
 
