@@ -635,13 +635,23 @@ class ChannelController:
                 req.done = done
                 if req.callback is not None:
                     req.callback(req)
-                # -- a mode switch (write drain starts or ends) or a refresh ends the run here
-                # (queue counts change only here and by admissions of the run's own kind,
-                # which can neither start nor end a drain)
-                if drain_flips(is_write, n_r, n_w, forced, high, low):
-                    break
+            # -- a mode switch (write drain starts or ends) or a refresh ends the run here.
+            # The scheduler re-evaluates the mode after every column command, and one switch
+            # can leave the next one due (an opportunistic drain ended by reads arriving while
+            # writes sit at the high watermark), so this is checked even when no head finished.
+            if drain_flips(is_write, n_r, n_w, forced, high, low):
+                break
+            if served == req.ncols:
                 if queued == 0 and refresh.should_start(rank, t, True):
                     break
+                qk = s_q[k]
+                if qk and qk[0].row != s_row[k]:
+                    v = self._bypass_bound(streams[k], qk, s_row[k])
+                    if v < INF:  # no earlier than the next burst to its bank group
+                        e = last_in_bg[s_bg[k]] + gap_bg
+                        v = max(v, e, s_start[k], t + gap_rank)
+                        if v < limit:
+                            limit = v
                 if log_t:
                     log_t.clear()
                     log_k.clear()
@@ -753,6 +763,17 @@ class ChannelController:
         last_of = {b: s_last[k] for k, b in enumerate(streams) if s_last[k] > -INF}
         self._commit_run(cmd, rank, streams, rows, last_of, last_rank, done, issued,
                          admitted_in_run)
+
+    def _bypass_bound(self, b: int, q: deque[Request], row: int) -> int:
+        """When a run stream's new head misses its open row, FR-FCFS may still serve a younger
+        hit from that queue before any PRE: the admission of that hit (a lower bound of its
+        issue cycle, with the stream's own gates), or INF if there is none."""
+        if self.bypass[b] >= self.cap:
+            return INF
+        for req in q:
+            if req.row == row:
+                return req.admitted
+        return INF
 
     def _run_emitter(self, cmd: int, streams: list[int],
                      rows: list[int]) -> Callable[[int, int, int], None] | None:
@@ -895,8 +916,10 @@ class ChannelController:
                 req.done = done
                 if req.callback is not None:
                     req.callback(req)
-                if drain_flips(is_write, n_r, n_w, forced, high, low):
-                    break
+            # -- as in the multi-stream loop: checked after every command (see there)
+            if drain_flips(is_write, n_r, n_w, forced, high, low):
+                break
+            if served == req.ncols:
                 if queued == 0 and refresh.should_start(rank, t, True):
                     break
             else:
