@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gradpimsim.config import MemoryConfig, preset
+from gradpimsim.controller.address_map import AddressMap
+from gradpimsim.controller.bulk import BulkRun, bulk_requests, split_range
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.request import Request
 from gradpimsim.dram.commands import Cmd, Command
@@ -268,3 +270,103 @@ def test_refresh_interrupts_a_bulk_request_and_it_resumes() -> None:
             resumed += 1
     assert resumed >= 1
     assert ctrl.reads_done == 200 and ctrl.read_bursts == 200 * 128
+
+
+# -- splitting byte ranges ---------------------------------------------------------------------
+SPLIT_CONFIGS = {
+    "default": preset("ddr4-2400"),
+    "bg-lowest": preset("ddr4-2400").with_overrides(address_mapping="rochrabacobg"),
+    "xor": preset("ddr4-2400").with_overrides(xor_bank_hash=True),
+    "xor-bg-lowest": preset("ddr4-2400").with_overrides(xor_bank_hash=True,
+                                                        address_mapping="rochrabacobg"),
+    "2ch-2r": preset("ddr4-2400-x8-2r").with_overrides(channels=2),
+    "2ch-ch-lowest": preset("ddr4-2400").with_overrides(channels=2,
+                                                        address_mapping="rorababgcoch"),
+    "x16-co-middle": preset("ddr4-3200-x16").with_overrides(address_mapping="rochracobabg"),
+}
+
+
+def _check_split(cfg: MemoryConfig, addr: int, nbytes: int) -> list[BulkRun]:
+    """The runs cover exactly the bursts the range touches, in address order, no overlaps,
+    and are maximal (no run continues its predecessor)."""
+    amap = AddressMap(cfg)
+    runs = split_range(amap, addr, nbytes)
+    ob = amap.offset_bits
+    bursts = range(addr >> ob, ((addr + nbytes - 1) >> ob) + 1) if nbytes else range(0)
+    expanded = []
+    for r in runs:
+        assert r.ncols >= 1
+        assert r.col >= 0 and r.col + r.ncols <= cfg.org.bursts_per_row
+        for i in range(r.ncols):
+            expanded.append((r.channel, r.bank, r.rank, r.row, r.col + i))
+    expected = []
+    starts = []
+    for burst in bursts:
+        loc = amap.decode(burst << ob)
+        bank = (loc.rank * cfg.org.bankgroups + loc.bankgroup) * cfg.org.banks_per_group + loc.bank
+        expected.append((loc.channel, bank, loc.rank, loc.row, loc.col))
+        starts.append(burst << ob)
+    assert expanded == expected
+    first = 0
+    for r in runs:
+        assert r.addr == starts[first]
+        first += r.ncols
+    for p, q in zip(runs, runs[1:], strict=False):
+        assert not ((p.channel, p.bank, p.row) == (q.channel, q.bank, q.row)
+                    and p.col + p.ncols == q.col)
+    return runs
+
+
+@pytest.mark.parametrize("mapping", sorted(SPLIT_CONFIGS))
+@pytest.mark.parametrize("addr,nbytes", [(0, 0), (0, 64), (100, 20000), (8192 - 1, 2),
+                                         (3 << 20, 1 << 16), (12345 * 64 + 7, 300 * 64 + 11)])
+def test_split_range_covers_the_range(mapping: str, addr: int, nbytes: int) -> None:
+    runs = _check_split(SPLIT_CONFIGS[mapping], addr, nbytes)
+    assert (runs == []) == (nbytes == 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(mapping=st.sampled_from(sorted(SPLIT_CONFIGS)), addr=st.integers(0, 1 << 26),
+       nbytes=st.integers(0, 40_000))
+def test_split_range_random(mapping: str, addr: int, nbytes: int) -> None:
+    _check_split(SPLIT_CONFIGS[mapping], addr, nbytes)
+
+
+def test_split_range_rows_when_column_bits_lowest() -> None:
+    """Default mapping: a row-aligned range is whole rows, one run each."""
+    cfg = SPLIT_CONFIGS["default"]
+    row = cfg.org.row_bytes
+    runs = split_range(AddressMap(cfg), 5 * row, 64 * row)
+    assert len(runs) == 64 and {r.ncols for r in runs} == {cfg.org.bursts_per_row}
+    assert len(split_range(AddressMap(cfg), 0, 1 << 30)) == (1 << 30) // row
+
+
+def test_split_range_rejects_ranges_outside_memory() -> None:
+    amap = AddressMap(SPLIT_CONFIGS["default"])
+    with pytest.raises(ValueError):
+        split_range(amap, amap.capacity - 64, 128)
+
+
+@pytest.mark.parametrize("mapping", ["default", "2ch-2r", "2ch-ch-lowest"])
+def test_bulk_requests_per_channel_and_replay(mapping: str) -> None:
+    cfg = SPLIT_CONFIGS[mapping]
+    amap = AddressMap(cfg)
+    addr, nbytes = 3 * cfg.org.row_bytes + 640, 40 * cfg.org.row_bytes
+    seen: list[Request] = []
+    per_channel = bulk_requests(cfg, amap, addr, nbytes, True, 10, callback=seen.append,
+                                tag="dma")
+    assert len(per_channel) == cfg.org.channels
+    runs = split_range(amap, addr, nbytes)
+    assert sum(len(reqs) for reqs in per_channel) == len(runs)
+    for ch, reqs in enumerate(per_channel):
+        mine = [r for r in runs if r.channel == ch]
+        assert [(q.addr, q.bank, q.rank, q.row, q.col, q.ncols) for q in reqs] == [
+            (r.addr, r.bank, r.rank, r.row, r.col, r.ncols) for r in mine]
+        assert all(q.is_write and q.arrival == 10 and q.tag == "dma" for q in reqs)
+        assert [q.seq for q in reqs] == sorted(q.seq for q in reqs)
+        ctrl = ChannelController(cfg, ch)
+        ctrl.submit_many(reqs)
+        ctrl.drain()
+        assert ctrl.writes_done == len(reqs)
+        assert ctrl.write_bursts == sum(r.ncols for r in mine)
+    assert len(seen) == len(runs)
