@@ -144,6 +144,9 @@ class ChannelController:
         #: (single stream), and whole periods of an interleaved multi-stream run skipped.
         self.bulk_jumps = 0
         self.periodic_jumps = 0
+        #: Scheduler decisions taken (admission batches, refresh checks, commands or runs):
+        #: the simulation's cost, which bulk requests keep proportional to rows, not bursts.
+        self.events = 0
         self.last_done = 0
         #: Column commands that were the first to their row after its ACT (row-buffer misses).
         self.row_misses = 0
@@ -381,6 +384,7 @@ class ChannelController:
                     self.now = limit
                 return
             self.now = t
+            self.events += 1
             if t_arr <= t:
                 self._admit_ready()
                 continue
@@ -603,10 +607,12 @@ class ChannelController:
         completed = 0
         admitted_in_run: list[Request] = []
         # Periodic fast-forward: the commands issued since the heads or the queues last changed
-        # (times and streams), and for each relative state seen after one of them, its index.
+        # (an *epoch*: times and streams), for each relative state seen after one of them its
+        # index, and once the epoch is steady the streams that can still win (hits, leaders).
         log_t: list[int] = []
         log_k: list[int] = []
         seen: dict[tuple[int, ...], int] = {}
+        steady: tuple[int, list[int], list[int]] | None = None
         t = now
         k = 0
         req = req0
@@ -656,13 +662,19 @@ class ChannelController:
                     log_t.clear()
                     log_k.clear()
                     seen.clear()
+                steady = None
             else:
                 # -- a bulk head continues: look for a periodic steady state and skip it
                 log_t.append(t)
                 log_k.append(k)
-                key = self._run_state_key(t, s_q, s_row, s_start, run_bgs, last_in_bg,
-                                          gap_bg, gap_rank)
-                if key is not None:
+                if steady is None:
+                    steady = self._steady_leaders(t, s_q, s_row, s_start, s_bg)
+                if steady is not None:
+                    key_l = [steady[0]]
+                    for g in run_bgs:
+                        v = last_in_bg[g] + gap_bg - t
+                        key_l.append(v if v > gap_rank else gap_rank)
+                    key = tuple(key_l)
                     i0 = seen.get(key)
                     if i0 is not None:
                         bound = limit
@@ -689,30 +701,40 @@ class ChannelController:
                 best_t = INF
                 best_seq = INF
                 best_k = -1
-                for s in stream_range:
-                    qs = s_q[s]
-                    if not qs or qs[0].row != s_row[s]:
-                        # the bank's next candidate is a PRE: its exact earliest bounds the run
-                        if s_last[s] > -INF and (qs or (adaptive and not s_other[s])):
-                            v = s_last[s] + gap_pre
-                            if not qs and s_last[s] + idle_close > v:
-                                v = s_last[s] + idle_close
-                            if s_pre[s] > v:
-                                v = s_pre[s]
-                            if v < limit:
-                                limit = v
-                        continue
-                    head = qs[0]
-                    e = s_start[s]
-                    v = last_in_bg[s_bg[s]] + gap_bg
-                    if v > e:
-                        e = v
-                    if floor_rank > e:
-                        e = floor_rank
-                    if head.admitted > e:
-                        e = head.admitted
-                    if e < best_t or (e == best_t and head.seq < best_seq):
-                        best_t, best_seq, best_k = e, head.seq, s
+                if steady is not None:
+                    # steady: a head is ready when its bank group is, and only the oldest
+                    # head of each group can win (PRE bounds of the others are applied)
+                    for s, seq in zip(steady[1], steady[2], strict=True):
+                        e = last_in_bg[s_bg[s]] + gap_bg
+                        if floor_rank > e:
+                            e = floor_rank
+                        if e < best_t or (e == best_t and seq < best_seq):
+                            best_t, best_seq, best_k = e, seq, s
+                else:
+                    for s in stream_range:
+                        qs = s_q[s]
+                        if not qs or qs[0].row != s_row[s]:
+                            # the bank's next candidate is a PRE: its exact earliest bounds the run
+                            if s_last[s] > -INF and (qs or (adaptive and not s_other[s])):
+                                v = s_last[s] + gap_pre
+                                if not qs and s_last[s] + idle_close > v:
+                                    v = s_last[s] + idle_close
+                                if s_pre[s] > v:
+                                    v = s_pre[s]
+                                if v < limit:
+                                    limit = v
+                            continue
+                        head = qs[0]
+                        e = s_start[s]
+                        v = last_in_bg[s_bg[s]] + gap_bg
+                        if v > e:
+                            e = v
+                        if floor_rank > e:
+                            e = floor_rank
+                        if head.admitted > e:
+                            e = head.admitted
+                        if e < best_t or (e == best_t and head.seq < best_seq):
+                            best_t, best_seq, best_k = e, head.seq, s
                 # admissions up to that cycle come first; a foreign one bounds the run (one
                 # that waits for room in a full queue cannot be admitted during the run)
                 admitted = False
@@ -743,6 +765,7 @@ class ChannelController:
                         log_t.clear()
                         log_k.clear()
                         seen.clear()
+                    steady = None
                 if not admitted:
                     break
             if best_k < 0 or best_t >= limit:
@@ -792,29 +815,34 @@ class ChannelController:
         return emit
 
     @staticmethod
-    def _run_state_key(t: int, s_q: list[deque[Request]], s_row: list[int], s_start: list[int],
-                       run_bgs: list[int], last_in_bg: list[int], gap_bg: int,
-                       gap_rank: int) -> tuple[int, ...] | None:
-        """The run's state relative to its last command at ``t``, or None if not yet steady.
+    def _steady_leaders(t: int, s_q: list[deque[Request]], s_row: list[int],
+                        s_start: list[int], s_bg: list[int],
+                        ) -> tuple[int, list[int], list[int]] | None:
+        """(hit streams as a bit mask, the oldest hit head's stream per bank group, their age
+        stamps), or None while some hit head is not yet past its own gates at ``t``.
 
         Once every hit head is past its own start (``s_start``, the bank-level gates when the
         run began) and its admission, a head's next issue cycle is ``t`` plus its bank group's
-        readiness ``max(gap_rank, last_in_bg + gap_bg - t)``; ties go to the oldest head, and
-        the heads are fixed between two changes of the queues.  So these numbers (and which
-        streams have hit heads) determine every later choice relative to ``t``: a key seen
-        twice marks a period of the merge.
+        readiness ``max(gap_rank, last_in_bg + gap_bg - t)``, so within a group only the oldest
+        head can win, and the heads are fixed until the epoch ends.  The hit mask and those
+        readiness values then determine every later choice relative to ``t``: that relative
+        state seen twice marks a period of the merge.
         """
         hits = 0
+        oldest: dict[int, Request] = {}
+        leader: dict[int, int] = {}
         for s, qs in enumerate(s_q):
             if qs and qs[0].row == s_row[s]:
-                if s_start[s] > t or qs[0].admitted > t:
+                head = qs[0]
+                if s_start[s] > t or head.admitted > t:
                     return None
                 hits |= 1 << s
-        key = [hits]
-        for g in run_bgs:
-            v = last_in_bg[g] + gap_bg - t
-            key.append(v if v > gap_rank else gap_rank)
-        return tuple(key)
+                g = s_bg[s]
+                if g not in oldest or head.seq < oldest[g].seq:
+                    oldest[g] = head
+                    leader[g] = s
+        streams = list(leader.values())
+        return hits, streams, [oldest[s_bg[s]].seq for s in streams]
 
     def _periodic_jump(self, log_t: list[int], log_k: list[int], i0: int, bound: int,
                        s_q: list[deque[Request]], s_last: list[int], last_in_bg: list[int],
