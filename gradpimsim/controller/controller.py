@@ -555,6 +555,7 @@ class ChannelController:
         # -- the streams: the winner plus other head hits of the same kind waiting in the heap
         limit = self.refresh_due if self.refresh_due < self.horizon else self.horizon
         streams = [b0]
+        keys: dict[int, int] = {}  # the other streams' heap keys (lower bounds of their issue)
         while heap:
             key, _, _, b, ver = heap[0]
             if ver != version[b]:
@@ -564,6 +565,7 @@ class ChannelController:
                     and cand_req[b] is queues[b][0]):
                 heapq.heappop(heap)
                 streams.append(b)
+                keys[b] = key
                 continue
             if key < limit:
                 limit = key
@@ -613,6 +615,7 @@ class ChannelController:
         log_k: list[int] = []
         seen: dict[tuple[int, ...], int] = {}
         steady: tuple[int, list[int], list[int]] | None = None
+        steady_at = -1  # the epoch cannot be steady before this cycle (-1: not known yet)
         t = now
         k = 0
         req = req0
@@ -663,12 +666,16 @@ class ChannelController:
                     log_k.clear()
                     seen.clear()
                 steady = None
+                steady_at = -1
             else:
                 # -- a bulk head continues: look for a periodic steady state and skip it
                 log_t.append(t)
                 log_k.append(k)
                 if steady is None:
-                    steady = self._steady_leaders(t, s_q, s_row, s_start, s_bg)
+                    if steady_at < 0:
+                        steady_at = self._steady_from(s_q, s_row, s_start)
+                    if t >= steady_at:
+                        steady = self._steady_leaders(t, s_q, s_row, s_start, s_bg)
                 if steady is not None:
                     key_l = [steady[0]]
                     for g in run_bgs:
@@ -766,6 +773,7 @@ class ChannelController:
                         log_k.clear()
                         seen.clear()
                     steady = None
+                    steady_at = -1
                 if not admitted:
                     break
             if best_k < 0 or best_t >= limit:
@@ -784,8 +792,9 @@ class ChannelController:
             self.read_bursts += issued
         rows = dict(zip(streams, s_row, strict=True))
         last_of = {b: s_last[k] for k, b in enumerate(streams) if s_last[k] > -INF}
+        idle = {b: key for b, key in keys.items() if b not in last_of}
         self._commit_run(cmd, rank, streams, rows, last_of, last_rank, done, issued,
-                         admitted_in_run)
+                         admitted_in_run, idle)
 
     def _bypass_bound(self, b: int, q: deque[Request], row: int) -> int:
         """When a run stream's new head misses its open row, FR-FCFS may still serve a younger
@@ -813,6 +822,17 @@ class ChannelController:
             sink(Command(t, kind, channel, rank, bg, bank, rows[s], col))
 
         return emit
+
+    @staticmethod
+    def _steady_from(s_q: list[deque[Request]], s_row: list[int], s_start: list[int]) -> int:
+        """The first cycle at which every hit head is past its own gates and its admission."""
+        at = 0
+        for s, qs in enumerate(s_q):
+            if qs and qs[0].row == s_row[s]:
+                v = s_start[s] if s_start[s] > qs[0].admitted else qs[0].admitted
+                if v > at:
+                    at = v
+        return at
 
     @staticmethod
     def _steady_leaders(t: int, s_q: list[deque[Request]], s_row: list[int],
@@ -1028,8 +1048,14 @@ class ChannelController:
 
     def _commit_run(self, cmd: int, rank: int, streams: list[int], rows: dict[int, int],
                     last_of: dict[int, int], last_rank: int, done: int, issued: int,
-                    admitted_in_run: list[Request]) -> None:
-        """Apply a finished run to the device and the scheduler (shared by both run loops)."""
+                    admitted_in_run: list[Request], idle: dict[int, int] | None = None,
+                    ) -> None:
+        """Apply a finished run to the device and the scheduler (shared by both run loops).
+
+        ``idle`` maps streams that issued nothing to their old heap keys: their candidate (the
+        same head hit) is unchanged and the old key is still a lower bound, so they are simply
+        pushed back, unless a refresh or a mode switch rebuilt every candidate anyway.
+        """
         dev = self.dev
         is_write = cmd == WR
         queues = self.write_q if is_write else self.read_q
@@ -1058,10 +1084,22 @@ class ChannelController:
             self.last_done = done
         if self.rank_queued[rank] == 0 and self.refresh.should_start(rank, last_rank, True):
             self.refresh.refreshing[rank] = True
-            self._rebuild_rank(rank)
-        if not self._update_mode():
-            for b in streams:
+            self._rebuild_rank(rank)  # every bank of the rank, the streams included
+            self._update_mode()
+            return
+        if self._update_mode():
+            return
+        heap = self.heap
+        version = self.version
+        for b in streams:
+            key = idle.get(b) if idle else None
+            if key is None:
                 self._refresh_candidate(b)
+            else:
+                version[b] += 1
+                req = self.cand_req[b]
+                assert req is not None
+                heapq.heappush(heap, (key, _PRIO_HIT, req.seq, b, version[b]))
 
     def _complete(self, b: int, req: Request, t: int) -> None:
         if req.is_write:
