@@ -20,6 +20,21 @@ Semantics, documented because results depend on them:
   ``adaptive_idle_cycles``.
 - Latency is measured from admission to the last data beat (a read's data ends RL + BL/2 after
   the command, a write's WL + BL/2).
+
+Bulk requests (``Request.ncols > 1``: consecutive columns of one row, one burst each):
+- A bulk request takes one queue slot and keeps its place in the queue until its last burst;
+  each scheduling decision issues its next column (``col + served``).  Queue depths, the write
+  watermarks and ``reads_done``/``writes_done`` count requests; ``read_bursts``/``write_bursts``
+  and ``cmd_counts`` count bursts.  So a queue of bulk requests holds far more data than one of
+  single bursts, and the scheduler's window (and results) differ from the same bytes offered as
+  single bursts, except where no queue, watermark or starvation cap binds (tests show equality).
+- Latency runs from admission to the end of the last burst's data; ``done`` and the callback
+  fire once, then.  FR-FCFS's starvation cap counts requests served past an older one.
+- Closed page: RDA/WRA only on a request's last burst (under the usual rule).  A drain switch or
+  a refresh may interrupt a request mid-row; it resumes at its next column after a new ACT.
+- Cost: a bulk head's bursts are issued in closed form (an arithmetic progression with one hit
+  stream, whole periods of the interleaved merge with several), so events grow with row
+  commands and requests, not with bursts.  With a command sink every command is still emitted.
 """
 
 from __future__ import annotations
