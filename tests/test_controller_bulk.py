@@ -370,3 +370,14 @@ def test_bulk_requests_per_channel_and_replay(mapping: str) -> None:
         assert ctrl.writes_done == len(reqs)
         assert ctrl.write_bursts == sum(r.ncols for r in mine)
     assert len(seen) == len(runs)
+
+
+def test_runs_stop_where_fr_fcfs_would_bypass_a_missing_head() -> None:
+    """Regression (single bursts too): when a run stream's new head misses the open row but a
+    younger request hits it, FR-FCFS serves that hit next, not a PRE; the multi-stream run
+    used to bound itself only by the PRE and ran past the hit."""
+    cfg = preset("ddr4-3200-x16").with_overrides(
+        read_queue_depth=16, write_queue_depth=16, write_high_watermark=12,
+        write_low_watermark=3, starvation_cap=4)
+    specs = _explode(traffic(cfg, 39, 60, arrivals="zero", max_ncols=8))
+    assert_same(cfg, specs)
