@@ -571,8 +571,9 @@ class ChannelController:
         limit = self.refresh_due if self.refresh_due < self.horizon else self.horizon
         streams = [b0]
         keys: dict[int, int] = {}  # the other streams' heap keys (lower bounds of their issue)
+        now = self.now
         while heap:
-            key, _, _, b, ver = heap[0]
+            key, prio, seq, b, ver = heap[0]
             if ver != version[b]:
                 heapq.heappop(heap)
                 continue
@@ -582,12 +583,19 @@ class ChannelController:
                 streams.append(b)
                 keys[b] = key
                 continue
+            # another command bounds the run: by its exact earliest cycle, not a stale key
+            # (timing only grows, so the run cannot make it earlier)
+            e = dev.earliest(cand_cmd[b], b)
+            if self.cand_floor[b] > e:
+                e = self.cand_floor[b]
+            if e > key:
+                heapq.heapreplace(heap, (e, prio, seq, b, ver))
+                continue
             if key < limit:
                 limit = key
             break
         for b in streams:
             version[b] += 1  # their heap entries are consumed; re-pushed after the run
-        now = self.now
         if len(streams) == 1:
             self._run_single(b0, cmd, req0, limit, rank)
             return
@@ -596,9 +604,8 @@ class ChannelController:
         s_row = [dev.open_row[b] for b in streams]
         s_start = [max(dev.earliest(cmd, b), now) for b in streams]
         s_start[0] = now
-        s_pre = [dev.earliest(PRE, b) for b in streams]
         s_bg = [(b // bpg) % dev.bankgroups for b in streams]
-        s_other = [(self.read_q if is_write else self.write_q)[b] for b in streams]
+        other_q = self.read_q if is_write else self.write_q
         s_last = [-INF] * n
         index = {b: k for k, b in enumerate(streams)}
         last_in_bg = [-INF] * dev.bankgroups
@@ -737,12 +744,15 @@ class ChannelController:
                         qs = s_q[s]
                         if not qs or qs[0].row != s_row[s]:
                             # the bank's next candidate is a PRE: its exact earliest bounds the run
-                            if s_last[s] > -INF and (qs or (adaptive and not s_other[s])):
+                            if s_last[s] > -INF and (qs or (adaptive
+                                                            and not other_q[streams[s]])):
                                 v = s_last[s] + gap_pre
                                 if not qs and s_last[s] + idle_close > v:
                                     v = s_last[s] + idle_close
-                                if s_pre[s] > v:
-                                    v = s_pre[s]
+                                # (the device is updated only after the run: as at its start)
+                                pre = dev.earliest(PRE, streams[s])
+                                if pre > v:
+                                    v = pre
                                 if v < limit:
                                     limit = v
                             continue
