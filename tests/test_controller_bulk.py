@@ -381,3 +381,19 @@ def test_runs_stop_where_fr_fcfs_would_bypass_a_missing_head() -> None:
         write_low_watermark=3, starvation_cap=4)
     specs = _explode(traffic(cfg, 39, 60, arrivals="zero", max_ncols=8))
     assert_same(cfg, specs)
+
+
+@pytest.mark.parametrize("policy,scheduler", [("closed", "fr-fcfs"), ("open", "fcfs"),
+                                              ("closed", "fcfs"), ("adaptive", "fr-fcfs")])
+def test_fast_forward_under_fcfs_and_closed_page(policy: str, scheduler: str) -> None:
+    """FCFS and closed page run a bulk head's bursts before its last one in closed form too
+    (the last one, perhaps RDA/WRA, is the scheduler's), so their cost stays per row."""
+    cfg = _cfg("ddr4-2400", policy=policy, scheduler=scheduler, depth=8)
+    specs = [Spec(0, g, b, r, 0, 128, r % 2 == 1, 0)
+             for r in range(3) for b in range(2) for g in range(4)]
+    ctrl = assert_same(cfg, specs)
+    assert ctrl.bulk_jumps + ctrl.periodic_jumps > 0
+    # the scheduler decided once per row piece, not once per burst
+    assert ctrl.events < 12 * len(specs)
+    if scheduler == "fr-fcfs":
+        assert ctrl.periodic_jumps > 0

@@ -455,7 +455,7 @@ class ChannelController:
         req = self.cand_req[b]
         if cmd in (RD, WR):
             assert req is not None  # a column candidate always serves a request
-            if self.batch_runs and not self.fcfs and not self.closed_page and self._runs_on(b, req):
+            if self.batch_runs and self._runs_on(b, req):
                 self._issue_run(b, cmd, req)
             else:
                 self._issue_column(b, cmd, req)
@@ -491,10 +491,17 @@ class ChannelController:
 
     def _runs_on(self, b: int, req: Request) -> bool:
         """Worth a closed-form run: ``req`` heads its queue and another hit follows it (one of
-        its own remaining bursts, or another request)."""
+        its own remaining bursts, or another request).
+
+        Under FCFS or the closed-page policy a run covers only bulk heads' bursts before their
+        last one (the last may be an RDA/WRA, and FCFS's next request may live in another bank),
+        so it is taken only when ``req`` has at least two of those left.
+        """
         q = self.write_q[b] if self.draining else self.read_q[b]
         if not q or q[0] is not req:
             return False
+        if self.fcfs or self.closed_page:
+            return req.ncols - req.served > 2
         if req.ncols - req.served > 1:
             return True
         if len(q) > 1:
@@ -615,6 +622,10 @@ class ChannelController:
         gap_pre = self.run_gap_pre[cmd]
         adaptive = self.adaptive
         idle_close = self.idle_close
+        # FCFS / closed page: a head's last burst is left to the scheduler (it bounds the run),
+        # and under FCFS every admission does (it must join the age order too)
+        last_bound = self.fcfs or self.closed_page
+        fcfs = self.fcfs
         last_rank = -INF
         pending = self.pending
         rcap, wcap = self.read_cap, self.write_cap
@@ -689,13 +700,21 @@ class ChannelController:
                     seen.clear()
                 steady = None
                 steady_at = -1
+            elif last_bound and req.ncols - served == 1:
+                # its last burst now bounds the run: the winners change, a new epoch begins
+                if log_t:
+                    log_t.clear()
+                    log_k.clear()
+                    seen.clear()
+                steady = None
+                steady_at = -1
             else:
                 # -- a bulk head continues: look for a periodic steady state and skip it
                 log_t.append(t)
                 log_k.append(k)
                 if steady is None:
                     if steady_at < 0:
-                        steady_at = self._steady_from(s_q, s_row, s_start)
+                        steady_at = self._steady_from(s_q, s_row, s_start, last_bound)
                     if t >= steady_at:
                         steady = self._steady_leaders(t, s_q, s_row, s_start, s_bg)
                 if steady is not None:
@@ -713,7 +732,8 @@ class ChannelController:
                             if not full and p.arrival < bound:
                                 bound = p.arrival
                         dt, dn = self._periodic_jump(log_t, log_k, i0, bound, s_q, s_last,
-                                                     last_in_bg, s_bg, emit)
+                                                     last_in_bg, s_bg, emit,
+                                                     2 if last_bound else 1)
                         if dn:
                             t += dt
                             issued += dn
@@ -765,6 +785,10 @@ class ChannelController:
                             e = floor_rank
                         if head.admitted > e:
                             e = head.admitted
+                        if last_bound and head.ncols - head.served == 1:
+                            if e < limit:
+                                limit = e
+                            continue
                         if e < best_t or (e == best_t and head.seq < best_seq):
                             best_t, best_seq, best_k = e, head.seq, s
                 # admissions up to that cycle come first; a foreign one bounds the run (one
@@ -778,7 +802,7 @@ class ChannelController:
                     if n_w >= wcap if head.is_write else n_r >= rcap:
                         break
                     hk = index.get(head.bank, -1)
-                    if head.is_write != is_write or hk < 0 or head.row != s_row[hk]:
+                    if fcfs or head.is_write != is_write or hk < 0 or head.row != s_row[hk]:
                         limit = a
                         break
                     pending.popleft()
@@ -849,11 +873,15 @@ class ChannelController:
         return emit
 
     @staticmethod
-    def _steady_from(s_q: list[deque[Request]], s_row: list[int], s_start: list[int]) -> int:
-        """The first cycle at which every hit head is past its own gates and its admission."""
+    def _steady_from(s_q: list[deque[Request]], s_row: list[int], s_start: list[int],
+                     last_bound: bool) -> int:
+        """The first cycle at which every hit head is past its own gates and its admission
+        (never, while a head whose last burst bounds the run waits: the run ends soon)."""
         at = 0
         for s, qs in enumerate(s_q):
             if qs and qs[0].row == s_row[s]:
+                if last_bound and qs[0].ncols - qs[0].served == 1:
+                    return INF
                 v = s_start[s] if s_start[s] > qs[0].admitted else qs[0].admitted
                 if v > at:
                     at = v
@@ -892,14 +920,15 @@ class ChannelController:
     def _periodic_jump(self, log_t: list[int], log_k: list[int], i0: int, bound: int,
                        s_q: list[deque[Request]], s_last: list[int], last_in_bg: list[int],
                        s_bg: list[int], emit: Callable[[int, int, int], None] | None,
-                       ) -> tuple[int, int]:
+                       keep: int = 1) -> tuple[int, int]:
         """Skip whole periods of a multi-stream run; return (cycles, commands) skipped.
 
         The period is the commands ``log[i0 + 1:]`` (the state after ``log[i0]`` recurred after
         the last one).  It repeats ``m`` more times, exactly, while no head finishes (so a head
         keeps at least one burst for the normal loop), every skipped command lies before
         ``bound`` (the run's limit and the next admission that could happen), and nothing else
-        changes.  Skipped commands are replayed to the sink, if any, in order.
+        changes.  Every head keeps at least ``keep`` bursts (2 when its last one bounds the run,
+        so that the loop sees it coming).  Skipped commands are replayed to the sink, in order.
         """
         t = log_t[-1]
         period = t - log_t[i0]
@@ -913,7 +942,7 @@ class ChannelController:
             counts[s] = counts.get(s, 0) + 1
         for s, c in counts.items():
             head = s_q[s][0]
-            v = (head.ncols - head.served - 1) // c
+            v = (head.ncols - head.served - keep) // c
             if v < m:
                 m = v
         if m < 1:
@@ -953,6 +982,8 @@ class ChannelController:
         gap_pre = self.run_gap_pre[cmd]
         idle_close = self.idle_close if self.adaptive else -INF
         other_q = (self.read_q if is_write else self.write_q)[b]
+        last_bound = self.fcfs or self.closed_page  # see _issue_run
+        fcfs = self.fcfs
         pending = self.pending
         rcap, wcap = self.read_cap, self.write_cap
         lat = self.write_latency_cycles if is_write else self.read_latency_cycles
@@ -1018,6 +1049,8 @@ class ChannelController:
                     t += j * gap
                     last = t
                     self.bulk_jumps += 1
+                if last_bound and req.ncols - req.served == 1:
+                    break  # the last burst is the scheduler's (RDA/WRA, FCFS order)
             nxt = t + gap
             while True:
                 if q and q[0].row == row:
@@ -1039,7 +1072,7 @@ class ChannelController:
                         break
                     if n_w >= wcap if head.is_write else n_r >= rcap:
                         break
-                    if head.is_write != is_write or head.bank != b or head.row != row:
+                    if fcfs or head.is_write != is_write or head.bank != b or head.row != row:
                         limit = a
                         break
                     pending.popleft()
