@@ -20,6 +20,21 @@ Semantics, documented because results depend on them:
   ``adaptive_idle_cycles``.
 - Latency is measured from admission to the last data beat (a read's data ends RL + BL/2 after
   the command, a write's WL + BL/2).
+
+Bulk requests (``Request.ncols > 1``: consecutive columns of one row, one burst each):
+- A bulk request takes one queue slot and keeps its place in the queue until its last burst;
+  each scheduling decision issues its next column (``col + served``).  Queue depths, the write
+  watermarks and ``reads_done``/``writes_done`` count requests; ``read_bursts``/``write_bursts``
+  and ``cmd_counts`` count bursts.  So a queue of bulk requests holds far more data than one of
+  single bursts, and the scheduler's window (and results) differ from the same bytes offered as
+  single bursts, except where no queue, watermark or starvation cap binds (tests show equality).
+- Latency runs from admission to the end of the last burst's data; ``done`` and the callback
+  fire once, then.  FR-FCFS's starvation cap counts requests served past an older one.
+- Closed page: RDA/WRA only on a request's last burst (under the usual rule).  A drain switch or
+  a refresh may interrupt a request mid-row; it resumes at its next column after a new ACT.
+- Cost: a bulk head's bursts are issued in closed form (an arithmetic progression with one hit
+  stream, whole periods of the interleaved merge with several), so events grow with row
+  commands and requests, not with bursts.  With a command sink every command is still emitted.
 """
 
 from __future__ import annotations
@@ -138,8 +153,18 @@ class ChannelController:
         self.cmd_counts = [0] * NCMD
         self.read_latency = LatencyHistogram()
         self.write_latency = LatencyHistogram()
+        #: Requests completed (a bulk request counts once) and bursts (column commands) served.
         self.reads_done = 0
         self.writes_done = 0
+        self.read_bursts = 0
+        self.write_bursts = 0
+        #: Closed-form shortcuts taken: a bulk head's bursts issued as one arithmetic progression
+        #: (single stream), and whole periods of an interleaved multi-stream run skipped.
+        self.bulk_jumps = 0
+        self.periodic_jumps = 0
+        #: Scheduler decisions taken (admission batches, refresh checks, commands or runs):
+        #: the simulation's cost, which bulk requests keep proportional to rows, not bursts.
+        self.events = 0
         self.last_done = 0
         #: Column commands that were the first to their row after its ACT (row-buffer misses).
         self.row_misses = 0
@@ -377,6 +402,7 @@ class ChannelController:
                     self.now = limit
                 return
             self.now = t
+            self.events += 1
             if t_arr <= t:
                 self._admit_ready()
                 continue
@@ -441,7 +467,7 @@ class ChannelController:
         req = self.cand_req[b]
         if cmd in (RD, WR):
             assert req is not None  # a column candidate always serves a request
-            if self.batch_runs and not self.fcfs and not self.closed_page and self._runs_on(b, req):
+            if self.batch_runs and self._runs_on(b, req):
                 self._issue_run(b, cmd, req)
             else:
                 self._issue_column(b, cmd, req)
@@ -476,18 +502,29 @@ class ChannelController:
             self._rebuild_rank(rank)
 
     def _runs_on(self, b: int, req: Request) -> bool:
-        """Worth a closed-form run: ``req`` heads its queue and another hit follows it."""
+        """Worth a closed-form run: ``req`` heads its queue and another hit follows it (one of
+        its own remaining bursts, or another request).
+
+        Under FCFS or the closed-page policy a run covers only bulk heads' bursts before their
+        last one (the last may be an RDA/WRA, and FCFS's next request may live in another bank),
+        so it is taken only when ``req`` has at least two of those left.
+        """
         q = self.write_q[b] if self.draining else self.read_q[b]
         if not q or q[0] is not req:
             return False
+        if self.fcfs or self.closed_page:
+            return req.ncols - req.served > 2
+        if req.ncols - req.served > 1:
+            return True
         if len(q) > 1:
             return q[1].row == req.row
         p = self.pending
         return bool(p) and p[0].bank == b and p[0].row == req.row
 
     def _column_cmd(self, b: int, cmd: int, req: Request) -> int:
-        """RD/WR, or RDA/WRA when the closed-page policy finds no other request for the row."""
-        if not self.closed_page:
+        """RD/WR, or RDA/WRA when the closed-page policy finds no other request for the row
+        (only ever on a request's last burst: a bulk request keeps its row open until then)."""
+        if not self.closed_page or req.served + 1 < req.ncols:
             return cmd
         row = req.row
         for q in (self.read_q[b], self.write_q[b]):
@@ -505,8 +542,16 @@ class ChannelController:
         if self.fresh[b]:
             self.row_misses += 1
             self.fresh[b] = False
-        self._emit(cmd, b, row, req.col, t)
-        self._complete(b, req, t)
+        self._emit(cmd, b, row, req.col + req.served, t)
+        req.served += 1
+        if req.is_write:
+            self.write_bursts += 1
+        else:
+            self.read_bursts += 1
+        if req.served == req.ncols:
+            self._complete(b, req, t)
+        else:  # a bulk request keeps its queue slot (and place) until its last burst
+            self.last_col[b] = t
         if not self._update_mode():
             self._refresh_candidate(b)
             if self.fcfs:  # the next oldest request may live in another bank
@@ -526,6 +571,10 @@ class ChannelController:
         and oldest on ties, gives exactly the per-command scheduler's cycles.  Timing updates
         are maxima, so the device is then updated once per bank, with its last command.  Tests
         compare whole command streams issued both ways.
+
+        Bulk heads make the loop's cost independent of their length: with one stream, a head's
+        remaining bursts are an arithmetic progression (see :meth:`_run_single`); with several,
+        the merge soon becomes periodic and whole periods are skipped (:meth:`_periodic_jump`).
         """
         heap = self.heap
         version = self.version
@@ -540,8 +589,10 @@ class ChannelController:
         # -- the streams: the winner plus other head hits of the same kind waiting in the heap
         limit = self.refresh_due if self.refresh_due < self.horizon else self.horizon
         streams = [b0]
+        keys: dict[int, int] = {}  # the other streams' heap keys (lower bounds of their issue)
+        now = self.now
         while heap:
-            key, _, _, b, ver = heap[0]
+            key, prio, seq, b, ver = heap[0]
             if ver != version[b]:
                 heapq.heappop(heap)
                 continue
@@ -549,13 +600,21 @@ class ChannelController:
                     and cand_req[b] is queues[b][0]):
                 heapq.heappop(heap)
                 streams.append(b)
+                keys[b] = key
+                continue
+            # another command bounds the run: by its exact earliest cycle, not a stale key
+            # (timing only grows, so the run cannot make it earlier)
+            e = dev.earliest(cand_cmd[b], b)
+            if self.cand_floor[b] > e:
+                e = self.cand_floor[b]
+            if e > key:
+                heapq.heapreplace(heap, (e, prio, seq, b, ver))
                 continue
             if key < limit:
                 limit = key
             break
         for b in streams:
             version[b] += 1  # their heap entries are consumed; re-pushed after the run
-        now = self.now
         if len(streams) == 1:
             self._run_single(b0, cmd, req0, limit, rank)
             return
@@ -564,21 +623,25 @@ class ChannelController:
         s_row = [dev.open_row[b] for b in streams]
         s_start = [max(dev.earliest(cmd, b), now) for b in streams]
         s_start[0] = now
-        s_pre = [dev.earliest(PRE, b) for b in streams]
         s_bg = [(b // bpg) % dev.bankgroups for b in streams]
-        s_other = [(self.read_q if is_write else self.write_q)[b] for b in streams]
+        other_q = self.read_q if is_write else self.write_q
         s_last = [-INF] * n
         index = {b: k for k, b in enumerate(streams)}
         last_in_bg = [-INF] * dev.bankgroups
+        run_bgs = sorted(set(s_bg))
         gap_bg = self.run_gap_bg[cmd]
         gap_rank = self.run_gap_rank[cmd]
         gap_pre = self.run_gap_pre[cmd]
         adaptive = self.adaptive
         idle_close = self.idle_close
+        # FCFS / closed page: a head's last burst is left to the scheduler (it bounds the run),
+        # and under FCFS every admission does (it must join the age order too)
+        last_bound = self.fcfs or self.closed_page
+        fcfs = self.fcfs
         last_rank = -INF
         pending = self.pending
-        cap = self.write_cap if is_write else self.read_cap
-        sink = self.sink
+        rcap, wcap = self.read_cap, self.write_cap
+        emit = self._run_emitter(cmd, streams, s_row)
         lat = self.write_latency_cycles if is_write else self.read_latency_cycles
         latencies: list[int] = []
         record = latencies.append
@@ -586,81 +649,174 @@ class ChannelController:
         queued = self.rank_queued[rank]
         low, high, forced = self.low, self.high, self.drain_forced
         refresh = self.refresh
-        kind = Cmd(cmd)
         done = 0
         issued = 0
+        completed = 0
         admitted_in_run: list[Request] = []
+        # Periodic fast-forward: the commands issued since the heads or the queues last changed
+        # (an *epoch*: times and streams), for each relative state seen after one of them its
+        # index, and once the epoch is steady the streams that can still win (hits, leaders).
+        log_t: list[int] = []
+        log_k: list[int] = []
+        seen: dict[tuple[int, ...], int] = {}
+        steady: tuple[int, list[int], list[int]] | None = None
+        steady_at = -1  # the epoch cannot be steady before this cycle (-1: not known yet)
         t = now
         k = 0
         req = req0
         stream_range = range(n)
         while True:
-            # -- issue req (head of stream k) at t
+            # -- issue the next burst of req (head of stream k) at t
+            served = req.served
+            if emit is not None:
+                emit(t, k, req.col + served)
+            served += 1
+            req.served = served
             issued += 1
-            s_q[k].popleft()
-            if is_write:
-                n_w -= 1
-            else:
-                n_r -= 1
-            queued -= 1
-            done = t + lat
-            record(done - req.admitted)
-            req.done = done
-            if req.callback is not None:
-                req.callback(req)
-            if sink is not None:
-                _, g_, k_ = dev.split_bank(streams[k])
-                sink(Command(t, kind, self.channel, rank, g_, k_, s_row[k], req.col))
             s_last[k] = t
             last_in_bg[s_bg[k]] = t
             last_rank = t
-            # -- a mode switch (write drain starts or ends) or a refresh ends the run here
+            if served == req.ncols:
+                s_q[k].popleft()
+                completed += 1
+                if is_write:
+                    n_w -= 1
+                else:
+                    n_r -= 1
+                queued -= 1
+                done = t + lat
+                record(done - req.admitted)
+                req.done = done
+                if req.callback is not None:
+                    req.callback(req)
+            # -- a mode switch (write drain starts or ends) or a refresh ends the run here.
+            # The scheduler re-evaluates the mode after every column command, and one switch
+            # can leave the next one due (an opportunistic drain ended by reads arriving while
+            # writes sit at the high watermark), so this is checked even when no head finished.
             if drain_flips(is_write, n_r, n_w, forced, high, low):
                 break
-            if queued == 0 and refresh.should_start(rank, t, True) and self._ext_idle(rank):
-                break
+            if served == req.ncols:
+                if (queued == 0 and refresh.should_start(rank, t, True)
+                        and self._ext_idle(rank)):
+                    break
+                qk = s_q[k]
+                if qk and qk[0].row != s_row[k]:
+                    v = self._bypass_bound(streams[k], qk, s_row[k])
+                    if v < INF:  # no earlier than the next burst to its bank group
+                        e = last_in_bg[s_bg[k]] + gap_bg
+                        v = max(v, e, s_start[k], t + gap_rank)
+                        if v < limit:
+                            limit = v
+                if log_t:
+                    log_t.clear()
+                    log_k.clear()
+                    seen.clear()
+                steady = None
+                steady_at = -1
+            elif last_bound and req.ncols - served == 1:
+                # its last burst now bounds the run: the winners change, a new epoch begins
+                if log_t:
+                    log_t.clear()
+                    log_k.clear()
+                    seen.clear()
+                steady = None
+                steady_at = -1
+            else:
+                # -- a bulk head continues: look for a periodic steady state and skip it
+                log_t.append(t)
+                log_k.append(k)
+                if steady is None:
+                    if steady_at < 0:
+                        steady_at = self._steady_from(s_q, s_row, s_start, last_bound)
+                    if t >= steady_at:
+                        steady = self._steady_leaders(t, s_q, s_row, s_start, s_bg)
+                if steady is not None:
+                    key_l = [steady[0]]
+                    for g in run_bgs:
+                        v = last_in_bg[g] + gap_bg - t
+                        key_l.append(v if v > gap_rank else gap_rank)
+                    key = tuple(key_l)
+                    i0 = seen.get(key)
+                    if i0 is not None:
+                        bound = limit
+                        if pending:
+                            p = pending[0]
+                            full = n_w >= wcap if p.is_write else n_r >= rcap
+                            if not full and p.arrival < bound:
+                                bound = p.arrival
+                        dt, dn = self._periodic_jump(log_t, log_k, i0, bound, s_q, s_last,
+                                                     last_in_bg, s_bg, emit,
+                                                     2 if last_bound else 1)
+                        if dn:
+                            t += dt
+                            issued += dn
+                            last_rank = t
+                            log_t.clear()
+                            log_k.clear()
+                            seen.clear()
+                            log_t.append(t)
+                            log_k.append(k)
+                    seen[key] = len(log_t) - 1
             # -- the next command: earliest ready stream head, oldest on ties
             floor_rank = t + gap_rank
             while True:
                 best_t = INF
                 best_seq = INF
                 best_k = -1
-                for s in stream_range:
-                    qs = s_q[s]
-                    if not qs or qs[0].row != s_row[s]:
-                        # the bank's next candidate is a PRE: its exact earliest bounds the run
-                        if s_last[s] > -INF and (qs or (adaptive and not s_other[s])):
-                            v = s_last[s] + gap_pre
-                            if not qs and s_last[s] + idle_close > v:
-                                v = s_last[s] + idle_close
-                            if s_pre[s] > v:
-                                v = s_pre[s]
-                            if v < limit:
-                                limit = v
-                        continue
-                    head = qs[0]
-                    e = s_start[s]
-                    v = last_in_bg[s_bg[s]] + gap_bg
-                    if v > e:
-                        e = v
-                    if floor_rank > e:
-                        e = floor_rank
-                    if head.admitted > e:
-                        e = head.admitted
-                    if e < best_t or (e == best_t and head.seq < best_seq):
-                        best_t, best_seq, best_k = e, head.seq, s
-                # admissions up to that cycle come first; a foreign one bounds the run
+                if steady is not None:
+                    # steady: a head is ready when its bank group is, and only the oldest
+                    # head of each group can win (PRE bounds of the others are applied)
+                    for s, seq in zip(steady[1], steady[2], strict=True):
+                        e = last_in_bg[s_bg[s]] + gap_bg
+                        if floor_rank > e:
+                            e = floor_rank
+                        if e < best_t or (e == best_t and seq < best_seq):
+                            best_t, best_seq, best_k = e, seq, s
+                else:
+                    for s in stream_range:
+                        qs = s_q[s]
+                        if not qs or qs[0].row != s_row[s]:
+                            # the bank's next candidate is a PRE: its exact earliest bounds the run
+                            if s_last[s] > -INF and (qs or (adaptive
+                                                            and not other_q[streams[s]])):
+                                v = s_last[s] + gap_pre
+                                if not qs and s_last[s] + idle_close > v:
+                                    v = s_last[s] + idle_close
+                                # (the device is updated only after the run: as at its start)
+                                pre = dev.earliest(PRE, streams[s])
+                                if pre > v:
+                                    v = pre
+                                if v < limit:
+                                    limit = v
+                            continue
+                        head = qs[0]
+                        e = s_start[s]
+                        v = last_in_bg[s_bg[s]] + gap_bg
+                        if v > e:
+                            e = v
+                        if floor_rank > e:
+                            e = floor_rank
+                        if head.admitted > e:
+                            e = head.admitted
+                        if last_bound and head.ncols - head.served == 1:
+                            if e < limit:
+                                limit = e
+                            continue
+                        if e < best_t or (e == best_t and head.seq < best_seq):
+                            best_t, best_seq, best_k = e, head.seq, s
+                # admissions up to that cycle come first; a foreign one bounds the run (one
+                # that waits for room in a full queue cannot be admitted during the run)
                 admitted = False
                 while pending:
                     head = pending[0]
                     a = head.arrival if head.arrival > t else t
                     if a > best_t or a >= limit:
                         break
-                    hk = index.get(head.bank, -1)
-                    if head.is_write != is_write or hk < 0 or head.row != s_row[hk]:
-                        limit = a
+                    if n_w >= wcap if head.is_write else n_r >= rcap:
                         break
-                    if (n_w if is_write else n_r) >= cap:
+                    hk = index.get(head.bank, -1)
+                    if fcfs or head.is_write != is_write or hk < 0 or head.row != s_row[hk]:
+                        limit = a
                         break
                     pending.popleft()
                     head.admitted = a
@@ -674,6 +830,12 @@ class ChannelController:
                     else:
                         n_r += 1
                     admitted_in_run.append(head)
+                    if log_t:
+                        log_t.clear()
+                        log_k.clear()
+                        seen.clear()
+                    steady = None
+                    steady_at = -1
                 if not admitted:
                     break
             if best_k < 0 or best_t >= limit:
@@ -685,16 +847,143 @@ class ChannelController:
         self.rank_queued[rank] = queued
         (self.write_latency if is_write else self.read_latency).add_many(latencies)
         if is_write:
-            self.writes_done += issued
+            self.writes_done += completed
+            self.write_bursts += issued
         else:
-            self.reads_done += issued
+            self.reads_done += completed
+            self.read_bursts += issued
         rows = dict(zip(streams, s_row, strict=True))
         last_of = {b: s_last[k] for k, b in enumerate(streams) if s_last[k] > -INF}
+        idle = {b: key for b, key in keys.items() if b not in last_of}
         self._commit_run(cmd, rank, streams, rows, last_of, last_rank, done, issued,
-                         admitted_in_run)
+                         admitted_in_run, idle)
+
+    def _bypass_bound(self, b: int, q: deque[Request], row: int) -> int:
+        """When a run stream's new head misses its open row, FR-FCFS may still serve a younger
+        hit from that queue before any PRE: the admission of that hit (a lower bound of its
+        issue cycle, with the stream's own gates), or INF if there is none."""
+        if self.bypass[b] >= self.cap:
+            return INF
+        for req in q:
+            if req.row == row:
+                return req.admitted
+        return INF
+
+    def _run_emitter(self, cmd: int, streams: list[int],
+                     rows: list[int]) -> Callable[[int, int, int], None] | None:
+        """``emit(t, stream, col)`` feeding the sink one run command, or None without a sink."""
+        sink = self.sink
+        if sink is None:
+            return None
+        kind = Cmd(cmd)
+        channel = self.channel
+        where = [self.dev.split_bank(b) for b in streams]
+
+        def emit(t: int, s: int, col: int) -> None:
+            rank, bg, bank = where[s]
+            sink(Command(t, kind, channel, rank, bg, bank, rows[s], col))
+
+        return emit
+
+    @staticmethod
+    def _steady_from(s_q: list[deque[Request]], s_row: list[int], s_start: list[int],
+                     last_bound: bool) -> int:
+        """The first cycle at which every hit head is past its own gates and its admission
+        (never, while a head whose last burst bounds the run waits: the run ends soon)."""
+        at = 0
+        for s, qs in enumerate(s_q):
+            if qs and qs[0].row == s_row[s]:
+                if last_bound and qs[0].ncols - qs[0].served == 1:
+                    return INF
+                v = s_start[s] if s_start[s] > qs[0].admitted else qs[0].admitted
+                if v > at:
+                    at = v
+        return at
+
+    @staticmethod
+    def _steady_leaders(t: int, s_q: list[deque[Request]], s_row: list[int],
+                        s_start: list[int], s_bg: list[int],
+                        ) -> tuple[int, list[int], list[int]] | None:
+        """(hit streams as a bit mask, the oldest hit head's stream per bank group, their age
+        stamps), or None while some hit head is not yet past its own gates at ``t``.
+
+        Once every hit head is past its own start (``s_start``, the bank-level gates when the
+        run began) and its admission, a head's next issue cycle is ``t`` plus its bank group's
+        readiness ``max(gap_rank, last_in_bg + gap_bg - t)``, so within a group only the oldest
+        head can win, and the heads are fixed until the epoch ends.  The hit mask and those
+        readiness values then determine every later choice relative to ``t``: that relative
+        state seen twice marks a period of the merge.
+        """
+        hits = 0
+        oldest: dict[int, Request] = {}
+        leader: dict[int, int] = {}
+        for s, qs in enumerate(s_q):
+            if qs and qs[0].row == s_row[s]:
+                head = qs[0]
+                if s_start[s] > t or head.admitted > t:
+                    return None
+                hits |= 1 << s
+                g = s_bg[s]
+                if g not in oldest or head.seq < oldest[g].seq:
+                    oldest[g] = head
+                    leader[g] = s
+        streams = list(leader.values())
+        return hits, streams, [oldest[s_bg[s]].seq for s in streams]
+
+    def _periodic_jump(self, log_t: list[int], log_k: list[int], i0: int, bound: int,
+                       s_q: list[deque[Request]], s_last: list[int], last_in_bg: list[int],
+                       s_bg: list[int], emit: Callable[[int, int, int], None] | None,
+                       keep: int = 1) -> tuple[int, int]:
+        """Skip whole periods of a multi-stream run; return (cycles, commands) skipped.
+
+        The period is the commands ``log[i0 + 1:]`` (the state after ``log[i0]`` recurred after
+        the last one).  It repeats ``m`` more times, exactly, while no head finishes (so a head
+        keeps at least one burst for the normal loop), every skipped command lies before
+        ``bound`` (the run's limit and the next admission that could happen), and nothing else
+        changes.  Every head keeps at least ``keep`` bursts (2 when its last one bounds the run,
+        so that the loop sees it coming).  Skipped commands are replayed to the sink, in order.
+        """
+        t = log_t[-1]
+        period = t - log_t[i0]
+        first = i0 + 1
+        m = (bound - 1 - t) // period
+        if m < 1:
+            return 0, 0
+        counts: dict[int, int] = {}
+        for i in range(first, len(log_k)):
+            s = log_k[i]
+            counts[s] = counts.get(s, 0) + 1
+        for s, c in counts.items():
+            head = s_q[s][0]
+            v = (head.ncols - head.served - keep) // c
+            if v < m:
+                m = v
+        if m < 1:
+            return 0, 0
+        if emit is not None:
+            cols = {s: s_q[s][0].col + s_q[s][0].served for s in counts}
+            for j in range(1, m + 1):
+                shift = j * period
+                for i in range(first, len(log_t)):
+                    s = log_k[i]
+                    emit(log_t[i] + shift, s, cols[s])
+                    cols[s] += 1
+        dt = m * period
+        for s, c in counts.items():
+            s_q[s][0].served += m * c
+            s_last[s] += dt
+        for g in {s_bg[s] for s in counts}:
+            last_in_bg[g] += dt
+        self.periodic_jumps += 1
+        return dt, m * (len(log_t) - first)
 
     def _run_single(self, b: int, cmd: int, req: Request, limit: int, rank: int) -> None:
-        """The one-stream case of :meth:`_issue_run` (most runs): same rules, leaner loop."""
+        """The one-stream case of :meth:`_issue_run` (most runs): same rules, leaner loop.
+
+        A bulk head's bursts after the current one are due every ``gap`` cycles; those before
+        ``limit`` and before the next admission that could happen are issued at once (all but
+        its last burst, which completes the request in the loop).
+        """
         dev = self.dev
         is_write = cmd == WR
         q = (self.write_q if is_write else self.read_q)[b]
@@ -706,43 +995,76 @@ class ChannelController:
         gap_pre = self.run_gap_pre[cmd]
         idle_close = self.idle_close if self.adaptive else -INF
         other_q = (self.read_q if is_write else self.write_q)[b]
+        last_bound = self.fcfs or self.closed_page  # see _issue_run
+        fcfs = self.fcfs
         pending = self.pending
-        cap = self.write_cap if is_write else self.read_cap
+        rcap, wcap = self.read_cap, self.write_cap
         lat = self.write_latency_cycles if is_write else self.read_latency_cycles
         latencies: list[int] = []
         record = latencies.append
-        sink = self.sink
-        if sink is not None:
-            _, bg, bank = dev.split_bank(b)
-            kind = Cmd(cmd)
-            channel = self.channel
+        emit = self._run_emitter(cmd, [b], [row])
         n_r, n_w = self.reads, self.writes
         queued = self.rank_queued[rank]
         low, high, forced = self.low, self.high, self.drain_forced
         refresh = self.refresh
         admitted_in_run: list[Request] = []
         issued = 0
+        completed = 0
+        done = 0
         t = self.now
         while True:
-            q.popleft()
+            served = req.served
+            if emit is not None:
+                emit(t, 0, req.col + served)
+            served += 1
+            req.served = served
             issued += 1
-            if is_write:
-                n_w -= 1
-            else:
-                n_r -= 1
-            queued -= 1
-            done = t + lat
-            record(done - req.admitted)
-            req.done = done
-            if req.callback is not None:
-                req.callback(req)
-            if sink is not None:
-                sink(Command(t, kind, channel, rank, bg, bank, row, req.col))
             last = t
+            if served == req.ncols:
+                q.popleft()
+                completed += 1
+                if is_write:
+                    n_w -= 1
+                else:
+                    n_r -= 1
+                queued -= 1
+                done = t + lat
+                record(done - req.admitted)
+                req.done = done
+                if req.callback is not None:
+                    req.callback(req)
+            # -- as in the multi-stream loop: checked after every command (see there)
             if drain_flips(is_write, n_r, n_w, forced, high, low):
                 break
-            if queued == 0 and refresh.should_start(rank, t, True) and self._ext_idle(rank):
-                break
+            if served == req.ncols:
+                if (queued == 0 and refresh.should_start(rank, t, True)
+                        and self._ext_idle(rank)):
+                    break
+            else:
+                # the head's next bursts, at t + gap, t + 2 gap, ...: as many as nothing can
+                # interrupt, all but its last
+                j = req.ncols - served - 1
+                v = (limit - 1 - t) // gap
+                if v < j:
+                    j = v
+                if pending:
+                    p = pending[0]
+                    if not (n_w >= wcap if p.is_write else n_r >= rcap):
+                        v = (p.arrival - 1 - t) // gap
+                        if v < j:
+                            j = v
+                if j > 0:
+                    if emit is not None:
+                        col = req.col + served
+                        for i in range(1, j + 1):
+                            emit(t + i * gap, 0, col + i - 1)
+                    req.served = served + j
+                    issued += j
+                    t += j * gap
+                    last = t
+                    self.bulk_jumps += 1
+                if last_bound and req.ncols - req.served == 1:
+                    break  # the last burst is the scheduler's (RDA/WRA, FCFS order)
             nxt = t + gap
             while True:
                 if q and q[0].row == row:
@@ -762,10 +1084,10 @@ class ChannelController:
                     a = head.arrival if head.arrival > t else t
                     if a > best or a >= limit:
                         break
-                    if head.is_write != is_write or head.bank != b or head.row != row:
-                        limit = a
+                    if n_w >= wcap if head.is_write else n_r >= rcap:
                         break
-                    if (n_w if is_write else n_r) >= cap:
+                    if fcfs or head.is_write != is_write or head.bank != b or head.row != row:
+                        limit = a
                         break
                     pending.popleft()
                     head.admitted = a
@@ -788,16 +1110,24 @@ class ChannelController:
         self.rank_queued[rank] = queued
         (self.write_latency if is_write else self.read_latency).add_many(latencies)
         if is_write:
-            self.writes_done += issued
+            self.writes_done += completed
+            self.write_bursts += issued
         else:
-            self.reads_done += issued
+            self.reads_done += completed
+            self.read_bursts += issued
         self._commit_run(cmd, rank, [b], {b: row}, {b: last}, last, done, issued,
                          admitted_in_run)
 
     def _commit_run(self, cmd: int, rank: int, streams: list[int], rows: dict[int, int],
                     last_of: dict[int, int], last_rank: int, done: int, issued: int,
-                    admitted_in_run: list[Request]) -> None:
-        """Apply a finished run to the device and the scheduler (shared by both run loops)."""
+                    admitted_in_run: list[Request], idle: dict[int, int] | None = None,
+                    ) -> None:
+        """Apply a finished run to the device and the scheduler (shared by both run loops).
+
+        ``idle`` maps streams that issued nothing to their old heap keys: their candidate (the
+        same head hit) is unchanged and the old key is still a lower bound, so they are simply
+        pushed back, unless a refresh or a mode switch rebuilt every candidate anyway.
+        """
         dev = self.dev
         is_write = cmd == WR
         queues = self.write_q if is_write else self.read_q
@@ -826,10 +1156,22 @@ class ChannelController:
             self.last_done = done
         if self._rank_idle(rank) and self.refresh.should_start(rank, last_rank, True):
             self.refresh.refreshing[rank] = True
-            self._rebuild_rank(rank)
-        if not self._update_mode():
-            for b in streams:
+            self._rebuild_rank(rank)  # every bank of the rank, the streams included
+            self._update_mode()
+            return
+        if self._update_mode():
+            return
+        heap = self.heap
+        version = self.version
+        for b in streams:
+            key = idle.get(b) if idle else None
+            if key is None:
                 self._refresh_candidate(b)
+            else:
+                version[b] += 1
+                req = self.cand_req[b]
+                assert req is not None
+                heapq.heappush(heap, (key, _PRIO_HIT, req.seq, b, version[b]))
 
     def _complete(self, b: int, req: Request, t: int) -> None:
         if req.is_write:

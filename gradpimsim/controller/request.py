@@ -10,18 +10,25 @@ _ages = itertools.count()
 
 
 class Request:
-    """One 64 B read or write, decoded to its bank and row.
+    """A read or write of ``ncols`` consecutive 64 B columns of one row of one bank.
+
+    ``ncols == 1`` (the default) is one burst.  A *bulk* request (``ncols > 1``) covers columns
+    ``col .. col + ncols - 1`` of ``row``, one burst each; it takes one queue slot and keeps its
+    place in the queue until ``served`` reaches ``ncols``.
 
     ``arrival`` is when the source offered it; ``admitted`` when it entered a controller queue
-    (later than ``arrival`` under back-pressure); ``done`` when its last data beat transferred.
+    (later than ``arrival`` under back-pressure); ``done`` when its last burst's last data beat
+    transferred (the callback fires then, once).
     """
 
     __slots__ = ("seq", "addr", "is_write", "arrival", "bank", "row", "col", "rank",
-                 "admitted", "done", "callback", "tag")
+                 "admitted", "done", "callback", "tag", "ncols", "served")
 
     def __init__(self, addr: int, is_write: bool, arrival: int, bank: int, row: int, col: int,
                  rank: int, callback: Callable[[Request], None] | None = None,
-                 tag: object = None) -> None:
+                 tag: object = None, *, ncols: int = 1) -> None:
+        if ncols < 1:
+            raise ValueError(f"ncols must be >= 1, got {ncols}")
         self.seq = next(_ages)
         self.addr = addr
         self.is_write = is_write
@@ -34,8 +41,12 @@ class Request:
         self.done = -1
         self.callback = callback
         self.tag = tag
+        self.ncols = ncols
+        #: Bursts already issued; the next column command goes to column ``col + served``.
+        self.served = 0
 
     def __repr__(self) -> str:
         kind = "W" if self.is_write else "R"
-        return (f"Request({kind} {self.addr:#x} bank={self.bank} row={self.row} col={self.col} "
-                f"arr={self.arrival} done={self.done})")
+        cols = f" ncols={self.ncols} served={self.served}" if self.ncols > 1 else ""
+        return (f"Request({kind} {self.addr:#x} bank={self.bank} row={self.row} col={self.col}"
+                f"{cols} arr={self.arrival} done={self.done})")

@@ -40,7 +40,8 @@ def memory_stats(cfg: MemoryConfig, controllers: Sequence[ChannelController],
     writes = sum(c.writes_done for c in controllers)
     columns = sum(counts[TRACE_NAME[k]] for k in (Cmd.RD, Cmd.RDA, Cmd.WR, Cmd.WRA))
     misses = sum(c.row_misses for c in controllers)
-    nbytes = (reads + writes) * cfg.org.burst_bytes
+    # a bulk request moves many bursts: bytes come from bursts served, not requests
+    nbytes = sum(c.read_bursts + c.write_bursts for c in controllers) * cfg.org.burst_bytes
     seconds = cycles * cfg.timing.tCK_ns * 1e-9
     bandwidth = nbytes / seconds / 1e9 if seconds else 0.0
     peak = cfg.peak_bandwidth_gbs * cfg.org.channels
