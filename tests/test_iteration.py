@@ -150,7 +150,7 @@ def test_cli_compare_writes_outputs(tiny: str, tmp_path: Path) -> None:
 def test_cmd_trace_passes_offline_checker(tiny: str, tmp_path: Path) -> None:
     trace = tmp_path / "pim.txt"
     assert main(["run", tiny, "--pim", "--cmd-trace", str(trace)]) == 0
-    assert main(["check", str(trace), "--pim"]) == 0
+    assert main(["check", str(trace), "--config", "ddr4-2400", "--pim"]) == 0
 
 
 @pytest.mark.parametrize("argv", [

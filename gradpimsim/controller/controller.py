@@ -137,8 +137,10 @@ class ChannelController:
         self.fresh = [False] * nb
         self.last_col = [0] * nb
         #: Co-scheduling with PIM streams (``controller.pim_arbiter``): banks a PIM unit holds
-        #: are off limits to this scheduler, and no closed-form run reaches ``horizon`` (the
-        #: PIM side's next proposal, a lower bound of its next command).
+        #: are off limits to this scheduler.  ``horizon``: nothing is decided at or after this
+        #: cycle, closed-form runs included: the PIM side's next proposal, or a cycle at which
+        #: a requester may submit new work (a request callback may lower it mid-run, e.g. when
+        #: the completion it reports will make the full-system model issue more transfers).
         self.held = [False] * nb
         self.horizon = INF
         #: Co-scheduling: does another source still have work on a rank?  Such a rank is busy
@@ -397,9 +399,10 @@ class ChannelController:
             t_arr = self._next_admission()
             t_ref = self.refresh_due
             t = min(t_cmd, t_arr, t_ref)
-            if t >= limit:
-                if limit > self.now and limit < INF:
-                    self.now = limit
+            lim = limit if limit < self.horizon else self.horizon
+            if t >= lim:
+                if lim > self.now and lim < INF:
+                    self.now = lim
                 return
             self.now = t
             self.events += 1
@@ -689,6 +692,8 @@ class ChannelController:
                 req.done = done
                 if req.callback is not None:
                     req.callback(req)
+                    if self.horizon < limit:  # the callback foresees a new arrival
+                        limit = self.horizon
             # -- a mode switch (write drain starts or ends) or a refresh ends the run here.
             # The scheduler re-evaluates the mode after every column command, and one switch
             # can leave the next one due (an opportunistic drain ended by reads arriving while
@@ -1033,6 +1038,8 @@ class ChannelController:
                 req.done = done
                 if req.callback is not None:
                     req.callback(req)
+                    if self.horizon < limit:  # the callback foresees a new arrival
+                        limit = self.horizon
             # -- as in the multi-stream loop: checked after every command (see there)
             if drain_flips(is_write, n_r, n_w, forced, high, low):
                 break

@@ -82,6 +82,8 @@ class SharedChannel:
         self.host_first = policy == "host-first"
         pim.may_close = self._host_lets_go if self.host_first else None
         ctrl.external_busy = pim.rank_busy
+        #: Nothing is processed at or after ``cap`` (see :meth:`lower_cap`).
+        self.cap = INF
 
     @classmethod
     def build(cls, cfg: MemoryConfig, pim: PimConfig | None = None, *, channel: int = 0,
@@ -94,6 +96,14 @@ class SharedChannel:
         chan = PimChannel(cfg, pim, channel, dev=ctrl.dev, sink=ctrl.sink, array=array,
                           refreshing=ctrl.refresh.refreshing, lookahead=lookahead)
         return cls(ctrl, chan, policy)
+
+    def lower_cap(self, cycle: int) -> None:
+        """A requester may submit work at ``cycle``: decide nothing at or after it, even
+        inside a closed-form run already under way (callbacks call this)."""
+        if cycle < self.cap:
+            self.cap = cycle
+        if cycle < self.ctrl.horizon:
+            self.ctrl.horizon = cycle
 
     def _host_lets_go(self, bank: int) -> bool:
         """Host-first: PIM may close a host-open bank only if no request the host is serving
@@ -130,6 +140,8 @@ class SharedChannel:
         ctrl, pim = self.ctrl, self.pim
         bump = 1 if self.host_first else 0
         while True:
+            if self.cap < limit:
+                limit = self.cap
             tp = pim.peek()
             if tp >= INF:
                 if not pim.busy:  # the host alone
@@ -156,6 +168,8 @@ class SharedChannel:
                 break
             pim.issue()
             self._pim_issued(pim.last_cmd, pim.last_bank)
+        if self.cap < limit:
+            limit = self.cap
         if limit < INF:
             pim.advance(limit)
 

@@ -9,6 +9,17 @@ Every channel is the same machinery with or without PIM: a ``SharedChannel`` (ho
 plus PIM stream scheduler on one device, ``controller.pim_arbiter``).  Without PIM its PIM side
 simply never has work, so the baseline and the PIM run differ only in what is offloaded.
 
+**One process drives every channel, and decides ahead.**  No request can arrive before the next
+event in SimPy's queue (an NPU compute step ending, a transfer completing), so the channels may
+decide everything before that cycle, closed-form runs of row hits included, in one step.  A
+transfer that completes earlier than that may make the NPU submit more at its completion cycle:
+the completion callback then lowers every channel's cap to that cycle, stopping the channel
+deciding it at once.  With one channel this is exactly the schedule of one decision per cycle
+(tests compare the two).  With several, a channel processed earlier in the same step may
+already have decided past a completion another channel reports later; what the NPU submits
+then waits for that channel's next decision (documented in ``docs/iteration.md``, measured
+against the per-command schedule in the tests).
+
 Statistics kept here, because only the memory side sees them: bytes per channel per time bin
 (completion time of each request), bytes read and written, and counter snapshots at chosen
 cycles (phase boundaries) for per-phase energy.
@@ -16,7 +27,7 @@ cycles (phase boundaries) for per-phase energy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 import simpy
@@ -25,7 +36,8 @@ from gradpimsim.config import MemoryConfig
 from gradpimsim.controller.address_map import AddressMap
 from gradpimsim.controller.bulk import bulk_requests
 from gradpimsim.controller.controller import ChannelController, CommandSink
-from gradpimsim.controller.pim_arbiter import SharedChannel, SharedChannelProcess
+from gradpimsim.controller.pim_arbiter import SharedChannel
+from gradpimsim.controller.refresh import INF
 from gradpimsim.controller.request import Request
 from gradpimsim.dram.commands import Cmd
 from gradpimsim.pim.channel import PimChannel
@@ -60,7 +72,7 @@ class MemorySystem:
         self.bin_cycles = bin_cycles
         self.controllers: list[ChannelController] = []
         self.pims: list[PimChannel] = []
-        self.channels: list[SharedChannelProcess] = []
+        self.channels: list[SharedChannel] = []
         for ch in range(cfg.org.channels):
             sink = sink_factory(ch) if sink_factory is not None else None
             ctrl = ChannelController(cfg, ch, pim=pim, sink=sink, batch_runs=batch_runs)
@@ -68,12 +80,43 @@ class MemorySystem:
                              refreshing=ctrl.refresh.refreshing)
             self.controllers.append(ctrl)
             self.pims.append(pch)
-            self.channels.append(SharedChannelProcess(env, SharedChannel(ctrl, pch, policy)))
+            self.channels.append(SharedChannel(ctrl, pch, policy))
         self.read_bytes = 0
         self.write_bytes = 0
         self.requests = 0
         #: bytes completed per channel per ``bin_cycles`` window
         self.bins: list[list[int]] = [[] for _ in range(cfg.org.channels)]
+        self._wake = env.event()
+        self.process = env.process(self._run())
+
+    # ------------------------------------------------------------------ the process
+    def _run(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        channels = self.channels
+        while True:
+            now = int(env.now)
+            nxt = env.peek()
+            horizon = INF if nxt == float("inf") else int(nxt)
+            if horizon <= now:
+                horizon = now + 1
+            for sh in channels:
+                sh.cap = horizon
+                sh.run_until(horizon)
+            wake_at = min((sh.next_event() for sh in channels if sh.busy), default=INF)
+            if self._wake.triggered:
+                self._wake = env.event()
+            if wake_at < INF:
+                yield env.timeout(max(wake_at - now, 0)) | self._wake
+            else:
+                yield self._wake
+
+    def _cap_all(self, cycle: int) -> None:
+        for sh in self.channels:
+            sh.lower_cap(cycle)
+
+    def _wakeup(self) -> None:
+        if not self._wake.triggered:
+            self._wake.succeed()
 
     # ------------------------------------------------------------------ DMA
     def transfer(self, ranges: Iterable[tuple[int, int]], is_write: bool) -> simpy.Event:
@@ -109,6 +152,7 @@ class MemorySystem:
             submit = self.channels[ch].submit
             for req in reqs:
                 submit(req)
+        self._wakeup()
         return event
 
     def _completion(self, group: _Group) -> Callable[[Request], None]:
@@ -116,6 +160,7 @@ class MemorySystem:
         width = self.bin_cycles
         burst = self.burst
         env = self.env
+        cap = self._cap_all
 
         def done(req: Request) -> None:
             # called when the controller decides the last burst; req.done is in the future
@@ -128,6 +173,7 @@ class MemorySystem:
                 group.done = req.done
             group.left -= 1
             if group.left == 0:
+                cap(group.done)
                 delay = group.done - int(env.now)
                 timer = env.timeout(delay if delay > 0 else 0)
                 timer.callbacks.append(lambda _e: group.event.succeed(group.done))
@@ -152,6 +198,7 @@ class MemorySystem:
         state = {"left": len(per_channel), "end": 0}
 
         def finished(cycle: int) -> None:
+            self._cap_all(cycle)
             state["left"] -= 1
             state["end"] = max(state["end"], cycle)
             if state["left"] == 0:
@@ -159,8 +206,11 @@ class MemorySystem:
                 timer = env.timeout(delay if delay > 0 else 0)
                 timer.callbacks.append(lambda _e: event.succeed(state["end"]))
 
+        now = int(env.now)
         for ch, (u, p) in per_channel.items():
+            self.channels[ch].pim.advance(now)  # nothing of it issues before now
             self.channels[ch].add_program(u, p, on_done=finished)
+        self._wakeup()
         return event
 
     # ------------------------------------------------------------------ statistics
