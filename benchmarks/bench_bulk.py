@@ -26,11 +26,17 @@ from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.request import Request
 
 
-def dma_requests(cfg: MemoryConfig, nbytes: int, chunk: int) -> list[Request]:
-    """Alternating read and write chunks; the write region starts half-way up the memory."""
+def dma_requests(cfg: MemoryConfig, nbytes: int, chunk: int, reads_only: bool = False,
+                 ) -> list[Request]:
+    """Alternating read and write chunks (the write region starts half-way up the memory), or
+    only reads."""
     amap = AddressMap(cfg)
     write_base = amap.capacity // 2
     reqs: list[Request] = []
+    if reads_only:
+        for i in range(nbytes // chunk):
+            reqs += bulk_requests(cfg, amap, i * chunk, chunk, False, 0)[0]
+        return reqs
     for i in range(nbytes // (2 * chunk)):
         reqs += bulk_requests(cfg, amap, i * chunk, chunk, False, 0)[0]
         reqs += bulk_requests(cfg, amap, write_base + i * chunk, chunk, True, 0)[0]
@@ -67,6 +73,7 @@ def main() -> int:
     ap.add_argument("--chunk-kib", type=int, default=64)
     ap.add_argument("--slice-mib", type=int, default=16)
     ap.add_argument("--config", default="ddr4-2400")
+    ap.add_argument("--reads-only", action="store_true", help="sequential reads, no writes")
     args = ap.parse_args()
     cfg = load_config(args.config)
     chunk = args.chunk_kib << 10
@@ -74,26 +81,27 @@ def main() -> int:
     part = args.slice_mib << 20
 
     t0 = time.perf_counter()
-    reqs = dma_requests(cfg, total, chunk)
+    reqs = dma_requests(cfg, total, chunk, args.reads_only)
     split = time.perf_counter() - t0
-    print(f"{cfg.name}, {total / 2**30:g} GiB of {args.chunk_kib} KiB DMA reads + writes: "
+    what = "reads" if args.reads_only else "reads + writes"
+    print(f"{cfg.name}, {total / 2**30:g} GiB of {args.chunk_kib} KiB DMA {what}: "
           f"split into {len(reqs):,} bulk requests in {split:.2f} s")
     ctrl, wall = replay(cfg, reqs)
     report("bulk", ctrl, wall, len(reqs))
     del reqs
 
-    small = dma_requests(cfg, part, chunk)
+    small = dma_requests(cfg, part, chunk, args.reads_only)
     one_by_one = singles(small)
     ctrl_s, wall_s = replay(cfg, one_by_one)
     report(f"single bursts, {args.slice_mib} MiB slice", ctrl_s, wall_s, len(one_by_one))
     scale = total / part
     print(f"single bursts extrapolated to the full size: {wall_s * scale:,.1f} s "
           f"({wall_s * scale / wall:.1f}x the bulk replay)")
-    ctrl_b, wall_b = replay(cfg, dma_requests(cfg, part, chunk))
+    ctrl_b, wall_b = replay(cfg, dma_requests(cfg, part, chunk, args.reads_only))
     report(f"bulk, {args.slice_mib} MiB slice", ctrl_b, wall_b, len(small))
 
     tracemalloc.start()
-    replay(cfg, dma_requests(cfg, part, chunk))
+    replay(cfg, dma_requests(cfg, part, chunk, args.reads_only))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
