@@ -18,7 +18,7 @@ deciding it at once.  With one channel this is exactly the schedule of one decis
 (tests compare the two).  With several, a channel processed earlier in the same step may
 already have decided past a completion another channel reports later; what the NPU submits
 then waits for that channel's next decision (documented in ``docs/iteration.md``, measured
-against the per-command schedule in the tests).
+against the lock-step, per-command reference schedule (``batch_runs=False``) in the tests).
 
 Statistics kept here, because only the memory side sees them: bytes per channel per time bin
 (completion time of each request), bytes read and written, and counter snapshots at chosen
@@ -70,6 +70,9 @@ class MemorySystem:
         self.amap = AddressMap(cfg)
         self.burst = cfg.org.burst_bytes
         self.bin_cycles = bin_cycles
+        #: The reference schedule: decide only the current cycle, every channel in step (slow;
+        #: with ``batch_runs=False`` every command is its own scheduler decision too).
+        self.lockstep = not batch_runs
         self.controllers: list[ChannelController] = []
         self.pims: list[PimChannel] = []
         self.channels: list[SharedChannel] = []
@@ -97,7 +100,7 @@ class MemorySystem:
             now = int(env.now)
             nxt = env.peek()
             horizon = INF if nxt == float("inf") else int(nxt)
-            if horizon <= now:
+            if horizon <= now or self.lockstep:
                 horizon = now + 1
             for sh in channels:
                 sh.cap = horizon
@@ -109,6 +112,17 @@ class MemorySystem:
                 yield env.timeout(max(wake_at - now, 0)) | self._wake
             else:
                 yield self._wake
+
+    def flush(self, cycle: int) -> None:
+        """Decide everything before ``cycle`` on every channel, idle ones included (an idle
+        channel's refreshes are otherwise decided only when the process next runs it).  Only
+        for a cycle no later than the simulated present: every arrival before it is known."""
+        if self.lockstep:
+            cycle = min(cycle, int(self.env.now) + 1)
+        for sh in self.channels:
+            if sh.cap < cycle:
+                sh.cap = cycle
+            sh.run_until(cycle)
 
     def _cap_all(self, cycle: int) -> None:
         for sh in self.channels:
@@ -220,6 +234,7 @@ class MemorySystem:
         Commands a closed-form run committed beyond ``cycle`` are already counted: windows
         split at phase boundaries are exact up to one run of row hits.
         """
+        self.flush(cycle)
         counts: dict[str, int] = {}
         for source in [c.cmd_counts for c in self.controllers] + [p.counts for p in self.pims]:
             for i, n in enumerate(source):
