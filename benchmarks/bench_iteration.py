@@ -4,8 +4,9 @@ Each case runs in its own process (so peak memory is that case's alone) and prin
 time, peak RSS, the speedup, per-phase times and the traffic shares.  Targets on a 2-core
 machine: ResNet-50 comparison under 2 minutes wall, BERT-base under 5, peak memory under 2 GB.
 
-    python benchmarks/bench_iteration.py            # every case
+    python benchmarks/bench_iteration.py                  # every case
     python benchmarks/bench_iteration.py resnet50-1ch
+    python benchmarks/bench_iteration.py --batch 1 resnet50-1ch   # a smaller batch
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def child(args: list[str]) -> None:
 
 
 def run_case(name: str, argv: list[str]) -> None:
+    """One case in a child process; prints its figures."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, __file__, "--child", "compare", *argv, *COMMON, "--out", out]
         t0 = time.perf_counter()
@@ -66,9 +68,21 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2:])
         return
-    names = sys.argv[1:] or list(CASES)
-    for name in names:
-        run_case(name, CASES[name])
+    args = sys.argv[1:]
+    batch = None
+    if "--batch" in args:
+        i = args.index("--batch")
+        batch = args[i + 1]
+        del args[i:i + 2]
+    for name in args or list(CASES):
+        argv = list(CASES[name])
+        if batch is not None:
+            if "--batch" in argv:
+                argv[argv.index("--batch") + 1] = batch
+            else:
+                argv += ["--batch", batch]
+            name = f"{name} (batch {batch})"
+        run_case(name, argv)
 
 
 if __name__ == "__main__":

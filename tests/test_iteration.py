@@ -172,7 +172,7 @@ def test_bad_input_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) 
     assert "error" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("channels", [1, 2, 4])
 @pytest.mark.parametrize("pim", [False, True])
 def test_per_command_and_batched_runs_agree(tiny: str, channels: int, pim: bool) -> None:
     """Deciding ahead in closed-form runs versus one scheduler decision per command."""

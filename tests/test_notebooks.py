@@ -9,7 +9,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 @pytest.mark.no_checker  # the kernel is another process; the suite's checker cannot attach
@@ -19,6 +20,9 @@ def test_notebook_runs_and_saves_figures(path: Path, tmp_path: Path,
     figures = tmp_path / "figures"
     monkeypatch.setenv("GRADPIMSIM_FIG_DIR", str(figures))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # the kernel imports this checkout (not an older installed copy)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
