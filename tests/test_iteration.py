@@ -67,7 +67,8 @@ def _plan(run: RunConfig, path: str):  # type: ignore[no-untyped-def]
     from gradpimsim.host.allocator import Allocator, place_schedule
     from gradpimsim.pim.layout import ColocatedPolicy
 
-    schedule = expand_training(run_graph(path), run.optimizer_config(), run.precision_policy())
+    schedule = expand_training(run_graph(path, run.batch), run.optimizer_config(),
+                               run.precision_policy())
     alloc = Allocator(run.memory_config(), ColocatedPolicy())
     place_schedule(schedule, alloc)
     return schedule, alloc, NPUModel().schedule_costs(schedule)
@@ -77,10 +78,11 @@ def _segs(alloc, tr) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
     return [(s.addr, s.nbytes) for s in alloc.segments_for(tr.tensor_name, tr.offset, tr.nbytes)]
 
 
-def run_graph(path: str):  # type: ignore[no-untyped-def]
-    from gradpimsim.graph.io import load_graph
+def run_graph(path: str, batch: int | None = None):  # type: ignore[no-untyped-def]
+    """A graph file, or a zoo workload by name."""
+    from gradpimsim.graph.cli import load_any
 
-    return load_graph(path)
+    return load_any(path, batch=batch)
 
 
 def test_dram_bytes_are_the_bursts_covering_each_transfer(tiny: str) -> None:
@@ -182,3 +184,24 @@ def test_per_command_and_batched_runs_agree(tiny: str, channels: int, pim: bool)
     assert [(t.task, t.issue, t.end) for t in slow.tasks] == \
         [(t.task, t.issue, t.end) for t in fast.tasks]
     assert slow.cycles == fast.cycles
+
+
+def test_resnet18_small_batch_end_to_end(online_checker: list) -> None:  # type: ignore[type-arg]
+    """ResNet-18 at batch 1, both runs, every command checked online (a few minutes)."""
+    run = RunConfig(workload="resnet18", batch=1)
+    res = compare(run)
+    base, pim = res.baseline, res.pim
+    assert pim is not None and not res.interrupted
+    assert online_checker, "the protocol checker was attached"
+    schedule, alloc, costs = _plan(run, "resnet18")
+    upd = [t for t in schedule.order() if schedule.dag.nodes[t]["kind"] == "update"]
+    assert len(upd) == 62
+    upd_r = sum(_aligned_bytes(_segs(alloc, tr)) for t in upd for tr in costs[t].transfers
+                if not tr.is_write)
+    upd_w = sum(_aligned_bytes(_segs(alloc, tr)) for t in upd for tr in costs[t].transfers
+                if tr.is_write)
+    assert base.dram["read_bytes"] - pim.dram["read_bytes"] == upd_r
+    assert base.dram["write_bytes"] - pim.dram["write_bytes"] == upd_w
+    assert all(t.end >= 0 for t in base.tasks + pim.tasks)
+    assert res.speedup is not None and res.speedup > 1.0
+    assert pim.energy_nj["total"] < base.energy_nj["total"]
