@@ -39,14 +39,14 @@ Rules (results depend on them, so they are stated exactly; also docs/gradpim.md 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import simpy
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.model import ConfigError
 from gradpimsim.controller.controller import ChannelController, CommandSink
+from gradpimsim.controller.process import ControllerProcess
 from gradpimsim.controller.refresh import INF
 from gradpimsim.controller.request import Request
 from gradpimsim.dram.commands import Cmd
@@ -187,8 +187,9 @@ class SharedChannel:
         return max(self.ctrl.last_done, self.pim.end)
 
 
-class SharedChannelProcess:
-    """Runs a :class:`SharedChannel` inside a SimPy environment (like ``ControllerProcess``).
+class SharedChannelProcess(ControllerProcess):
+    """Runs a :class:`SharedChannel` inside a SimPy environment (a ``ControllerProcess`` that
+    also takes PIM batches).
 
     The process sleeps until the next event of either side or a wake-up (a request or a
     program), and on waking processes everything before ``env.now + 1``.  ``follow=True`` (the
@@ -198,17 +199,8 @@ class SharedChannelProcess:
 
     def __init__(self, env: simpy.Environment, shared: SharedChannel, *,
                  follow: bool = True) -> None:
-        self.env = env
+        super().__init__(env, shared, follow=follow)
         self.shared = shared
-        self.follow = follow
-        self._wake = env.event()
-        self.process = env.process(self._run())
-
-    def submit(self, req: Request) -> None:
-        if req.arrival < self.env.now:
-            req.arrival = int(self.env.now)
-        self.shared.submit(req)
-        self.wake()
 
     def add_program(self, units: Mapping[tuple[int, int], Iterable[PimInstr]],
                     prologue: Mapping[int, Sequence[PimInstr]] | None = None,
@@ -217,20 +209,3 @@ class SharedChannelProcess:
         self.shared.pim.advance(int(self.env.now))
         self.shared.add_program(units, prologue, on_done)
         self.wake()
-
-    def wake(self) -> None:
-        if not self._wake.triggered:
-            self._wake.succeed()
-
-    def _run(self) -> Generator[simpy.Event, Any, None]:
-        env = self.env
-        shared = self.shared
-        while True:
-            shared.run_until(int(env.now) + 1)
-            nxt = shared.next_event() if self.follow and shared.busy else INF
-            if self._wake.triggered:
-                self._wake = env.event()
-            if nxt < INF:
-                yield env.timeout(max(nxt - int(env.now), 0)) | self._wake
-            else:
-                yield self._wake

@@ -10,7 +10,7 @@ may submit them ahead of time and wake the process rarely; the engine admits eac
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Protocol
 
 import simpy
 
@@ -19,8 +19,21 @@ from gradpimsim.controller.refresh import INF
 from gradpimsim.controller.request import Request
 
 
+class Drivable(Protocol):
+    """What a process can drive: a controller, or a controller sharing its channel with PIM."""
+
+    @property
+    def busy(self) -> bool: ...
+
+    def submit(self, req: Request) -> None: ...
+
+    def next_event(self) -> int: ...
+
+    def run_until(self, limit: int) -> None: ...
+
+
 class ControllerProcess:
-    """Runs a :class:`ChannelController` inside a SimPy environment.
+    """Runs a :class:`ChannelController` (or any :class:`Drivable`) inside a SimPy environment.
 
     ``follow=True`` makes the process also wake at its own next event, so callbacks fire at
     their simulated time for requesters that wait on them (the full-system model).  With
@@ -28,7 +41,8 @@ class ControllerProcess:
     proportional to chunks rather than commands.
     """
 
-    def __init__(self, env: simpy.Environment, ctrl: ChannelController, *, follow: bool = True):
+    def __init__(self, env: simpy.Environment, ctrl: Drivable | ChannelController, *,
+                 follow: bool = True):
         self.env = env
         self.ctrl = ctrl
         self.follow = follow

@@ -112,21 +112,19 @@ class CompareResult:
         return results_dict(self.config, self.runs(), self.speedup, self.weights_match)
 
     def phases_df(self) -> pd.DataFrame:
-        import pandas as pd
-
-        frames = []
-        for name, r in self.runs().items():
-            df = r.phases_df()
-            df.insert(0, "run", name)
-            frames.append(df)
-        return pd.concat(frames, ignore_index=True)
+        """Per-phase figures of both runs, one row per (run, phase)."""
+        return self._stacked(RunResult.phases_df)
 
     def tasks_df(self) -> pd.DataFrame:
+        """Per-task records of both runs, one row per (run, task)."""
+        return self._stacked(RunResult.tasks_df)
+
+    def _stacked(self, frame: Any) -> pd.DataFrame:
         import pandas as pd
 
         frames = []
         for name, r in self.runs().items():
-            df = r.tasks_df()
+            df = frame(r)
             df.insert(0, "run", name)
             frames.append(df)
         return pd.concat(frames, ignore_index=True)
