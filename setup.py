@@ -1,10 +1,10 @@
 """Build hook: optionally compile the scheduler's hot modules with mypyc.
 
-``pip install mypy && GRADPIMSIM_COMPILE=1 pip install --no-build-isolation .`` compiles the event loop (controller, device state, request,
-refresh, latency histogram) to C with mypyc, about twice as fast; the source is the same Python,
-so results are identical.  Without the variable (the default) the package is pure Python, which is
-what the test suite runs.  A failed compilation falls back to pure Python instead of failing the
-install.
+``pip install mypy && GRADPIMSIM_COMPILE=1 pip install --no-build-isolation .`` compiles the
+event loop (controller, device state, request, refresh, latency histogram) to C with mypyc,
+about twice as fast; the source is the same Python, so results are identical.  Without the
+variable (the default) the package is pure Python, which is what the test suite runs.  A failed
+compilation falls back to pure Python instead of failing the install.
 """
 
 import os
