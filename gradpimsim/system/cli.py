@@ -128,7 +128,7 @@ def _progress() -> Progress:
                     console=Console(stderr=True), transient=True)
 
 
-def _sink_factory(path: str | None, suffix: str, cfg_channels: int, writers: list[Any]) -> Any:
+def _sink_factory(path: str | None, suffix: str, writers: list[Any]) -> Any:
     if not path:
         return None
     from gradpimsim.trace.cmdtrace import CommandTraceWriter
@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     with _progress() as prog:
         res = simulate(run, progress=_Progress(prog, "GradPIM" if run.pim else "baseline",
                                                cfg.timing.tCK_ns),
-                       sink_factory=_sink_factory(args.cmd_trace, "", 1, writers))
+                       sink_factory=_sink_factory(args.cmd_trace, "", writers))
     paths = _close(writers)
     name = "pim" if run.pim else "baseline"
     console.print(results_table({name: res}, None, run))
@@ -174,31 +174,23 @@ def _run(args: argparse.Namespace) -> int:
 
 @_user_errors
 def _compare(args: argparse.Namespace) -> int:
-    from gradpimsim.system.results import CompareResult
-    from gradpimsim.system.simulate import simulate
+    from gradpimsim.system.simulate import compare
 
     run = _config(args, False)
     cfg = run.memory_config()
     writers: list[Any] = []
     t0 = time.perf_counter()
+    labels = {"baseline": "baseline", "pim": "GradPIM "}
     with _progress() as prog:
-        base = simulate(run, progress=_Progress(prog, "baseline", cfg.timing.tCK_ns),
-                        sink_factory=_sink_factory(args.cmd_trace, "baseline", 1, writers))
-        pim: RunResult | None = None
-        if not base.interrupted:
-            pim = simulate(run.with_pim(True),
-                           progress=_Progress(prog, "GradPIM ", cfg.timing.tCK_ns),
-                           sink_factory=_sink_factory(args.cmd_trace, "pim", 1, writers))
+        result = compare(run, per_run=lambda name: (
+            _Progress(prog, labels[name], cfg.timing.tCK_ns),
+            _sink_factory(args.cmd_trace, name, writers)))
     paths = _close(writers)
-    result = CompareResult(run, base, pim)
-    if run.functional and pim is not None and not pim.interrupted:
-        from gradpimsim.system.simulate import _same_weights
-
-        result.weights_match = _same_weights(base, pim)
     runs = result.runs()
     console.print(results_table(runs, result.speedup, run))
     if run.functional:
-        console.print(f"functional: baseline {_verdict(base)}, GradPIM "
+        pim = result.pim
+        console.print(f"functional: baseline {_verdict(result.baseline)}, GradPIM "
                       f"{_verdict(pim) if pim else 'not run'}; final weights "
                       f"{'identical' if result.weights_match else 'DIFFER'}")
     return _finish(args, result.to_dict(), runs, result.interrupted, paths,

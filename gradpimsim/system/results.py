@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.dram.commands import Cmd
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.system.config import RunConfig
 from gradpimsim.system.executor import PHASES, Executor, TaskRecord
@@ -250,7 +249,3 @@ def chrome_trace(runs: dict[str, RunResult]) -> dict[str, Any]:
                 events.append({"ph": "C", "name": f"bandwidth ch{ch}", "pid": pid,
                                "ts": i * width * us, "args": {"GB/s": b / seconds / 1e9}})
     return {"traceEvents": events, "displayTimeUnit": "ns"}
-
-
-def command_names() -> list[str]:
-    return [c.name for c in Cmd]

@@ -106,13 +106,24 @@ def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
 
 def compare(run: RunConfig, *, progress: ProgressHook | None = None,
             sink_factory: Callable[[int], CommandSink | None] | None = None,
-            pim_config: PimConfig | None = None) -> CompareResult:
-    """The same iteration without and with GradPIM; ``speedup`` = baseline / PIM cycles."""
-    base = simulate(run.with_pim(False), progress=progress, sink_factory=sink_factory,
+            pim_config: PimConfig | None = None,
+            per_run: Callable[[str], tuple[ProgressHook | None, Any]] | None = None
+            ) -> CompareResult:
+    """The same iteration without and with GradPIM; ``speedup`` = baseline / PIM cycles.
+
+    ``per_run(name)`` (name ``"baseline"`` or ``"pim"``) may return that run's own progress
+    hook and sink factory instead of the shared ``progress``/``sink_factory``.
+    """
+    def hooks(name: str) -> tuple[ProgressHook | None, Any]:
+        return per_run(name) if per_run is not None else (progress, sink_factory)
+
+    prog, sinks = hooks("baseline")
+    base = simulate(run.with_pim(False), progress=prog, sink_factory=sinks,
                     pim_config=pim_config)
     if base.interrupted:
         return CompareResult(run, base, None)
-    with_pim = simulate(run.with_pim(True), progress=progress, sink_factory=sink_factory,
+    prog, sinks = hooks("pim")
+    with_pim = simulate(run.with_pim(True), progress=prog, sink_factory=sinks,
                         pim_config=pim_config)
     out = CompareResult(run, base, with_pim)
     if run.functional and not with_pim.interrupted:
