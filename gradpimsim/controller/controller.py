@@ -513,8 +513,11 @@ class ChannelController:
         so it is taken only when ``req`` has at least two of those left.
         """
         q = self.write_q[b] if self.draining else self.read_q[b]
-        if not q or q[0] is not req:
+        if not q:
             return False
+        if q[0] is not req:  # a younger hit bypassing a missing head (FR-FCFS, open pages)
+            return (not (self.fcfs or self.closed_page) and not self.fresh[b]
+                    and req.ncols - req.served > 1)
         if self.fcfs or self.closed_page:
             return req.ncols - req.served > 2
         if req.ncols - req.served > 1:
@@ -594,17 +597,31 @@ class ChannelController:
         streams = [b0]
         keys: dict[int, int] = {}  # the other streams' heap keys (lower bounds of their issue)
         now = self.now
+        # FR-FCFS bypass hits (a younger hit served while the bank's head misses) are streams
+        # too, on a one-request queue of their own: *virtual* streams (open pages only; not
+        # while a fresh row may still pick from the other queue)
+        bypassing = not (self.fcfs or self.closed_page)
+        fresh = self.fresh
+        virtual_banks: set[int] = set()
+        if queues[b0][0] is not req0:
+            virtual_banks.add(b0)
         while heap:
             key, prio, seq, b, ver = heap[0]
             if ver != version[b]:
                 heapq.heappop(heap)
                 continue
-            if (cand_cmd[b] == cmd and b // bpr == rank and queues[b]
-                    and cand_req[b] is queues[b][0]):
-                heapq.heappop(heap)
-                streams.append(b)
-                keys[b] = key
-                continue
+            if cand_cmd[b] == cmd and b // bpr == rank and queues[b]:
+                if cand_req[b] is queues[b][0]:
+                    heapq.heappop(heap)
+                    streams.append(b)
+                    keys[b] = key
+                    continue
+                if bypassing and not fresh[b]:
+                    heapq.heappop(heap)
+                    streams.append(b)
+                    keys[b] = key
+                    virtual_banks.add(b)
+                    continue
             # another command bounds the run: by its exact earliest cycle, not a stale key
             # (timing only grows, so the run cannot make it earlier)
             e = dev.earliest(cand_cmd[b], b)
@@ -618,11 +635,15 @@ class ChannelController:
             break
         for b in streams:
             version[b] += 1  # their heap entries are consumed; re-pushed after the run
-        if len(streams) == 1:
+        if len(streams) == 1 and not virtual_banks:
             self._run_single(b0, cmd, req0, limit, rank)
             return
         n = len(streams)
-        s_q = [queues[b] for b in streams]
+        s_q = [deque((cand_req[b],)) if b in virtual_banks else queues[b] for b in streams]
+        s_q[0] = deque((req0,)) if virtual_banks and b0 in virtual_banks else s_q[0]
+        virtual = [b in virtual_banks for b in streams]
+        cap = self.cap
+        bypass = self.bypass
         s_row = [dev.open_row[b] for b in streams]
         s_start = [max(dev.earliest(cmd, b), now) for b in streams]
         s_start[0] = now
@@ -680,7 +701,14 @@ class ChannelController:
             last_in_bg[s_bg[k]] = t
             last_rank = t
             if served == req.ncols:
-                s_q[k].popleft()
+                if virtual[k]:  # a bypass hit leaves its bank's queue; the bank counts it
+                    bk = streams[k]
+                    queues[bk].remove(req)
+                    bypass[bk] += 1
+                    s_q[k] = queues[bk]
+                    virtual[k] = False
+                else:
+                    s_q[k].popleft()
                 completed += 1
                 if is_write:
                     n_w -= 1
@@ -706,12 +734,23 @@ class ChannelController:
                     break
                 qk = s_q[k]
                 if qk and qk[0].row != s_row[k]:
-                    v = self._bypass_bound(streams[k], qk, s_row[k])
-                    if v < INF:  # no earlier than the next burst to its bank group
-                        e = last_in_bg[s_bg[k]] + gap_bg
-                        v = max(v, e, s_start[k], t + gap_rank)
-                        if v < limit:
-                            limit = v
+                    if bypassing:
+                        # the bank's next candidate: its first younger hit while the cap
+                        # allows (a virtual stream from here), else a PRE (bounded below)
+                        if bypass[streams[k]] < cap:
+                            row_k = s_row[k]
+                            for other in qk:
+                                if other.row == row_k:
+                                    s_q[k] = deque((other,))
+                                    virtual[k] = True
+                                    break
+                    else:
+                        v = self._bypass_bound(streams[k], qk, s_row[k])
+                        if v < INF:  # no earlier than the next burst to its bank group
+                            e = last_in_bg[s_bg[k]] + gap_bg
+                            v = max(v, e, s_start[k], t + gap_rank)
+                            if v < limit:
+                                limit = v
                 if log_t:
                     log_t.clear()
                     log_k.clear()
@@ -825,7 +864,7 @@ class ChannelController:
                         break
                     pending.popleft()
                     head.admitted = a
-                    qh = s_q[hk]
+                    qh = queues[head.bank]  # a virtual stream's bank queue, too
                     if not qh:
                         admitted = True  # a new head: the choice may change
                     qh.append(head)
