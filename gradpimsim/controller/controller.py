@@ -164,6 +164,9 @@ class ChannelController:
         #: (single stream), and whole periods of an interleaved multi-stream run skipped.
         self.bulk_jumps = 0
         self.periodic_jumps = 0
+        #: Runs that served an FR-FCFS bypass hit (a younger hit past a missing head) as a
+        #: stream: without them such a hit would end every run at its own next burst.
+        self.bypass_streams = 0
         #: Scheduler decisions taken (admission batches, refresh checks, commands or runs):
         #: the simulation's cost, which bulk requests keep proportional to rows, not bursts.
         self.events = 0
@@ -578,6 +581,13 @@ class ChannelController:
         are maxima, so the device is then updated once per bank, with its last command.  Tests
         compare whole command streams issued both ways.
 
+        A stream is a bank's queue head, or (open pages, FR-FCFS) a *virtual* stream: the
+        younger hit the scheduler serves while the bank's head misses the open row (a bypass),
+        on a one-request queue of its own; when it completes, the bank counts the bypass and
+        its next candidate (another bypass hit within the cap, else a PRE) follows the same
+        rules as :meth:`_choose`.  Without them such a hit bounded every run at its own next
+        burst, and DMA traffic, full of them, ran a few bursts per run.
+
         Bulk heads make the loop's cost independent of their length: with one stream, a head's
         remaining bursts are an arithmetic progression (see :meth:`_run_single`); with several,
         the merge soon becomes periodic and whole periods are skipped (:meth:`_periodic_jump`).
@@ -642,6 +652,7 @@ class ChannelController:
         s_q = [deque((cand_req[b],)) if b in virtual_banks else queues[b] for b in streams]
         s_q[0] = deque((req0,)) if virtual_banks and b0 in virtual_banks else s_q[0]
         virtual = [b in virtual_banks for b in streams]
+        self.bypass_streams += len(virtual_banks)
         cap = self.cap
         bypass = self.bypass
         s_row = [dev.open_row[b] for b in streams]
@@ -743,6 +754,7 @@ class ChannelController:
                                 if other.row == row_k:
                                     s_q[k] = deque((other,))
                                     virtual[k] = True
+                                    self.bypass_streams += 1
                                     break
                     else:
                         v = self._bypass_bound(streams[k], qk, s_row[k])
