@@ -434,3 +434,19 @@ def test_runs_serve_bypass_hits_exactly(cap: int, seed: int) -> None:
 def test_bypass_streams_random(seed: int, cap: int, depth: int, name: str) -> None:
     cfg = _cfg(name, depth=depth).with_overrides(starvation_cap=cap)
     assert_same(cfg, _bypass_traffic(cfg, seed, 60))
+
+
+@settings(max_examples=80, deadline=None)
+@given(mapping=st.sampled_from(sorted(SPLIT_CONFIGS)), addr=st.integers(0, 1 << 26),
+       rows=st.integers(0, 80), tail=st.integers(0, 9000))
+def test_bulk_requests_small_path_equals_split_range(mapping: str, addr: int, rows: int,
+                                                     tail: int) -> None:
+    """Small ranges are cut with integer arithmetic, large ones with numpy: same requests."""
+    cfg = SPLIT_CONFIGS[mapping]
+    amap = AddressMap(cfg)
+    nbytes = rows * cfg.org.row_bytes + tail
+    runs = split_range(amap, addr, nbytes)
+    got = [r for reqs in bulk_requests(cfg, amap, addr, nbytes, False, 0) for r in reqs]
+    want = sorted(runs, key=lambda r: (r.channel, r.addr))
+    assert [(q.addr, q.bank, q.rank, q.row, q.col, q.ncols) for q in got] == [
+        (r.addr, r.bank, r.rank, r.row, r.col, r.ncols) for r in want]

@@ -107,15 +107,45 @@ def split_range(amap: AddressMap, addr: int, nbytes: int) -> list[BulkRun]:
                                        strict=True)))
 
 
+#: Below this many rows, :func:`bulk_requests` cuts a column-lowest range with plain integer
+#: arithmetic: numpy's fixed cost per call dominates small DMA chunks.
+_SMALL_ROWS = 64
+
+
+def _row_pieces(amap: AddressMap, first: int, end: int) -> list[tuple[int, ...]]:
+    """The rows of bursts ``first .. end - 1`` (column bits lowest), as :class:`BulkRun` fields."""
+    ob = amap.offset_bits
+    per_row = amap.mask["co"] + 1
+    nbg = amap.mask["bg"] + 1
+    nba = amap.mask["ba"] + 1
+    decode = amap.decode
+    out = []
+    start = first
+    while start < end:
+        stop = (start // per_row + 1) * per_row
+        if stop > end:
+            stop = end
+        loc = decode(start << ob)
+        bank = (loc.rank * nbg + loc.bankgroup) * nba + loc.bank
+        out.append((loc.channel, bank, loc.rank, loc.row, loc.col, stop - start, start << ob))
+        start = stop
+    return out
+
+
 def bulk_requests(cfg: MemoryConfig, amap: AddressMap, addr: int, nbytes: int, is_write: bool,
                   arrival: int, callback: Callable[[Request], None] | None = None,
                   tag: object = None) -> list[list[Request]]:
     """Requests for a byte range, one per run of :func:`split_range`, grouped per channel
     (``result[channel]``, in address order, so age stamps follow the address order)."""
-    a = split_arrays(amap, addr, nbytes)
+    first, end = _burst_span(amap, addr, nbytes)
+    per_row = amap.mask["co"] + 1
+    if amap.shift["co"] == amap.offset_bits and end - first <= _SMALL_ROWS * per_row:
+        pieces = _row_pieces(amap, first, end)
+    else:
+        a = split_arrays(amap, addr, nbytes)
+        pieces = list(zip(*(a[k].tolist() for k in BulkRun._fields), strict=True))
     out: list[list[Request]] = [[] for _ in range(cfg.org.channels)]
-    for ch, bank, rank, row, col, ncols, start in zip(
-            *(a[k].tolist() for k in BulkRun._fields), strict=True):
+    for ch, bank, rank, row, col, ncols, start in pieces:
         out[ch].append(Request(start, is_write, arrival, bank, row, col, rank, callback, tag,
                                ncols=ncols))
     return out
