@@ -450,3 +450,27 @@ def test_bulk_requests_small_path_equals_split_range(mapping: str, addr: int, ro
     want = sorted(runs, key=lambda r: (r.channel, r.addr))
     assert [(q.addr, q.bank, q.rank, q.row, q.col, q.ncols) for q in got] == [
         (r.addr, r.bank, r.rank, r.row, r.col, r.ncols) for r in want]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_row_commands_inside_runs(name: str) -> None:
+    """ACT and PRE of other banks are issued inside a run when they fall due (a run's column
+    commands delay them only through the command bus), and a stream whose bank needs a PRE
+    retires to the scheduler's candidates and comes back after its next ACT; the command
+    stream must equal one-by-one issue, and the scheduler decides far fewer times."""
+    cfg = _cfg(name)
+    bpr = cfg.org.bursts_per_row
+    specs = [Spec(0, g, b, r, 0, bpr, (r // 2) % 2 == 1, 0)
+             for r in range(6) for b in range(cfg.org.banks_per_group)
+             for g in range(cfg.org.bankgroups)]
+    ctrl = assert_same(cfg, specs)
+    assert ctrl.row_commands_in_runs > 0
+    row_cmds = ctrl.cmd_counts[int(Cmd.ACT)] + ctrl.cmd_counts[int(Cmd.PRE)]
+    assert ctrl.events < row_cmds
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_row_commands_inside_runs_random(seed: int) -> None:
+    cfg = _cfg(CONFIGS[seed % len(CONFIGS)], depth=(4, 8, 32)[seed % 3])
+    ctrl = assert_same(cfg, traffic(cfg, 100 + seed, 300, arrivals="mixed"))
+    assert ctrl.row_commands_in_runs > 0

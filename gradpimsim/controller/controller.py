@@ -179,6 +179,12 @@ class ChannelController:
                            for c in range(NCMD)]
         self.run_gap_rank = [max([1] + [g for n, g in upd[c][2] if n == c]) for c in range(NCMD)]
         self.run_gap_pre = [max([1] + [g for n, g in upd[c][0] if n == PRE]) for c in range(NCMD)]
+        #: Row commands (ACT/PRE) to banks outside a run are issued inside it when a column
+        #: command of the run's type delays them only through the command bus (the timing
+        #: table says so for DDR4: RD/WR gate a PRE of their own bank only).
+        self.run_row_inline = [all(n not in (ACT, PRE) for lvl in upd[c][1:] for n, _ in lvl)
+                               for c in range(NCMD)]
+        self.row_commands_in_runs = 0
 
     # ------------------------------------------------------------------ requests in
     def submit(self, req: Request) -> None:
@@ -588,11 +594,19 @@ class ChannelController:
         rules as :meth:`_choose`.  Without them such a hit bounded every run at its own next
         burst, and DMA traffic, full of them, ran a few bursts per run.
 
+        Row commands inside runs (open pages): the first other candidate bounds the run unless
+        it is an ACT or PRE, which the run's column commands delay only through the command
+        bus (checked on the timing table, ``run_row_inline``).  Such a command is issued inside
+        the run when it falls due before the run's next burst (:meth:`_inline_row`), and a
+        stream whose bank needs a PRE *retires*: its PRE joins the candidates like any other.
+        After either, the heap is scanned again: the next candidate bounds the run, and new
+        hits of the run's kind (a row just opened) join it as streams.  A run so spans many
+        rows of a DMA sweep instead of ending at every row command.
+
         Bulk heads make the loop's cost independent of their length: with one stream, a head's
         remaining bursts are an arithmetic progression (see :meth:`_run_single`); with several,
         the merge soon becomes periodic and whole periods are skipped (:meth:`_periodic_jump`).
         """
-        heap = self.heap
         version = self.version
         dev = self.dev
         bpr = dev.banks_per_rank
@@ -611,42 +625,23 @@ class ChannelController:
         # too, on a one-request queue of their own: *virtual* streams (open pages only; not
         # while a fresh row may still pick from the other queue)
         bypassing = not (self.fcfs or self.closed_page)
-        fresh = self.fresh
         virtual_banks: set[int] = set()
         if queues[b0][0] is not req0:
             virtual_banks.add(b0)
-        while heap:
-            key, prio, seq, b, ver = heap[0]
-            if ver != version[b]:
-                heapq.heappop(heap)
-                continue
-            if cand_cmd[b] == cmd and b // bpr == rank and queues[b]:
-                if cand_req[b] is queues[b][0]:
-                    heapq.heappop(heap)
-                    streams.append(b)
-                    keys[b] = key
-                    continue
-                if bypassing and not fresh[b]:
-                    heapq.heappop(heap)
-                    streams.append(b)
-                    keys[b] = key
-                    virtual_banks.add(b)
-                    continue
-            # another command bounds the run: by its exact earliest cycle, not a stale key
-            # (timing only grows, so the run cannot make it earlier)
-            e = dev.earliest(cand_cmd[b], b)
-            if self.cand_floor[b] > e:
-                e = self.cand_floor[b]
-            if e > key:
-                heapq.heapreplace(heap, (e, prio, seq, b, ver))
-                continue
-            if key < limit:
-                limit = key
-            break
+        top = self._collect_streams(cmd, rank, queues, bypassing, streams, keys, virtual_banks)
+        # the first other candidate bounds the run (``limit``), unless it is a row command the
+        # run may issue itself when it is due (``f_at``; open pages only, see _inline_row)
+        inline = bypassing and self.run_row_inline[cmd]
+        f_at = INF
+        if top is not None:
+            if inline and top[1] != _PRIO_REFRESH and cand_cmd[top[3]] in (ACT, PRE):
+                f_at = top[0]
+            elif top[0] < limit:
+                limit = top[0]
         for b in streams:
             version[b] += 1  # their heap entries are consumed; re-pushed after the run
         if len(streams) == 1 and not virtual_banks:
-            self._run_single(b0, cmd, req0, limit, rank)
+            self._run_single(b0, cmd, req0, limit if limit < f_at else f_at, rank)
             return
         n = len(streams)
         s_q = [deque((cand_req[b],)) if b in virtual_banks else queues[b] for b in streams]
@@ -677,6 +672,11 @@ class ChannelController:
         pending = self.pending
         rcap, wcap = self.read_cap, self.write_cap
         emit = self._run_emitter(cmd, streams, s_row)
+        live = list(range(n))  # streams that may still issue (not retired to a PRE)
+        former: dict[int, int] = {}  # retired streams' banks -> their index (for a revival)
+        rescan = False  # look for the next candidate to bound the run, and new streams
+        flushed_at = -INF  # the device holds every run command up to this cycle
+        last_inline = -INF  # the last row command issued inside the run
         lat = self.write_latency_cycles if is_write else self.read_latency_cycles
         latencies: list[int] = []
         record = latencies.append
@@ -699,7 +699,6 @@ class ChannelController:
         t = now
         k = 0
         req = req0
-        stream_range = range(n)
         while True:
             # -- issue the next burst of req (head of stream k) at t
             served = req.served
@@ -756,6 +755,19 @@ class ChannelController:
                                     virtual[k] = True
                                     self.bypass_streams += 1
                                     break
+                        if inline and not virtual[k]:
+                            # retire it: its bank's PRE joins the heap as a candidate like
+                            # any other, to be issued inside the run when it is due
+                            self._flush_run(cmd, streams, s_row, s_last, flushed_at)
+                            flushed_at = t
+                            self.now = t
+                            bk = streams[k]
+                            live.remove(k)
+                            del index[bk]
+                            s_q[k] = deque()
+                            former[bk] = k
+                            self._refresh_candidate(bk)
+                            rescan = True
                     else:
                         v = self._bypass_bound(streams[k], qk, s_row[k])
                         if v < INF:  # no earlier than the next burst to its bank group
@@ -794,7 +806,7 @@ class ChannelController:
                     key = tuple(key_l)
                     i0 = seen.get(key)
                     if i0 is not None:
-                        bound = limit
+                        bound = limit if limit < f_at else f_at
                         if pending:
                             p = pending[0]
                             full = n_w >= wcap if p.is_write else n_r >= rcap
@@ -816,6 +828,49 @@ class ChannelController:
             # -- the next command: earliest ready stream head, oldest on ties
             floor_rank = t + gap_rank
             while True:
+                if rescan:
+                    # a row command was issued inside the run or a stream retired: the next
+                    # candidate bounds the run, and new hits of the run's kind join it
+                    rescan = False
+                    found: list[int] = []
+                    vb: set[int] = set()
+                    top = self._collect_streams(cmd, rank, queues, bypassing, found, keys, vb)
+                    f_at = INF
+                    if top is not None:
+                        if top[1] != _PRIO_REFRESH and cand_cmd[top[3]] in (ACT, PRE):
+                            f_at = top[0]
+                        elif top[0] < limit:
+                            limit = top[0]
+                    now_run = self.now
+                    for b in found:
+                        version[b] += 1
+                        virt = b in vb
+                        self.bypass_streams += virt
+                        ks = former.pop(b, -1)
+                        if ks < 0:
+                            ks = len(streams)
+                            streams.append(b)
+                            s_q.append(deque())
+                            s_row.append(-1)
+                            s_start.append(0)
+                            s_bg.append((b // bpg) % dev.bankgroups)
+                            s_last.append(-INF)
+                            virtual.append(False)
+                        s_q[ks] = deque((cand_req[b],)) if virt else queues[b]
+                        s_row[ks] = dev.open_row[b]
+                        v = dev.earliest(cmd, b)
+                        s_start[ks] = v if v > now_run else now_run
+                        virtual[ks] = virt
+                        index[b] = ks
+                        live.append(ks)
+                    if found:
+                        run_bgs = sorted({s_bg[s] for s in live})
+                    if log_t:
+                        log_t.clear()
+                        log_k.clear()
+                        seen.clear()
+                    steady = None
+                    steady_at = -1
                 best_t = INF
                 best_seq = INF
                 best_k = -1
@@ -829,7 +884,7 @@ class ChannelController:
                         if e < best_t or (e == best_t and seq < best_seq):
                             best_t, best_seq, best_k = e, seq, s
                 else:
-                    for s in stream_range:
+                    for s in live:
                         qs = s_q[s]
                         if not qs or qs[0].row != s_row[s]:
                             # the bank's next candidate is a PRE: its exact earliest bounds the run
@@ -892,8 +947,21 @@ class ChannelController:
                         seen.clear()
                     steady = None
                     steady_at = -1
-                if not admitted:
-                    break
+                if admitted:
+                    continue
+                # -- the row command bounding the run, if it is due before the next burst
+                if f_at < limit and (best_k < 0 or f_at < best_t):
+                    e = t if t > last_inline else last_inline
+                    e = e + 1 if e + 1 > f_at else f_at  # the run only delays it by the bus
+                    if e < limit and (best_k < 0 or e < best_t):
+                        if not self._inline_row(cmd, e, streams, s_row, s_last, flushed_at):
+                            limit = e  # another candidate may come first: end the run here
+                            break
+                        flushed_at = last_inline = e
+                        self.row_commands_in_runs += 1
+                        rescan = True
+                        continue
+                break
             if best_k < 0 or best_t >= limit:
                 break
             t = best_t
@@ -909,10 +977,129 @@ class ChannelController:
             self.reads_done += completed
             self.read_bursts += issued
         rows = dict(zip(streams, s_row, strict=True))
-        last_of = {b: s_last[k] for k, b in enumerate(streams) if s_last[k] > -INF}
-        idle = {b: key for b, key in keys.items() if b not in last_of}
-        self._commit_run(cmd, rank, streams, rows, last_of, last_rank, done, issued,
+        # streams flushed to the device inside the run are done with (their fresh rows too)
+        last_of = {b: s_last[k] for k, b in enumerate(streams) if s_last[k] > flushed_at}
+        idle = {streams[k]: keys[streams[k]] for k in live if k and s_last[k] == -INF}
+        self._commit_run(cmd, rank, streams, rows, last_of,
+                         last_rank if last_rank > last_inline else last_inline, done, issued,
                          admitted_in_run, idle)
+
+    def _collect_streams(self, cmd: int, rank: int, queues: list[deque[Request]],
+                         bypassing: bool, streams: list[int], keys: dict[int, int],
+                         virtual_banks: set[int]) -> tuple[int, int, int, int, int] | None:
+        """Pop the heap's hits of kind ``cmd`` on ``rank`` (queue heads, and bypass hits as
+        virtual streams when ``bypassing``) into ``streams`` until the first other candidate;
+        return that one's entry, left on top with its exact earliest cycle as key (or None)."""
+        heap = self.heap
+        version = self.version
+        cand_cmd = self.cand_cmd
+        cand_req = self.cand_req
+        fresh = self.fresh
+        dev = self.dev
+        bpr = dev.banks_per_rank
+        while heap:
+            key, prio, seq, b, ver = heap[0]
+            if ver != version[b]:
+                heapq.heappop(heap)
+                continue
+            if cand_cmd[b] == cmd and b // bpr == rank and queues[b]:
+                if cand_req[b] is queues[b][0]:
+                    heapq.heappop(heap)
+                    streams.append(b)
+                    keys[b] = key
+                    continue
+                if bypassing and not fresh[b]:
+                    heapq.heappop(heap)
+                    streams.append(b)
+                    keys[b] = key
+                    virtual_banks.add(b)
+                    continue
+            # another command bounds the run: by its exact earliest cycle, not a stale key
+            # (timing only grows, so the run cannot make it earlier)
+            e = dev.earliest(cand_cmd[b], b)
+            if self.cand_floor[b] > e:
+                e = self.cand_floor[b]
+            if e > key:
+                heapq.heapreplace(heap, (e, prio, seq, b, ver))
+                continue
+            return heap[0]
+        return None
+
+    def _flush_run(self, cmd: int, streams: list[int], s_row: list[int], s_last: list[int],
+                   since: int) -> None:
+        """Bring the device up to date with a run's column commands after cycle ``since`` (each
+        bank's last one, in time order; earlier ones are already there)."""
+        dev = self.dev
+        fresh = self.fresh
+        for tb, k in sorted((tb, k) for k, tb in enumerate(s_last) if tb > since):
+            b = streams[k]
+            dev.issue(cmd, b, tb, s_row[k])
+            self.last_col[b] = tb
+            if fresh[b]:
+                self.row_misses += 1
+                fresh[b] = False
+
+    def _inline_row(self, cmd: int, t: int, streams: list[int], s_row: list[int],
+                    s_last: list[int], since: int) -> bool:
+        """Issue the heap's top candidate, an ACT or PRE, at cycle ``t`` inside a run.
+
+        The run found it due at ``t``, before its own next burst; ``t`` is its exact earliest
+        cycle, or the first free bus cycle.  Every other candidate is due no earlier (the heap
+        is ordered by lower bounds, and the run delays row commands only through the bus), so
+        it is the command the scheduler issues then, unless another one ties at ``t`` and wins
+        the tie (hits first, then age), or might: then nothing is issued and False returned.
+        """
+        heap = self.heap
+        entry = heapq.heappop(heap)
+        version = self.version
+        cand_cmd = self.cand_cmd
+        dev = self.dev
+        mine = (entry[1], entry[2])
+        ties: list[tuple[int, int, int, int, int]] = []
+        ok = True
+        while heap:
+            key, prio, seq, b, ver = heap[0]
+            if ver != version[b]:
+                heapq.heappop(heap)
+                continue
+            if key > t:
+                break
+            c = cand_cmd[b]
+            e = dev.earliest(c, b)
+            if self.cand_floor[b] > e:
+                e = self.cand_floor[b]
+            if e > key:
+                heapq.heapreplace(heap, (e, prio, seq, b, ver))
+                continue
+            # due by t: a tie at t, which a row command of another bank loses by priority
+            # and age only; anything else (its timing may depend on the run) ends the run
+            if c not in (ACT, PRE) or prio == _PRIO_REFRESH or (prio, seq) < mine:
+                ok = False
+                break
+            ties.append(heapq.heappop(heap))
+        for tie in ties:
+            heapq.heappush(heap, tie)
+        if not ok:
+            heapq.heappush(heap, entry)
+            return False
+        self._flush_run(cmd, streams, s_row, s_last, since)
+        b = entry[3]
+        row_cmd = self.cand_cmd[b]
+        dev = self.dev
+        self.now = t
+        if row_cmd == ACT:
+            req = self.cand_req[b]
+            assert req is not None  # an ACT always opens a row for a request
+            row = req.row
+            dev.issue(ACT, b, t, row)
+            self.fresh[b] = True
+        else:
+            row = dev.open_row[b]
+            dev.issue(PRE, b, t)
+        self.bypass[b] = 0
+        self._emit(row_cmd, b, row, -1, t)
+        self._refresh_candidate(b)
+        return True
 
     def _bypass_bound(self, b: int, q: deque[Request], row: int) -> int:
         """When a run stream's new head misses its open row, FR-FCFS may still serve a younger
@@ -933,10 +1120,10 @@ class ChannelController:
             return None
         kind = Cmd(cmd)
         channel = self.channel
-        where = [self.dev.split_bank(b) for b in streams]
+        split = self.dev.split_bank
 
         def emit(t: int, s: int, col: int) -> None:
-            rank, bg, bank = where[s]
+            rank, bg, bank = split(streams[s])  # streams may join the run after it began
             sink(Command(t, kind, channel, rank, bg, bank, rows[s], col))
 
         return emit
@@ -1201,13 +1388,17 @@ class ChannelController:
             else:
                 self.reads -= 1
             pending.appendleft(late)
-        # -- commit: device state from each bank's last command, in time order
+        # -- commit: device state from each bank's last command, in time order (a row command
+        # issued inside the run may be later than all of them: the bus keeps its state)
+        bus, last_issue = dev.cmd_bus_next, dev.last_issue
         for b, tb in sorted(last_of.items(), key=lambda item: item[1]):
             dev.issue(cmd, b, tb, rows[b])
             self.last_col[b] = tb
             if self.fresh[b]:
                 self.row_misses += 1
                 self.fresh[b] = False
+        if bus > dev.cmd_bus_next:
+            dev.cmd_bus_next, dev.last_issue = bus, last_issue
         self.cmd_counts[cmd] += issued
         self.now = last_rank
         if done > self.last_done:
