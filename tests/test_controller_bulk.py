@@ -474,3 +474,24 @@ def test_row_commands_inside_runs_random(seed: int) -> None:
     cfg = _cfg(CONFIGS[seed % len(CONFIGS)], depth=(4, 8, 32)[seed % 3])
     ctrl = assert_same(cfg, traffic(cfg, 100 + seed, 300, arrivals="mixed"))
     assert ctrl.row_commands_in_runs > 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_admissions_inside_runs(seed: int) -> None:
+    """Requests that are not another hit for a run's streams are admitted inside the run, at
+    the cycle the scheduler would admit them (before a row command due later, after one due
+    earlier), with their banks' candidates refreshed; a mode switch still ends the run."""
+    name = CONFIGS[seed % len(CONFIGS)]
+    cfg = _cfg(name, depth=(4, 8, 16, 32)[seed % 4])
+    ctrl = assert_same(cfg, traffic(cfg, 500 + seed, 400, arrivals="spread"))
+    assert ctrl.admissions_in_runs > 0
+    ctrl = assert_same(cfg, traffic(cfg, 900 + seed, 1500, arrivals="mixed", max_ncols=4))
+    assert ctrl.admissions_in_runs > 0
+
+
+def test_row_commands_tied_with_others_follow_the_scheduler_order() -> None:
+    """Regression: two idle-close PREs (adaptive page, no request, so equal priority and age)
+    due at the same bus cycle inside a run go in the heap's order, bank index last."""
+    cfg = _cfg("ddr4-2400-x8-2r", policy="adaptive", depth=2).with_overrides(starvation_cap=1)
+    ctrl = assert_same(cfg, traffic(cfg, 637728, 386, arrivals="bursts", max_ncols=4))
+    assert ctrl.row_commands_in_runs > 0

@@ -185,6 +185,8 @@ class ChannelController:
         self.run_row_inline = [all(n not in (ACT, PRE) for lvl in upd[c][1:] for n, _ in lvl)
                                for c in range(NCMD)]
         self.row_commands_in_runs = 0
+        #: Requests admitted inside a run that were not another hit for one of its streams.
+        self.admissions_in_runs = 0
 
     # ------------------------------------------------------------------ requests in
     def submit(self, req: Request) -> None:
@@ -625,6 +627,7 @@ class ChannelController:
         # too, on a one-request queue of their own: *virtual* streams (open pages only; not
         # while a fresh row may still pick from the other queue)
         bypassing = not (self.fcfs or self.closed_page)
+        fresh = self.fresh
         virtual_banks: set[int] = set()
         if queues[b0][0] is not req0:
             virtual_banks.add(b0)
@@ -760,13 +763,7 @@ class ChannelController:
                             # any other, to be issued inside the run when it is due
                             self._flush_run(cmd, streams, s_row, s_last, flushed_at)
                             flushed_at = t
-                            self.now = t
-                            bk = streams[k]
-                            live.remove(k)
-                            del index[bk]
-                            s_q[k] = deque()
-                            former[bk] = k
-                            self._refresh_candidate(bk)
+                            self._retire(k, t, streams, s_q, live, index, former)
                             rescan = True
                     else:
                         v = self._bypass_bound(streams[k], qk, s_row[k])
@@ -918,17 +915,74 @@ class ChannelController:
                 # admissions up to that cycle come first; a foreign one bounds the run (one
                 # that waits for room in a full queue cannot be admitted during the run)
                 admitted = False
+                # admissions come before commands of their cycle, and only up to the next one:
+                # the run's next burst, or the row command bounding it if that is due first
+                adm_by = best_t
+                if f_at < adm_by:
+                    e = t if t > last_inline else last_inline
+                    e = e + 1 if e + 1 > f_at else f_at
+                    if e < adm_by:
+                        adm_by = e
                 while pending:
                     head = pending[0]
                     a = head.arrival if head.arrival > t else t
-                    if a > best_t or a >= limit:
+                    if a > adm_by or a >= limit:
                         break
                     if n_w >= wcap if head.is_write else n_r >= rcap:
                         break
                     hk = index.get(head.bank, -1)
                     if fcfs or head.is_write != is_write or hk < 0 or head.row != s_row[hk]:
-                        limit = a
-                        break
+                        # not another hit for a stream: with open pages it is admitted in the
+                        # run all the same, as the scheduler would, unless it switches the
+                        # mode (reads/writes) or meets a fresh row (which picks from both
+                        # queues), or the row command bounding the run is due first
+                        if not inline:
+                            limit = a
+                            break
+                        bk = head.bank
+                        if fresh[bk] or drain_flips(
+                                is_write, n_r + (not head.is_write), n_w + head.is_write,
+                                forced, high, low):
+                            limit = a
+                            break
+                        pending.popleft()
+                        head.admitted = a
+                        qh = (self.write_q if head.is_write else self.read_q)[bk]
+                        qh.append(head)
+                        if head.is_write:
+                            n_w += 1
+                        else:
+                            n_r += 1
+                        if head.rank == rank:
+                            queued += 1
+                        else:
+                            self.rank_queued[head.rank] += 1
+                        admitted_in_run.append(head)
+                        self.admissions_in_runs += 1
+                        if hk >= 0:
+                            # a live stream's bank: its head stays, unless the queue it serves
+                            # was empty (a new head, to another row: the bank needs a PRE)
+                            if head.is_write == is_write and len(qh) == 1:
+                                self._flush_run(cmd, streams, s_row, s_last, flushed_at)
+                                flushed_at = t
+                                self._retire(hk, a, streams, s_q, live, index, former)
+                                rescan = True
+                        else:
+                            c = cand_cmd[bk]
+                            if c < 0 or c == PRE:  # what _admit_ready refreshes
+                                self.now = a
+                                self._refresh_candidate(bk)
+                                rescan = True
+                        admitted = True
+                        if log_t:
+                            log_t.clear()
+                            log_k.clear()
+                            seen.clear()
+                        steady = None
+                        steady_at = -1
+                        if rescan:
+                            break  # a candidate changed: it may be due before the next one
+                        continue
                     pending.popleft()
                     head.admitted = a
                     qh = queues[head.bank]  # a virtual stream's bank queue, too
@@ -950,7 +1004,8 @@ class ChannelController:
                 if admitted:
                     continue
                 # -- the row command bounding the run, if it is due before the next burst
-                if f_at < limit and (best_k < 0 or f_at < best_t):
+                # (not once every request is served: a caller may stop at idle, e.g. drain())
+                if f_at < limit and (best_k < 0 or f_at < best_t) and (n_r + n_w or pending):
                     e = t if t > last_inline else last_inline
                     e = e + 1 if e + 1 > f_at else f_at  # the run only delays it by the bus
                     if e < limit and (best_k < 0 or e < best_t):
@@ -1025,6 +1080,18 @@ class ChannelController:
             return heap[0]
         return None
 
+    def _retire(self, k: int, at: int, streams: list[int], s_q: list[deque[Request]],
+                live: list[int], index: dict[int, int], former: dict[int, int]) -> None:
+        """Take stream ``k`` out of a run at cycle ``at``: its bank wants a PRE, which joins
+        the candidates (the caller has flushed the run's commands to the device)."""
+        b = streams[k]
+        live.remove(k)
+        del index[b]
+        former[b] = k
+        s_q[k] = deque()
+        self.now = at
+        self._refresh_candidate(b)
+
     def _flush_run(self, cmd: int, streams: list[int], s_row: list[int], s_last: list[int],
                    since: int) -> None:
         """Bring the device up to date with a run's column commands after cycle ``since`` (each
@@ -1054,7 +1121,7 @@ class ChannelController:
         version = self.version
         cand_cmd = self.cand_cmd
         dev = self.dev
-        mine = (entry[1], entry[2])
+        mine = (entry[1], entry[2], entry[3])  # the heap's order after the cycle
         ties: list[tuple[int, int, int, int, int]] = []
         ok = True
         while heap:
@@ -1073,7 +1140,7 @@ class ChannelController:
                 continue
             # due by t: a tie at t, which a row command of another bank loses by priority
             # and age only; anything else (its timing may depend on the run) ends the run
-            if c not in (ACT, PRE) or prio == _PRIO_REFRESH or (prio, seq) < mine:
+            if c not in (ACT, PRE) or prio == _PRIO_REFRESH or (prio, seq, b) < mine:
                 ok = False
                 break
             ties.append(heapq.heappop(heap))
@@ -1374,20 +1441,29 @@ class ChannelController:
         pushed back, unless a refresh or a mode switch rebuilt every candidate anyway.
         """
         dev = self.dev
-        is_write = cmd == WR
-        queues = self.write_q if is_write else self.read_q
         pending = self.pending
         # -- admissions beyond the run's last command have not happened yet: undo them
+        self.now = last_rank  # (candidates refreshed below are keyed from the run's end)
+        undone: set[int] = set()
         while admitted_in_run and admitted_in_run[-1].admitted > last_rank:
             late = admitted_in_run.pop()
-            queues[late.bank].pop()
+            (self.write_q if late.is_write else self.read_q)[late.bank].pop()
             late.admitted = -1
-            self.rank_queued[rank] -= 1
-            if is_write:
+            self.rank_queued[late.rank] -= 1
+            if late.is_write:
                 self.writes -= 1
             else:
                 self.reads -= 1
             pending.appendleft(late)
+            undone.add(late.bank)
+        if undone:  # a candidate may have counted an undone request: choose again
+            mine = set(streams)
+            for b in undone:
+                if b in mine:
+                    if idle:
+                        idle.pop(b, None)  # refreshed below with the other streams
+                else:
+                    self._refresh_candidate(b)
         # -- commit: device state from each bank's last command, in time order (a row command
         # issued inside the run may be later than all of them: the bus keeps its state)
         bus, last_issue = dev.cmd_bus_next, dev.last_issue
