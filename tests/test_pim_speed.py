@@ -11,6 +11,7 @@ with-PIM training iteration.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,10 +27,12 @@ from gradpimsim.host.allocator import Allocator
 from gradpimsim.pim.bench import _fill, _verify
 from gradpimsim.pim.channel import INF, PimChannel
 from gradpimsim.pim.config import PimConfig
+from gradpimsim.pim.errors import PimCapabilityError
 from gradpimsim.pim.functional import PimArray
-from gradpimsim.pim.kernels import PimProgram, UpdateTarget, build_program
+from gradpimsim.pim.kernels import PimProgram, UpdateTarget, _Loc, _Recipe, build_program
 from gradpimsim.pim.layout import ColocatedPolicy, update_tensors
 from gradpimsim.pim.store import DramStore
+from gradpimsim.pim.unit import PimInstr, pim_rd, pim_wr
 
 PIM = PimConfig()
 OPT = OptimizerConfig("momentum", momentum=0.9)
@@ -210,3 +213,136 @@ def test_iteration_command_stream_is_unchanged(monkeypatch: pytest.MonkeyPatch) 
         outs.append((streams, r.cycles, r.dram, r.phases))
     assert outs[0] == outs[1]
     assert sum(1 for s in outs[0][0].values() for c in s if c.cmd == Cmd.PIM_RD) > 0
+
+
+# --- instruction generation: phase templates give the reference instruction stream ----------
+
+def _schedule_reference(lgs: list[tuple[int, int]], locs: list[dict[str, _Loc]],
+                        recipe: _Recipe, pim: PimConfig) -> Iterator[PimInstr]:
+    """The generator before phase templates (verbatim, lane groups as a list): the reference."""
+    read_roles = ["grad", "weight"] + (list(recipe.state_roles) if recipe.read_state else [])
+    write_roles = ["weight", *recipe.state_roles]
+    copy = recipe.copy_dtype is not None
+
+    def needs(item: tuple[int, int]) -> tuple[list[tuple], list[tuple]]:
+        ti, lg = item
+        loc = locs[ti]
+        ins = [(ti, r, lg // loc[r].parts) for r in read_roles]
+        outs = [(ti, r, lg // loc[r].parts) for r in write_roles]
+        if copy:
+            outs.append((ti, "weight_copy", lg // loc["weight_copy"].parts))
+        return ins, outs
+
+    need = [needs(item) for item in lgs]
+    last: dict[tuple, int] = {}
+    for i, (ins, outs) in enumerate(need):
+        for k in ins:
+            last[k] = i
+        for k in outs:
+            last[k] = i
+
+    temps = recipe.temps
+    n_vec = pim.vector_registers
+    budget = n_vec - len(temps)
+    temp_regs = {name: budget + i for i, name in enumerate(temps)}
+    free = list(range(budget - 1, -1, -1))
+    held: dict[tuple, int] = {}  # column key -> register (carried across phases)
+    i = 0
+    while i < len(lgs):
+        keys: set[tuple] = set(held)
+        j = i
+        while j < len(lgs):
+            ins, outs = need[j]
+            more = keys.union(ins, outs)
+            if len(more) > budget:
+                break
+            keys = more
+            j += 1
+        if j == i:
+            raise PimCapabilityError(
+                "pim.vector_registers", f"one lane group needs {len(keys.union(*need[i]))} "
+                f"column registers plus {len(temps)} temporaries; the unit has {n_vec}")
+        # reads, in lane-group order
+        for k in range(i, j):
+            for key in need[k][0]:
+                if key not in held:
+                    reg = held[key] = free.pop()
+                    loc = locs[key[0]][key[1]]
+                    c = key[2]
+                    yield pim_rd(loc.bank[c], loc.row[c], loc.col[c], reg)
+        # arithmetic
+        for k in range(i, j):
+            ti, lg = lgs[k]
+            ins, outs = need[k]
+            for key in outs:
+                if key not in held:
+                    held[key] = free.pop()
+            r = {key[1]: held[key] for key in ins + outs}
+            r.update(temp_regs)
+            loc = locs[ti]
+            cpart = lg % loc["weight_copy"].parts if copy else 0
+            yield from recipe.ops(r, lg % loc["grad"].parts, cpart)
+        # writes of completed columns; release registers no later lane group needs
+        done = sorted((key for key in held if last[key] < j), key=lambda kk: last[kk])
+        written = set()
+        for k in range(i, j):
+            for key in need[k][1]:
+                if key in written or last[key] >= j:
+                    continue
+                written.add(key)
+                loc = locs[key[0]][key[1]]
+                c = key[2]
+                yield pim_wr(loc.bank[c], loc.row[c], loc.col[c], held[key])
+        for key in done:
+            free.append(held.pop(key))
+        i = j
+
+
+def _reference_units(program: PimProgram) -> dict:
+    """Every unit's instructions from the reference generator, on the same inputs."""
+    out = {}
+    for key, unit in program.units.items():
+        runs, locs, recipe, pim = unit._args  # type: ignore[attr-defined]
+        lgs = [(ti, lg0 + k) for ti, lg0, n in runs for k in range(n)]
+        out[key] = list(_schedule_reference(lgs, locs, recipe, pim))
+    return out
+
+
+GEN_CASES = [
+    # (optimizer, precision, step, sizes, chunk_columns, preset)
+    ("momentum", "mixed", 2, [70_000], None, "ddr4-2400-x8"),
+    ("momentum", "mixed", 1, [5000, 333, 12_345], 8, "ddr4-2400-x8"),
+    ("momentum", "fp32", 2, [20_000, 17], 16, "ddr4-2400-x4"),
+    ("nesterov", "mixed-bf16", 2, [9000, 4000], 4, "ddr4-3200-x16"),
+    ("sgd", "mixed-int8", 2, [30_000, 1, 64], None, "ddr4-2400-x8"),
+    ("adam", "mixed", 3, [12_000, 700], 32, "ddr4-2400-x8"),
+    ("adamw", "mixed-int8", 1, [8000], 8, "ddr4-2400-x16"),
+]
+
+
+@pytest.mark.parametrize("case", GEN_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[4]}")
+def test_generator_gives_the_reference_instructions(case: tuple) -> None:
+    name, prec_name, step, sizes, chunk, cfg_name = case
+    cfg = preset(cfg_name)
+    opt = OptimizerConfig(name, momentum=0.9 if name in ("momentum", "nesterov") else 0.0,
+                          weight_decay=0.01 if name in ("sgd", "nesterov") else 0.0)
+    prec = precision(prec_name)
+    pim = PimConfig(has_sqrt_div=True) if opt.needs_sqrt_div else PIM
+    alloc = Allocator(cfg, ColocatedPolicy(chunk_columns=chunk))
+    targets = [UpdateTarget(f"p{k}", n, alloc.place_group(f"p{k}", update_tensors(n, opt, prec)))
+               for k, n in enumerate(sizes)]
+    program = build_program(targets, opt, prec, cfg, pim, step=step, amap=alloc.amap,
+                            lazy=True)
+    ref = _reference_units(program)
+    for key, unit in program.units.items():
+        assert list(unit) == ref[key], key
+    assert sum(len(v) for v in ref.values()) > 0
+
+
+def test_generator_reports_a_register_shortage_at_build_time() -> None:
+    cfg = preset("ddr4-2400-x8")
+    alloc = Allocator(cfg, ColocatedPolicy())
+    pl = alloc.place_group("p", update_tensors(1000, OPT, PREC))
+    with pytest.raises(PimCapabilityError, match="column registers"):
+        build_program([UpdateTarget("p", 1000, pl)], OPT, PREC, cfg,
+                      PimConfig(vector_registers=3), lazy=True)
