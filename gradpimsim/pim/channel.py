@@ -624,8 +624,11 @@ class PimChannel:
         ready = self.ready
         agents = self.agents
         dev = self.dev
-        earliest = dev.earliest
         dev_issue = dev.issue
+        dev_local = dev.issue_local
+        local_ok = dev.local_ok
+        bank_next, bg_next, rank_next = dev.bank_next, dev.bg_next, dev.rank_next
+        bpg, bpr = self.bpg, self.bpr
         own_row = self.own_row
         refreshing = self.refreshing
         counts = self.counts
@@ -707,7 +710,10 @@ class PimChannel:
             ur = a.res
             ins = a.buf.popleft()
             if c == PIM_OP:
-                dev_issue(c, fb, t)
+                if local_ok[c]:
+                    dev_local(c, fb, t)
+                else:
+                    dev_issue(c, fb, t)
                 ur.ops += 1
                 if ins.op in SQRT_DIV_OPS and t + long_latency > a.wr_floor:
                     a.wr_floor = t + long_latency
@@ -717,7 +723,10 @@ class PimChannel:
             else:
                 b = ins.bank
                 row = ins.row
-                dev_issue(c, fb, t, row)
+                if local_ok[c]:
+                    dev_local(c, fb, t)
+                else:
+                    dev_issue(c, fb, t, row)
                 if c == PIM_RD:
                     ur.reads += 1
                 else:
@@ -751,28 +760,35 @@ class PimChannel:
                 n = len(agents)  # or added a program
                 floor = self.floor
             # fast path of _plan(i): the next instruction is ready to propose and no bank
-            # needs preparing (the common case; anything else takes _plan())
+            # needs preparing (the common case; anything else takes _plan()).  The proposal's
+            # cycle is dev.earliest(), inlined (not an ACT: no four-activate window)
             if buf and not a.prep and not refreshing[rank]:
                 ins = buf[0]
                 c2 = ins.cmd
+                fb2 = -1
                 if c2 == PIM_OP:
                     if a.ops_ok:
-                        a.cmd = PIM_OP
-                        a.fb = a.fb0
-                        ready[i] = earliest(PIM_OP, a.fb0)
-                    else:
-                        plan(i)
-                else:
+                        fb2 = a.fb0
+                elif own_row[a.fb0 + ins.bank] == ins.row:
                     fb2 = a.fb0 + ins.bank
-                    if own_row[fb2] == ins.row:
-                        e = earliest(c2, fb2)
-                        if c2 == PIM_WR and e < a.wr_floor:
-                            e = a.wr_floor
-                        a.cmd = c2
-                        a.fb = fb2
-                        ready[i] = e
-                    else:
-                        plan(i)
+                if fb2 < 0:
+                    plan(i)
+                else:
+                    e = bank_next[fb2 * NCMD + c2]
+                    v = bg_next[(fb2 // bpg) * NCMD + c2]
+                    if v > e:
+                        e = v
+                    v = rank_next[(fb2 // bpr) * NCMD + c2]
+                    if v > e:
+                        e = v
+                    v = dev.cmd_bus_next
+                    if v > e:
+                        e = v
+                    if c2 == PIM_WR and e < a.wr_floor:
+                        e = a.wr_floor
+                    a.cmd = c2
+                    a.fb = fb2
+                    ready[i] = e
             else:
                 plan(i)
             if stop:
