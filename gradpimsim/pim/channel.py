@@ -20,6 +20,10 @@ Two modes:
   is exact.  Foreign row changes and refresh flags are picked up by comparing snapshots, and
   agents waiting on ``may_close`` are re-planned at every peek.
 
+Speed: :meth:`PimChannel.run` (standalone) and :meth:`PimChannel.run_span` (shared, up to a
+bound the arbiter guarantees is free of host commands) issue unit instructions in one inlined
+loop, :meth:`PimChannel._drive`, making exactly the decisions of ``peek()``/``issue()``.
+
 Programs are *batches*: :meth:`add_program` appends one at any time; each unit consumes its
 batches in order.  A batch's PIM_OPs on a rank wait for that batch's prologue (PIM_SETs) on the
 rank, and a prologue waits until every unit of the rank has finished the earlier batches (it
