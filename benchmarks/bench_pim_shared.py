@@ -15,7 +15,8 @@ Cases:
   mixed fp16, DDR4-2400, lazy program (instruction generation counts, as in an iteration).
 - ``shared``: the same program on a shared-mode :class:`~gradpimsim.pim.channel.PimChannel`
   behind a :class:`~gradpimsim.controller.pim_arbiter.SharedChannel` with no host traffic.
-- ``mixed``: the same, while the host streams reads and writes through the same channel.
+- ``mixed``: the same, with 1 MiB of host reads and 1 MiB of host writes (bulk requests,
+  submitted at cycle 0) through the same channel.
 - ``iter``: ``simulate(RunConfig(workload="mlp-small", batch=128, channels=1, pim=True,
   precision="mixed", optimizer="momentum"))``: the update overlaps the backward pass, so PIM
   and host commands interleave (about 380k PIM and 100k host commands).
