@@ -67,6 +67,12 @@ class ChannelDevice:
         self.updates: list[tuple[tuple[tuple[int, int], ...], ...]] = [
             tuple(tuple(sorted(level.items())) for level in per_prev) for per_prev in upd
         ]
+        #: Per command, whether :meth:`issue_local` may issue it: a PIM column command or
+        #: PIM_OP whose rules reach no further than its bank group (true of the GradPIM table).
+        self.local_ok = [False] * NCMD
+        for c in (int(Cmd.PIM_RD), int(Cmd.PIM_WR), int(Cmd.PIM_OP)):
+            _, _, rank_u, other_u = self.updates[c]
+            self.local_ok[c] = not rank_u and not other_u
 
     # -- background-power bookkeeping ----------------------------------------------------------
     # A rank draws active-standby current while any bank is open and precharged-standby current
@@ -138,6 +144,35 @@ class ChannelDevice:
         return max(self.earliest(cmd, first + i) for i in range(self.banks_per_rank))
 
     # -- state changes ---------------------------------------------------------------------------
+    def issue_local(self, cmd: int, flat_bank: int, t: int) -> None:
+        """:meth:`issue` for a PIM_RD, PIM_WR or PIM_OP with ``local_ok[cmd]``: the PIM
+        scheduler's per-command hot path.  Such a command changes no row state and moves only
+        its bank's (PIM_OP: its bank group's banks') and its bank group's entries, so most of
+        :meth:`issue`'s general case can be skipped; the effect is the same."""
+        if t < self.cmd_bus_next:
+            raise ProtocolError(
+                f"{Cmd(cmd).name} at {t}: command bus busy until {self.cmd_bus_next}"
+            )
+        bank_u, bg_u, _, _ = self.updates[cmd]
+        bpg = self.banks_per_group
+        g = flat_bank // bpg
+        if bank_u:
+            arr = self.bank_next
+            for b in (range(g * bpg, (g + 1) * bpg) if cmd == 11 else (flat_bank,)):
+                base = b * NCMD
+                for n, gap in bank_u:
+                    v = t + gap
+                    if v > arr[base + n]:
+                        arr[base + n] = v
+        arr = self.bg_next
+        base = g * NCMD
+        for n, gap in bg_u:
+            v = t + gap
+            if v > arr[base + n]:
+                arr[base + n] = v
+        self.cmd_bus_next = t + 1
+        self.last_issue = t
+
     def issue(self, cmd: int, flat_bank: int, t: int, row: int = -1) -> None:
         """Record ``cmd`` issued at cycle ``t`` to ``flat_bank`` (rank-level: any of its banks)."""
         if t < self.cmd_bus_next:

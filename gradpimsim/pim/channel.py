@@ -20,6 +20,10 @@ Two modes:
   is exact.  Foreign row changes and refresh flags are picked up by comparing snapshots, and
   agents waiting on ``may_close`` are re-planned at every peek.
 
+Speed: :meth:`PimChannel.run` (standalone) and :meth:`PimChannel.run_span` (shared, up to a
+bound the arbiter guarantees is free of host commands) issue unit instructions in one inlined
+loop, :meth:`PimChannel._drive`, making exactly the decisions of ``peek()``/``issue()``.
+
 Programs are *batches*: :meth:`add_program` appends one at any time; each unit consumes its
 batches in order.  A batch's PIM_OPs on a rank wait for that batch's prologue (PIM_SETs) on the
 rank, and a prologue waits until every unit of the rank has finished the earlier batches (it
@@ -570,24 +574,65 @@ class PimChannel:
                 self.refreshing[rank] = True
                 self._replan_rank(rank)
 
-    def run(self) -> int:  # noqa: C901
+    def run(self) -> int:
         """Issue until nothing can be proposed; returns the end cycle.
 
         Makes exactly the decisions of ``while peek() < INF: issue()`` (a test compares the
-        command streams), but standalone it inlines the common case, a unit's next instruction,
-        with everything in locals: this is the per-command hot path, and method calls and
-        attribute lookups would cost about a third of the speed.  Anything else (row
-        preparation, PIM_SET, REF) goes through :meth:`issue`.
+        command streams); standalone it goes through :meth:`_drive`, which inlines the common
+        case.  Shared mode steps ``peek``/``issue``: the other source may act between commands.
         """
-        if self.shared or self.floor or not self.ready:
+        if self.shared or not self.ready:
             while self.peek() < INF:
                 self.issue()
             return self.end
+        self._drive(INF, False)
+        return self.end
+
+    def run_span(self, bound: int) -> int:
+        """Shared mode: issue the command the last :meth:`peek` chose and the commands after
+        it, exactly as repeated ``peek()``/``issue()`` would, while each is a unit instruction
+        (PIM_RD, PIM_WR, PIM_OP) at a cycle before ``bound``; returns how many issued.
+
+        The caller (the arbiter) guarantees that no other source issues before ``bound`` and
+        that its state (queues, refresh flags, hence ``may_close``) stays as it is while this
+        runs.  Then the only things :meth:`peek` would do between two of these commands are
+        re-validating stale proposals (done once here: nothing foreign happens, so re-planning
+        now or later gives the same proposal) and re-planning agents waiting on ``may_close``
+        (done per command, as peek does).  Row preparation, PIM_SETs and a completed batch
+        (its callback may lower the caller's bound) end the span, so the caller sees every
+        ACT/PRE.  Returns 0 without issuing if the chosen command is not a unit instruction.
+        """
+        i = self._sel
+        if i < 0:
+            return 0
+        a = self.agents[i]
+        if a.kind != _UNIT or a.sel != _HEAD:
+            return 0
+        epoch = self.epoch
+        stamp = self.stamp
+        for j in range(len(stamp)):
+            if stamp[j] != epoch:  # a lower bound above the chosen cycle: make it exact
+                self._plan(j)
+        return self._drive(bound, True)
+
+    def _drive(self, bound: int, span: bool) -> int:  # noqa: C901
+        """The hot loop behind :meth:`run` (``span`` False: to the end) and :meth:`run_span`
+        (``span`` True: starts with the peeked command, stops at anything but a unit
+        instruction, at ``bound`` or after a batch completes).  Returns the commands issued.
+
+        It makes the decisions of ``peek()``/``issue()`` but inlines the common case, a unit's
+        next instruction, with everything in locals: this is the per-command hot path, and
+        method calls and attribute lookups would cost about a third of the speed.  Anything
+        else (row preparation, PIM_SET, REF) goes through :meth:`issue` (``span`` False).
+        """
         ready = self.ready
         agents = self.agents
         dev = self.dev
-        earliest = dev.earliest
         dev_issue = dev.issue
+        dev_local = dev.issue_local
+        local_ok = dev.local_ok
+        bank_next, bg_next, rank_next = dev.bank_next, dev.bg_next, dev.rank_next
+        bpg, bpr = self.bpg, self.bpr
         own_row = self.own_row
         refreshing = self.refreshing
         counts = self.counts
@@ -599,38 +644,57 @@ class PimChannel:
         ch = self.channel
         check = self._check
         plan = self._plan
+        blocked = self.blocked
         end = self.end
         rr = self.rr
         next_check = self.next_check
+        floor = self.floor
         done = self._done
         n = len(agents)
+        issued = 0
+        c = t = fb = -1
+        if span:
+            i = self._sel
+            m = self._at
         while True:
-            m = min(ready)
-            if m >= INF:
-                break
-            bus = dev.cmd_bus_next
-            if m < bus:
-                m = bus
-            if m >= next_check:
-                self._refresh_tick()
-                next_check = self.next_check
-                continue
-            i = rr if rr < n else 0
-            while ready[i] > m:
-                i += 1
-                if i == n:
-                    i = 0
-            if agents[i].cmd == PIM_OP:  # a column command or ACT/PRE at m goes first
-                j = i
-                for _ in range(n - 1):
-                    j += 1
-                    if j == n:
-                        j = 0
-                    if ready[j] <= m and agents[j].cmd != PIM_OP:
-                        i = j
-                        break
+            if not span or issued:
+                if blocked:  # shared: agents waiting on may_close (as peek's _sync)
+                    waiting = list(blocked)
+                    blocked.clear()
+                    for j in waiting:
+                        plan(j)
+                m = min(ready)
+                if m >= INF:
+                    break
+                bus = dev.cmd_bus_next
+                if bus < floor:
+                    bus = floor
+                if m < bus:
+                    m = bus
+                if m >= bound:
+                    break
+                if m >= next_check:
+                    self._refresh_tick()
+                    next_check = self.next_check
+                    continue
+                i = rr if rr < n else 0
+                while ready[i] > m:
+                    i += 1
+                    if i == n:
+                        i = 0
+                if agents[i].cmd == PIM_OP:  # a column command or ACT/PRE at m goes first
+                    j = i
+                    for _ in range(n - 1):
+                        j += 1
+                        if j == n:
+                            j = 0
+                        if ready[j] <= m and agents[j].cmd != PIM_OP:
+                            i = j
+                            break
             a = agents[i]
             if a.kind != _UNIT or a.sel != _HEAD:
+                if span:
+                    break
                 self.end = end
                 self._sel = i
                 self._at = m
@@ -640,6 +704,7 @@ class PimChannel:
                 n = len(agents)  # a callback may have added a program
                 continue
             rr = i + 1 if i + 1 < n else 0
+            issued += 1
             # -- inlined issue() of a unit's head instruction
             t = m
             c = a.cmd
@@ -649,7 +714,10 @@ class PimChannel:
             ur = a.res
             ins = a.buf.popleft()
             if c == PIM_OP:
-                dev_issue(c, fb, t)
+                if local_ok[c]:
+                    dev_local(c, fb, t)
+                else:
+                    dev_issue(c, fb, t)
                 ur.ops += 1
                 if ins.op in SQRT_DIV_OPS and t + long_latency > a.wr_floor:
                     a.wr_floor = t + long_latency
@@ -659,7 +727,10 @@ class PimChannel:
             else:
                 b = ins.bank
                 row = ins.row
-                dev_issue(c, fb, t, row)
+                if local_ok[c]:
+                    dev_local(c, fb, t)
+                else:
+                    dev_issue(c, fb, t, row)
                 if c == PIM_RD:
                     ur.reads += 1
                 else:
@@ -684,33 +755,56 @@ class PimChannel:
                 self._refill(a)
             if len(buf) == a.mark_len:
                 self._marks_reached(a, e)
+            stop = False
             if done:
                 self.end = end
+                self.rr = rr
                 self._fire()
-                n = len(agents)
+                stop = span  # a callback may have lowered the caller's bound
+                n = len(agents)  # or added a program
+                floor = self.floor
+            # fast path of _plan(i): the next instruction is ready to propose and no bank
+            # needs preparing (the common case; anything else takes _plan()).  The proposal's
+            # cycle is dev.earliest(), inlined (not an ACT: no four-activate window)
             if buf and not a.prep and not refreshing[rank]:
                 ins = buf[0]
-                c = ins.cmd
-                if c == PIM_OP:
+                c2 = ins.cmd
+                fb2 = -1
+                if c2 == PIM_OP:
                     if a.ops_ok:
-                        a.cmd = PIM_OP
-                        a.fb = a.fb0
-                        ready[i] = earliest(PIM_OP, a.fb0)
-                        continue
+                        fb2 = a.fb0
+                elif own_row[a.fb0 + ins.bank] == ins.row:
+                    fb2 = a.fb0 + ins.bank
+                if fb2 < 0:
+                    plan(i)
                 else:
-                    fb = a.fb0 + ins.bank
-                    if own_row[fb] == ins.row:
-                        e = earliest(c, fb)
-                        if c == PIM_WR and e < a.wr_floor:
-                            e = a.wr_floor
-                        a.cmd = c
-                        a.fb = fb
-                        ready[i] = e
-                        continue
-            plan(i)
+                    e = bank_next[fb2 * NCMD + c2]
+                    v = bg_next[(fb2 // bpg) * NCMD + c2]
+                    if v > e:
+                        e = v
+                    v = rank_next[(fb2 // bpr) * NCMD + c2]
+                    if v > e:
+                        e = v
+                    v = dev.cmd_bus_next
+                    if v > e:
+                        e = v
+                    if c2 == PIM_WR and e < a.wr_floor:
+                        e = a.wr_floor
+                    a.cmd = c2
+                    a.fb = fb2
+                    ready[i] = e
+            else:
+                plan(i)
+            if stop:
+                break
         self.end = end
         self.rr = rr
-        return end
+        if issued and span:
+            self._sel = -1
+            self.last_cmd = c
+            self.last_bank = fb
+            self._own_last = t
+        return issued
 
     def issue(self) -> None:  # noqa: C901
         """Issue the command the last :meth:`peek` returned, at that cycle."""

@@ -24,6 +24,7 @@ Anything the unit cannot do raises :class:`PimCapabilityError`; nothing falls ba
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,7 @@ from gradpimsim.pim import datapath
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.errors import LayoutError, PimCapabilityError
 from gradpimsim.pim.layout import column_map, update_roles
-from gradpimsim.pim.unit import PimInstr, pim_op, pim_rd, pim_wr, set_scalar
+from gradpimsim.pim.unit import PimInstr, pim_op, set_scalar
 
 UnitKey = tuple[int, int, int]  # (channel, rank, bankgroup)
 RankKey = tuple[int, int]  # (channel, rank)
@@ -406,8 +407,8 @@ def build_program(targets: Sequence[UpdateTarget], optimizer: OptimizerConfig,
         used.append("weight_copy")
     roles = {r: roles[r] for r in used}
 
-    # lane groups per unit, in order
-    work: dict[UnitKey, list[tuple[int, int]]] = {}
+    # lane groups per unit, in order, as runs [target, first lane group, count]
+    work: dict[UnitKey, list[list[int]]] = {}
     locs: list[dict[str, _Loc]] = []
     for ti, t in enumerate(targets):
         if t.numel <= 0:
@@ -416,7 +417,15 @@ def build_program(targets: Sequence[UpdateTarget], optimizer: OptimizerConfig,
         keys, loc = _locate(t, roles, cfg, amap)
         locs.append(loc)
         for lg, key in enumerate(keys):
-            work.setdefault(key, []).append((ti, lg))
+            runs = work.get(key)
+            if runs is None:
+                work[key] = [[ti, lg, 1]]
+                continue
+            r = runs[-1]
+            if r[0] == ti and r[1] + r[2] == lg:
+                r[2] += 1
+            else:
+                runs.append([ti, lg, 1])
 
     program = PimProgram(optimizer, precision, step, recipe_scalars,
                          params=sum(max(t.numel, 0) for t in targets))
@@ -442,9 +451,9 @@ class _LazyUnitProgram:
     70 MB per million parameters as objects; the lazy form keeps only the column locations.
     """
 
-    def __init__(self, lgs: list[tuple[int, int]], locs: list[dict[str, _Loc]],
+    def __init__(self, runs: list[list[int]], locs: list[dict[str, _Loc]],
                  recipe: _Recipe, pim: PimConfig) -> None:
-        self._args = (lgs, locs, recipe, pim)
+        self._args = (runs, locs, recipe, pim)
         self._len: int | None = None
 
     def __iter__(self) -> Iterator[PimInstr]:
@@ -456,29 +465,30 @@ class _LazyUnitProgram:
         return self._len
 
 
-def _schedule(lgs: list[tuple[int, int]], locs: list[dict[str, _Loc]], recipe: _Recipe,
+_RD, _OP, _WR = 0, 1, 2  # kinds of a phase entry (see _schedule)
+
+
+def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recipe,  # noqa: C901
               pim: PimConfig) -> Iterator[PimInstr]:
-    """One unit's commands: lane groups packed into register-limited read/op/write phases."""
+    """One unit's commands: lane groups packed into register-limited read/op/write phases.
+
+    ``runs`` lists the unit's lane groups in order as ``[target, first lane group, count]``.
+    Each phase is worked out symbolically (:func:`phase`: column keys ``(target, role,
+    column)`` and registers), then emitted with the columns' bank, row and column.
+
+    Phases repeat: inside a long run of consecutive lane groups of one target, what a phase
+    does depends only on the lane group's offset modulo the parts per column, on the columns
+    still held in registers (relative to the first lane group) and on the free register list.
+    Such a phase is worked out once and cached as a *template* relative to its first lane
+    group, so the steady state costs only the emission.  A template is stored and used only
+    when the run covers every lane group the phase looks at (its window, the lane group that
+    did not fit, and the last users of its columns), so it gives exactly the instructions the
+    phase would.
+    """
     read_roles = ["grad", "weight"] + (list(recipe.state_roles) if recipe.read_state else [])
     write_roles = ["weight", *recipe.state_roles]
     copy = recipe.copy_dtype is not None
-
-    def needs(item: tuple[int, int]) -> tuple[list[tuple], list[tuple]]:
-        ti, lg = item
-        loc = locs[ti]
-        ins = [(ti, r, lg // loc[r].parts) for r in read_roles]
-        outs = [(ti, r, lg // loc[r].parts) for r in write_roles]
-        if copy:
-            outs.append((ti, "weight_copy", lg // loc["weight_copy"].parts))
-        return ins, outs
-
-    need = [needs(item) for item in lgs]
-    last: dict[tuple, int] = {}
-    for i, (ins, outs) in enumerate(need):
-        for k in ins:
-            last[k] = i
-        for k in outs:
-            last[k] = i
+    out_roles = write_roles + (["weight_copy"] if copy else [])
 
     temps = recipe.temps
     n_vec = pim.vector_registers
@@ -486,33 +496,67 @@ def _schedule(lgs: list[tuple[int, int]], locs: list[dict[str, _Loc]], recipe: _
     temp_regs = {name: budget + i for i, name in enumerate(temps)}
     free = list(range(budget - 1, -1, -1))
     held: dict[tuple, int] = {}  # column key -> register (carried across phases)
-    i = 0
-    while i < len(lgs):
+
+    # where each lane group is: global index -> run; per target, its runs for last-use lookups
+    starts: list[int] = []
+    by_target: dict[int, tuple[list[int], list[int], list[int]]] = {}
+    total = 0
+    for ti, lg0, n in runs:
+        starts.append(total)
+        firsts, begins, counts = by_target.setdefault(ti, ([], [], []))
+        firsts.append(lg0)
+        begins.append(total)
+        counts.append(n)
+        total += n
+
+    def lane(k: int) -> tuple[int, int]:
+        r = bisect_right(starts, k) - 1
+        return runs[r][0], runs[r][1] + k - starts[r]
+
+    def needs(k: int) -> tuple[list[tuple], list[tuple]]:
+        ti, lg = lane(k)
+        loc = locs[ti]
+        return ([(ti, r, lg // loc[r].parts) for r in read_roles],
+                [(ti, r, lg // loc[r].parts) for r in out_roles])
+
+    def last(key: tuple) -> int:
+        """Index of the last lane group using column ``key``: every lane group uses every
+        role, so it is the unit's last lane group of that target in the column's span."""
+        ti, role, c = key
+        p = locs[ti][role].parts
+        hi = (c + 1) * p - 1
+        firsts, begins, counts = by_target[ti]
+        r = bisect_right(firsts, hi) - 1
+        return begins[r] + min(hi - firsts[r], counts[r] - 1)
+
+    def phase(i: int) -> tuple[int, list[tuple]]:
+        """The phase starting at lane group ``i`` (updates ``held`` and ``free``): its end and
+        its entries, ``(_RD, key, reg)``, ``(_OP, instr, 0)``, ``(_WR, key, reg)``."""
         keys: set[tuple] = set(held)
+        window: list[tuple[list[tuple], list[tuple]]] = []
         j = i
-        while j < len(lgs):
-            ins, outs = need[j]
+        while j < total:
+            ins, outs = needs(j)
             more = keys.union(ins, outs)
             if len(more) > budget:
                 break
             keys = more
+            window.append((ins, outs))
             j += 1
         if j == i:
             raise PimCapabilityError(
-                "pim.vector_registers", f"one lane group needs {len(keys.union(*need[i]))} "
+                "pim.vector_registers", f"one lane group needs {len(keys.union(*needs(i)))} "
                 f"column registers plus {len(temps)} temporaries; the unit has {n_vec}")
+        entries: list[tuple] = []
         # reads, in lane-group order
-        for k in range(i, j):
-            for key in need[k][0]:
+        for ins, _ in window:
+            for key in ins:
                 if key not in held:
                     reg = held[key] = free.pop()
-                    loc = locs[key[0]][key[1]]
-                    c = key[2]
-                    yield pim_rd(loc.bank[c], loc.row[c], loc.col[c], reg)
+                    entries.append((_RD, key, reg))
         # arithmetic
-        for k in range(i, j):
-            ti, lg = lgs[k]
-            ins, outs = need[k]
+        for k, (ins, outs) in enumerate(window):
+            ti, lg = lane(i + k)
             for key in outs:
                 if key not in held:
                     held[key] = free.pop()
@@ -520,19 +564,78 @@ def _schedule(lgs: list[tuple[int, int]], locs: list[dict[str, _Loc]], recipe: _
             r.update(temp_regs)
             loc = locs[ti]
             cpart = lg % loc["weight_copy"].parts if copy else 0
-            yield from recipe.ops(r, lg % loc["grad"].parts, cpart)
+            entries.extend((_OP, op, 0) for op in recipe.ops(r, lg % loc["grad"].parts, cpart))
         # writes of completed columns; release registers no later lane group needs
-        done = sorted((key for key in held if last[key] < j), key=lambda kk: last[kk])
+        ends = {key: last(key) for key in held}
+        done = sorted((key for key in held if ends[key] < j), key=ends.__getitem__)
         written = set()
-        for k in range(i, j):
-            for key in need[k][1]:
-                if key in written or last[key] >= j:
+        for _, outs in window:
+            for key in outs:
+                if key in written or ends[key] >= j:
                     continue
                 written.add(key)
-                loc = locs[key[0]][key[1]]
-                c = key[2]
-                yield pim_wr(loc.bank[c], loc.row[c], loc.col[c], held[key])
+                entries.append((_WR, key, held[key]))
         for key in done:
             free.append(held.pop(key))
-        i = j
+        return j, entries
 
+    parts = {role: p.parts for loc in locs for role, p in loc.items()}
+    period = math.lcm(*parts.values()) if parts else 1
+    rd, wr = Cmd.PIM_RD, Cmd.PIM_WR
+    cache: dict[tuple, tuple] = {}
+    i = 0
+    r = 0
+    while i < total:
+        while r + 1 < len(starts) and starts[r + 1] <= i:
+            r += 1
+        ti, lg0, n = runs[r]
+        a = lg0 + i - starts[r]
+        left = n - (i - starts[r])
+        loc = locs[ti]
+        sig = None
+        if left > period:
+            rel = []
+            for (kti, role, c), reg in held.items():
+                if kti != ti:
+                    break
+                rel.append((role, c - a // parts[role], reg))
+            else:
+                sig = (a % period, tuple(rel), tuple(free))
+                tpl = cache.get(sig)
+                if tpl is not None and left >= tpl[0] + period:
+                    length, entries, held_after, free_after = tpl
+                    out = []
+                    for kind, x, y in entries:
+                        if kind == _OP:
+                            out.append(x)
+                        else:
+                            role_loc = loc[x[0]]
+                            c = a // role_loc.parts + x[1]
+                            out.append(PimInstr(rd if kind == _RD else wr, role_loc.bank[c],
+                                                role_loc.row[c], role_loc.col[c], y))
+                    yield from out
+                    held.clear()
+                    for role, dc, reg in held_after:
+                        held[(ti, role, a // parts[role] + dc)] = reg
+                    free[:] = free_after
+                    i += length
+                    continue
+        j, entries = phase(i)
+        out = []
+        for kind, x, y in entries:
+            if kind == _OP:
+                out.append(x)
+            else:
+                role_loc = locs[x[0]][x[1]]
+                c = x[2]
+                out.append(PimInstr(rd if kind == _RD else wr, role_loc.bank[c],
+                                    role_loc.row[c], role_loc.col[c], y))
+        yield from out
+        if sig is not None and left >= j - i + period and all(k[0] == ti for k in held):
+            cache[sig] = (
+                j - i,
+                [(kind, (x[1], x[2] - a // parts[x[1]]), y) if kind != _OP else (kind, x, y)
+                 for kind, x, y in entries],
+                [(role, c - a // parts[role], reg) for (_, role, c), reg in held.items()],
+                tuple(free))
+        i = j
