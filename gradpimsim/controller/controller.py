@@ -34,7 +34,10 @@ Bulk requests (``Request.ncols > 1``: consecutive columns of one row, one burst 
   a refresh may interrupt a request mid-row; it resumes at its next column after a new ACT.
 - Cost: a bulk head's bursts are issued in closed form (an arithmetic progression with one hit
   stream, whole periods of the interleaved merge with several), so events grow with row
-  commands and requests, not with bursts.  With a command sink every command is still emitted.
+  commands and requests, not with bursts.  With open pages a run also serves bypass hits, issues
+  the ACTs and PREs of other banks that fall due and admits requests (see :meth:`_issue_run`),
+  so a DMA sweep is a few runs, not a few per row.  With a command sink every command is still
+  emitted.
 """
 
 from __future__ import annotations
