@@ -29,9 +29,14 @@ HOT_MODULES = [
 NO_BUILD_COMMANDS = {"egg_info", "dist_info", "sdist", "editable_wheel", "develop"}
 
 
-def say_pure(reason: str) -> None:
-    reason = " ".join(str(reason).split())[:200] or "unknown error"
-    print(f"gradpimsim: installing pure Python, mypyc build failed: {reason}", file=sys.stderr)
+def say_pure(exc: BaseException) -> None:
+    if isinstance(exc, SystemExit):  # mypy found type errors: they are printed above
+        reason = "the hot modules do not type-check, see the mypy errors above"
+    else:
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if len(reason) > 160:
+        reason = reason[:157] + "..."
+    print(f"gradpimsim: mypyc build failed, installing pure Python ({reason})", file=sys.stderr)
 
 
 class BuildExtOrPure(build_ext):
@@ -61,7 +66,7 @@ def compiled_modules() -> list:
 
         ext_modules = mypycify(["--ignore-missing-imports", *HOT_MODULES], opt_level="3")
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure: stay pure Python
-        say_pure(f"{type(exc).__name__}: {exc}")
+        say_pure(exc)
         return []
     return ext_modules
 
