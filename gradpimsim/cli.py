@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
+import gradpimsim
+
 #: Modules that contribute subcommands, in the order they appear in ``--help``.
 SUBCOMMAND_MODULES = (
     "gradpimsim.trace.cli",
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gradpimsim",
         description="Event-driven DDR4 + GradPIM simulator for DNN training.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"gradpimsim {gradpimsim.__version__} ({gradpimsim.build()})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         try:

@@ -803,8 +803,8 @@ class ChannelController:
                     for g in run_bgs:
                         v = last_in_bg[g] + gap_bg - t
                         key_l.append(v if v > gap_rank else gap_rank)
-                    key = tuple(key_l)
-                    i0 = seen.get(key)
+                    state = tuple(key_l)
+                    i0 = seen.get(state)
                     if i0 is not None:
                         bound = limit if limit < f_at else f_at
                         if pending:
@@ -824,7 +824,7 @@ class ChannelController:
                             seen.clear()
                             log_t.append(t)
                             log_k.append(k)
-                    seen[key] = len(log_t) - 1
+                    seen[state] = len(log_t) - 1
             # -- the next command: earliest ready stream head, oldest on ties
             floor_rank = t + gap_rank
             while True:
