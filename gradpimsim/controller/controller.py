@@ -76,6 +76,12 @@ def drain_flips(draining: bool, reads: int, writes: int, forced: bool, high: int
     return writes >= high or (reads == 0 and writes > 0)
 
 
+def _alone(req: Request | None) -> deque[Request]:
+    """A virtual stream's queue: the one bypass hit it serves."""
+    assert req is not None  # a hit candidate always serves a request
+    return deque((req,))
+
+
 def _chain(observers: list[CommandSink], sink: CommandSink | None) -> CommandSink:
     """One sink feeding the observers, then the caller's sink."""
     targets = observers + ([sink] if sink is not None else [])
@@ -650,8 +656,10 @@ class ChannelController:
             self._run_single(b0, cmd, req0, limit if limit < f_at else f_at, rank)
             return
         n = len(streams)
-        s_q = [deque((cand_req[b],)) if b in virtual_banks else queues[b] for b in streams]
-        s_q[0] = deque((req0,)) if virtual_banks and b0 in virtual_banks else s_q[0]
+        s_q: list[deque[Request]] = [_alone(cand_req[b]) if b in virtual_banks else queues[b]
+                                     for b in streams]
+        if b0 in virtual_banks:
+            s_q[0] = _alone(req0)
         virtual = [b in virtual_banks for b in streams]
         self.bypass_streams += len(virtual_banks)
         cap = self.cap
@@ -856,7 +864,7 @@ class ChannelController:
                             s_bg.append((b // bpg) % dev.bankgroups)
                             s_last.append(-INF)
                             virtual.append(False)
-                        s_q[ks] = deque((cand_req[b],)) if virt else queues[b]
+                        s_q[ks] = _alone(cand_req[b]) if virt else queues[b]
                         s_row[ks] = dev.open_row[b]
                         v = dev.earliest(cmd, b)
                         s_start[ks] = v if v > now_run else now_run
