@@ -76,6 +76,17 @@ def drain_flips(draining: bool, reads: int, writes: int, forced: bool, high: int
     return writes >= high or (reads == 0 and writes > 0)
 
 
+def _new_epoch(log_t: list[int], log_k: list[int], seen: dict[tuple[int, ...], int],
+               ) -> tuple[None, int]:
+    """A run's heads or queues changed: forget the commands logged for periodic fast-forward
+    (returns the cleared steady state and its start, for ``steady, steady_at = ...``)."""
+    if log_t:
+        log_t.clear()
+        log_k.clear()
+        seen.clear()
+    return None, -1
+
+
 def _alone(req: Request | None) -> deque[Request]:
     """A virtual stream's queue: the one bypass hit it serves."""
     assert req is not None  # a hit candidate always serves a request
@@ -783,20 +794,10 @@ class ChannelController:
                             v = max(v, e, s_start[k], t + gap_rank)
                             if v < limit:
                                 limit = v
-                if log_t:
-                    log_t.clear()
-                    log_k.clear()
-                    seen.clear()
-                steady = None
-                steady_at = -1
+                steady, steady_at = _new_epoch(log_t, log_k, seen)
             elif last_bound and req.ncols - served == 1:
                 # its last burst now bounds the run: the winners change, a new epoch begins
-                if log_t:
-                    log_t.clear()
-                    log_k.clear()
-                    seen.clear()
-                steady = None
-                steady_at = -1
+                steady, steady_at = _new_epoch(log_t, log_k, seen)
             else:
                 # -- a bulk head continues: look for a periodic steady state and skip it
                 log_t.append(t)
@@ -873,12 +874,7 @@ class ChannelController:
                         live.append(ks)
                     if found:
                         run_bgs = sorted({s_bg[s] for s in live})
-                    if log_t:
-                        log_t.clear()
-                        log_k.clear()
-                        seen.clear()
-                    steady = None
-                    steady_at = -1
+                    steady, steady_at = _new_epoch(log_t, log_k, seen)
                 best_t = INF
                 best_seq = INF
                 best_k = -1
@@ -985,12 +981,7 @@ class ChannelController:
                                 self._refresh_candidate(bk)
                                 rescan = True
                         admitted = True
-                        if log_t:
-                            log_t.clear()
-                            log_k.clear()
-                            seen.clear()
-                        steady = None
-                        steady_at = -1
+                        steady, steady_at = _new_epoch(log_t, log_k, seen)
                         if rescan:
                             break  # a candidate changed: it may be due before the next one
                         continue
@@ -1006,12 +997,7 @@ class ChannelController:
                     else:
                         n_r += 1
                     admitted_in_run.append(head)
-                    if log_t:
-                        log_t.clear()
-                        log_k.clear()
-                        seen.clear()
-                    steady = None
-                    steady_at = -1
+                    steady, steady_at = _new_epoch(log_t, log_k, seen)
                 if admitted:
                     continue
                 # -- the row command bounding the run, if it is due before the next burst
