@@ -88,6 +88,27 @@ class _Batch:
         self.on_done = on_done
 
 
+def _pick(agents: Sequence[_Agent], ready: Sequence[int], m: int, rr: int) -> int:
+    """The agent that issues at cycle ``m``: round-robin from ``rr`` among those ready by
+    ``m``, except that a column command or ACT/PRE goes before a PIM_OP (one rule for
+    :meth:`PimChannel.peek` and the issue loop)."""
+    n = len(agents)
+    i = rr if rr < n else 0
+    while ready[i] > m:
+        i += 1
+        if i == n:
+            i = 0
+    if agents[i].cmd == PIM_OP:
+        j = i
+        for _ in range(n - 1):
+            j += 1
+            if j == n:
+                j = 0
+            if ready[j] <= m and agents[j].cmd != PIM_OP:
+                return j
+    return i
+
+
 class _Agent:
     """One proposer of commands: a unit, a rank's prologue, or a rank's refresh."""
 
@@ -540,21 +561,7 @@ class PimChannel:
                     for j in stale:
                         self._plan(j)
                     continue
-            n = len(agents)
-            i = self.rr if self.rr < n else 0
-            while ready[i] > m:
-                i += 1
-                if i == n:
-                    i = 0
-            if agents[i].cmd == PIM_OP:  # a column command or ACT/PRE at m goes first
-                j = i
-                for _ in range(n - 1):
-                    j += 1
-                    if j == n:
-                        j = 0
-                    if ready[j] <= m and agents[j].cmd != PIM_OP:
-                        i = j
-                        break
+            i = _pick(agents, ready, m, self.rr)
             self._sel = i
             self._at = m
             return m
@@ -677,20 +684,7 @@ class PimChannel:
                     self._refresh_tick()
                     next_check = self.next_check
                     continue
-                i = rr if rr < n else 0
-                while ready[i] > m:
-                    i += 1
-                    if i == n:
-                        i = 0
-                if agents[i].cmd == PIM_OP:  # a column command or ACT/PRE at m goes first
-                    j = i
-                    for _ in range(n - 1):
-                        j += 1
-                        if j == n:
-                            j = 0
-                        if ready[j] <= m and agents[j].cmd != PIM_OP:
-                            i = j
-                            break
+                i = _pick(agents, ready, m, rr)
             a = agents[i]
             if a.kind != _UNIT or a.sel != _HEAD:
                 if span:
