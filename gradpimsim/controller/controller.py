@@ -45,6 +45,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.controller.refresh import INF, RefreshManager
@@ -54,8 +55,19 @@ from gradpimsim.dram.device import NCMD, ChannelDevice
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.stats.latency import LatencyHistogram
 
-ACT, PRE, RD, RDA, WR, WRA, REF = 0, 1, 2, 3, 4, 5, 6
-_PRIO_REFRESH, _PRIO_HIT, _PRIO_MISS, _PRIO_IDLE = -1, 0, 1, 2
+# Command codes (``Cmd``'s values) and candidate priorities, as Final constants: mypyc inlines
+# them (a plain module global would cost a dictionary lookup at every use).
+ACT: Final = 0
+PRE: Final = 1
+RD: Final = 2
+RDA: Final = 3
+WR: Final = 4
+WRA: Final = 5
+REF: Final = 6
+_PRIO_REFRESH: Final = -1
+_PRIO_HIT: Final = 0
+_PRIO_MISS: Final = 1
+_PRIO_IDLE: Final = 2
 
 CommandSink = Callable[[Command], None]
 
@@ -429,7 +441,9 @@ class ChannelController:
             t_cmd = self._peek()
             t_arr = self._next_admission()
             t_ref = self.refresh_due
-            t = min(t_cmd, t_arr, t_ref)
+            t = t_cmd if t_cmd < t_arr else t_arr  # (builtin min() of three is a generic call
+            if t_ref < t:                            # under mypyc)
+                t = t_ref
             lim = limit if limit < self.horizon else self.horizon
             if t >= lim:
                 if lim > self.now and lim < INF:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from typing import Final
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.dram.commands import Cmd
@@ -18,10 +19,18 @@ from gradpimsim.dram.errors import ProtocolError
 from gradpimsim.dram.timing_table import resolve
 from gradpimsim.pim.config import PimConfig
 
-NCMD = len(Cmd)
+NCMD: Final = len(Cmd)
 _LEVEL_INDEX = {"bank": 0, "bankgroup": 1, "rank": 2, "other_rank": 3}
 
 
+
+
+def _raise_to(arr: list[int], base: int, t: int, gaps: tuple[tuple[int, int], ...]) -> None:
+    """Apply one table row: each next command ``n`` is not legal before ``t + gap``."""
+    for n, gap in gaps:
+        v = t + gap
+        if v > arr[base + n]:
+            arr[base + n] = v
 
 
 class ChannelDevice:
@@ -157,19 +166,12 @@ class ChannelDevice:
         bpg = self.banks_per_group
         g = flat_bank // bpg
         if bank_u:
-            arr = self.bank_next
-            for b in (range(g * bpg, (g + 1) * bpg) if cmd == 11 else (flat_bank,)):
-                base = b * NCMD
-                for n, gap in bank_u:
-                    v = t + gap
-                    if v > arr[base + n]:
-                        arr[base + n] = v
-        arr = self.bg_next
-        base = g * NCMD
-        for n, gap in bg_u:
-            v = t + gap
-            if v > arr[base + n]:
-                arr[base + n] = v
+            if cmd == 11:  # PIM_OP: every bank of the group
+                for b in range(g * bpg, (g + 1) * bpg):
+                    _raise_to(self.bank_next, b * NCMD, t, bank_u)
+            else:
+                _raise_to(self.bank_next, flat_bank * NCMD, t, bank_u)
+        _raise_to(self.bg_next, g * NCMD, t, bg_u)
         self.cmd_bus_next = t + 1
         self.last_issue = t
 
@@ -185,42 +187,22 @@ class ChannelDevice:
         bank_u, bg_u, rank_u, other_u = self.updates[cmd]
         if cmd == 6 or cmd == 7 or cmd == 8 or cmd == 12:  # REF/SRE/SRX/PIM_SET: every bank
             first = r * self.banks_per_rank
-            banks = range(first, first + self.banks_per_rank)
-            groups = range(r * self.bankgroups, (r + 1) * self.bankgroups)
-        elif cmd == 11:  # PIM_OP: the unit of one bank group
-            banks = range(g * bpg, (g + 1) * bpg)
-            groups = range(g, g + 1)
+            for b in range(first, first + self.banks_per_rank):
+                _raise_to(self.bank_next, b * NCMD, t, bank_u)
+            for gi in range(r * self.bankgroups, (r + 1) * self.bankgroups):
+                _raise_to(self.bg_next, gi * NCMD, t, bg_u)
         else:
-            banks = range(flat_bank, flat_bank + 1)
-            groups = range(g, g + 1)
-        arr = self.bank_next
-        for b in banks:
-            base = b * NCMD
-            for n, gap in bank_u:
-                v = t + gap
-                if v > arr[base + n]:
-                    arr[base + n] = v
-        arr = self.bg_next
-        for gi in groups:
-            base = gi * NCMD
-            for n, gap in bg_u:
-                v = t + gap
-                if v > arr[base + n]:
-                    arr[base + n] = v
-        arr = self.rank_next
-        base = r * NCMD
-        for n, gap in rank_u:
-            v = t + gap
-            if v > arr[base + n]:
-                arr[base + n] = v
+            if cmd == 11:  # PIM_OP: the unit of one bank group
+                for b in range(g * bpg, (g + 1) * bpg):
+                    _raise_to(self.bank_next, b * NCMD, t, bank_u)
+            else:  # the common case, one bank: no loop over ranges
+                _raise_to(self.bank_next, flat_bank * NCMD, t, bank_u)
+            _raise_to(self.bg_next, g * NCMD, t, bg_u)
+        _raise_to(self.rank_next, r * NCMD, t, rank_u)
         if other_u:
             for r2 in range(self.ranks):
                 if r2 != r:
-                    base = r2 * NCMD
-                    for n, gap in other_u:
-                        v = t + gap
-                        if v > arr[base + n]:
-                            arr[base + n] = v
+                    _raise_to(self.rank_next, r2 * NCMD, t, other_u)
         if cmd == 0:
             if self.open_row[flat_bank] != -1:
                 raise ProtocolError(f"ACT at {t} to open bank {flat_bank}")

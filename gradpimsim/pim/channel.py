@@ -39,14 +39,13 @@ from dataclasses import dataclass
 from itertools import islice
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.refresh import RefreshManager
+from gradpimsim.controller.refresh import INF, RefreshManager
 from gradpimsim.dram.commands import Cmd, Command
 from gradpimsim.dram.device import NCMD, ChannelDevice
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.unit import SQRT_DIV_OPS, PimInstr
 
-INF = 1 << 62
 ACT, PRE, REF = int(Cmd.ACT), int(Cmd.PRE), int(Cmd.REF)
 PIM_RD, PIM_WR, PIM_OP, PIM_SET = (int(Cmd.PIM_RD), int(Cmd.PIM_WR), int(Cmd.PIM_OP),
                                    int(Cmd.PIM_SET))

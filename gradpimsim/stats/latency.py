@@ -7,10 +7,11 @@ keeping one number per request: memory stays bounded however long the run.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 import numpy as np
 
-_FLUSH = 1 << 16
+_FLUSH: Final = 1 << 16
 
 
 class LatencyHistogram:

@@ -26,6 +26,7 @@ from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.kernels import UpdateTarget, build_program, check_supported
 from gradpimsim.pim.layout import ColocatedPolicy, update_roles
 from gradpimsim.pim.store import DramStore
+from gradpimsim.runtime import simulation_gc
 from gradpimsim.system.config import RunConfig
 from gradpimsim.system.executor import Executor, TaskRecord
 from gradpimsim.system.memory import MemorySystem
@@ -90,7 +91,8 @@ def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
     windows = _window_snapshots(env, executor, memory)
     interrupted = False
     try:
-        env.run(until=executor.all_done)
+        with simulation_gc():
+            env.run(until=executor.all_done)
     except KeyboardInterrupt:
         interrupted = True
     result = collect(run, cfg, executor, memory, windows, wall_s=time.perf_counter() - wall,

@@ -20,6 +20,7 @@ from gradpimsim.controller.address_map import AddressMap
 from gradpimsim.controller.controller import ChannelController, CommandSink
 from gradpimsim.controller.process import ControllerProcess
 from gradpimsim.controller.request import Request
+from gradpimsim.runtime import simulation_gc
 from gradpimsim.stats.memory import memory_stats
 from gradpimsim.trace.requests import iter_request_chunks
 
@@ -86,9 +87,10 @@ def replay_trace(
 
     interrupted = False
     try:
-        env.run(env.process(source()))
-        for c in ctrls:
-            c.drain()
+        with simulation_gc():
+            env.run(env.process(source()))
+            for c in ctrls:
+                c.drain()
     except KeyboardInterrupt:
         interrupted = True
     if on_progress is not None:
