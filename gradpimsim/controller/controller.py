@@ -515,7 +515,7 @@ class ChannelController:
         req = self.cand_req[b]
         if cmd in (RD, WR):
             assert req is not None  # a column candidate always serves a request
-            if self.batch_runs and self._runs_on(b, req):
+            if self.batch_runs and self._room_for_run(cmd) and self._runs_on(b, req):
                 self._issue_run(b, cmd, req)
             else:
                 self._issue_column(b, cmd, req)
@@ -548,6 +548,16 @@ class ChannelController:
             if not self.refresh.should_continue(rank, t, idle):
                 self.refresh.refreshing[rank] = False
             self._rebuild_rank(rank)
+
+    def _room_for_run(self, cmd: int) -> bool:
+        """Could a run issue a second column command before it must stop?  Not when the
+        horizon (the next event of a co-scheduled PIM unit, or a requester's next submission)
+        or the refresh deadline comes before the earliest next column command of the rank:
+        the run would be this one command, and setting it up costs far more than issuing it
+        alone (with PIM active that is most host commands).  Either way the commands are the
+        same; this only picks the cheaper path."""
+        lim = self.horizon if self.horizon < self.refresh_due else self.refresh_due
+        return lim - self.now > self.run_gap_rank[cmd]
 
     def _runs_on(self, b: int, req: Request) -> bool:
         """Worth a closed-form run: ``req`` heads its queue and another hit follows it (one of
