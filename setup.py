@@ -22,6 +22,7 @@ HOT_MODULES = [
     "gradpimsim/controller/refresh.py",
     "gradpimsim/controller/request.py",
     "gradpimsim/dram/device.py",
+    "gradpimsim/pim/channel.py",
     "gradpimsim/stats/latency.py",
 ]
 

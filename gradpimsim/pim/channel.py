@@ -44,7 +44,7 @@ from gradpimsim.dram.commands import Cmd, Command
 from gradpimsim.dram.device import NCMD, ChannelDevice
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
-from gradpimsim.pim.unit import SQRT_DIV_OPS, PimInstr
+from gradpimsim.pim.unit import SQRT_DIV_OPS, PimInstr, PimUnit
 
 ACT, PRE, REF = int(Cmd.ACT), int(Cmd.PRE), int(Cmd.REF)
 PIM_RD, PIM_WR, PIM_OP, PIM_SET = (int(Cmd.PIM_RD), int(Cmd.PIM_WR), int(Cmd.PIM_OP),
@@ -146,7 +146,7 @@ class _Agent:
         self.row = -1
         self.sel = _HEAD
         self.res = UnitResult()
-        self.pu = None  # the functional PimUnit, when functional
+        self.pu: PimUnit | None = None  # the functional unit, when functional
         self.pos = 0  # prologue: PIM_SETs of the front entry already issued
         #: No PIM_WR before this cycle: the latest sqrt/div result (the device's table knows
         #: one PIM_OP latency only; the extension's longer one is the scheduler's to keep).

@@ -95,7 +95,8 @@ def dequantize_int8(q: np.ndarray, scale: np.float32 | float) -> np.ndarray:
 
 # --- generic conversions ------------------------------------------------------------------
 
-def to_fp32(values: np.ndarray, dtype: str, scale: float | None = None) -> np.ndarray:
+def to_fp32(values: np.ndarray, dtype: str, scale: float | np.floating | None = None,
+            ) -> np.ndarray:
     """Stored values of ``dtype`` -> fp32, then times ``scale`` if given (int8 requires one)."""
     if dtype == "fp32":
         out = np.asarray(values, dtype=np.float32).copy()
@@ -114,7 +115,8 @@ def to_fp32(values: np.ndarray, dtype: str, scale: float | None = None) -> np.nd
     return out
 
 
-def from_fp32(values: np.ndarray, dtype: str, multiplier: float | None = None) -> np.ndarray:
+def from_fp32(values: np.ndarray, dtype: str, multiplier: float | np.floating | None = None,
+              ) -> np.ndarray:
     """fp32 -> stored values of ``dtype``: first times ``multiplier`` if given, then round.
 
     For int8 the multiplier is the *inverse* scale (see :func:`int8_inverse_scale`) and required.

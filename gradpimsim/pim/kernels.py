@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -44,6 +44,15 @@ from gradpimsim.pim.unit import PimInstr, pim_op, set_scalar
 
 UnitKey = tuple[int, int, int]  # (channel, rank, bankgroup)
 RankKey = tuple[int, int]  # (channel, rank)
+
+
+
+class UnitCommands(Protocol):
+    """A unit's commands: a list, or a lazy program generated again on each iteration."""
+
+    def __iter__(self) -> Iterator[PimInstr]: ...
+
+    def __len__(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ class PimProgram:
     prologue: dict[RankKey, list[PimInstr]] = field(default_factory=dict)
     #: (channel, rank, bankgroup) -> the unit's ordered commands (a list, or with
     #: ``build_program(lazy=True)`` a re-iterable sequence generated on demand).
-    units: dict[UnitKey, Iterable[PimInstr]] = field(default_factory=dict)
+    units: dict[UnitKey, UnitCommands] = field(default_factory=dict)
     params: int = 0
 
     def stats(self) -> dict[UnitKey, UnitStats]:
@@ -102,7 +111,7 @@ class PimProgram:
                     wrote = True
                 elif ins.cmd == Cmd.PIM_OP:
                     st.ops += 1
-                    st.long_ops += ins.op in ("sqrt", "div", "divs")
+                    st.long_ops += int(ins.op in ("sqrt", "div", "divs"))
             out[key] = st
         return out
 

@@ -13,7 +13,7 @@ Tensors are written and read through their placement (a list of byte-address seg
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -36,8 +36,8 @@ class PlacementLike(Protocol):
 
 
 def _segments(placement: PlacementLike | Iterable[SegmentLike]) -> list[SegmentLike]:
-    segs = getattr(placement, "segments", placement)
-    return list(segs)
+    segs = getattr(placement, "segments", placement)  # a placement's, or already segments
+    return list(cast(Iterable[SegmentLike], segs))
 
 
 class DramStore:
@@ -51,6 +51,12 @@ class DramStore:
         self.rows: dict[RowKey, np.ndarray] = {}
 
     # --- rows and columns -----------------------------------------------------------------
+
+    def _row(self, key: RowKey) -> np.ndarray:
+        """The row's bytes, allocated on first use (for writing)."""
+        data = self.row(key)
+        assert data is not None  # created on demand
+        return data
 
     def row(self, key: RowKey, create: bool = True) -> np.ndarray | None:
         """The row's bytes (allocated on first use when ``create``; else ``None`` if unwritten)."""
@@ -78,7 +84,7 @@ class DramStore:
             if raw.size != self.burst:
                 raise ValueError(f"a column is {self.burst} bytes, got {raw.size}")
         start = col * self.burst
-        self.row((channel, rank, bankgroup, bank, row))[start:start + self.burst] = raw.ravel()
+        self._row((channel, rank, bankgroup, bank, row))[start:start + self.burst] = raw.ravel()
 
     # --- byte ranges ----------------------------------------------------------------------
 
@@ -113,7 +119,7 @@ class DramStore:
         """Store raw bytes at a physical byte address (any alignment, any length)."""
         raw = np.ascontiguousarray(data).view(np.uint8).ravel()
         for key, row_off, off, n in self._runs(addr, raw.size):
-            self.row(key)[row_off:row_off + n] = raw[off:off + n]
+            self._row(key)[row_off:row_off + n] = raw[off:off + n]
 
     def read_bytes(self, addr: int, nbytes: int) -> np.ndarray:
         """Raw bytes from a physical byte address (zeros where never written)."""
