@@ -536,10 +536,12 @@ class ChannelController:
             dev.issue(PRE, b, t)
             self.bypass[b] = 0
             self._emit(PRE, b, row, -1, t)
-            if self.refresh.refreshing[rank]:
-                self._rebuild_rank(rank)
-            else:
-                self._refresh_candidate(b)
+            self._refresh_candidate(b)
+            first = rank * dev.banks_per_rank
+            if self.refresh.refreshing[rank] and b != first:
+                # closing the rank's last open bank makes its REF (the first bank's
+                # candidate) possible; no other bank's candidate depends on this one
+                self._refresh_candidate(first)
         else:  # REF
             dev.issue(REF, b, t)
             self.refresh.record(rank, t)
