@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from typing import Final
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.controller.refresh import INF, RefreshManager
@@ -46,12 +47,19 @@ from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.unit import SQRT_DIV_OPS, PimInstr, PimUnit
 
-ACT, PRE, REF = int(Cmd.ACT), int(Cmd.PRE), int(Cmd.REF)
-PIM_RD, PIM_WR, PIM_OP, PIM_SET = (int(Cmd.PIM_RD), int(Cmd.PIM_WR), int(Cmd.PIM_OP),
-                                   int(Cmd.PIM_SET))
-_CMDS = list(Cmd)
-_UNIT, _PROLOGUE, _REFRESH = 0, 1, 2
-_HEAD = -1  # ``_Agent.sel`` of a unit's instruction (else the bank being prepared)
+# Final: mypyc keeps these in C statics (a plain module global costs a dictionary lookup)
+ACT: Final = int(Cmd.ACT)
+PRE: Final = int(Cmd.PRE)
+REF: Final = int(Cmd.REF)
+PIM_RD: Final = int(Cmd.PIM_RD)
+PIM_WR: Final = int(Cmd.PIM_WR)
+PIM_OP: Final = int(Cmd.PIM_OP)
+PIM_SET: Final = int(Cmd.PIM_SET)
+_CMDS: Final = list(Cmd)
+_UNIT: Final = 0
+_PROLOGUE: Final = 1
+_REFRESH: Final = 2
+_HEAD: Final = -1  # ``_Agent.sel`` of a unit's instruction (else the bank being prepared)
 
 CommandSink = Callable[[Command], None]
 DoneCallback = Callable[[int], None]
