@@ -52,6 +52,9 @@ class ChannelDevice:
         self.rank_next: list[int] = [0] * (o.ranks * NCMD)
         self.cmd_bus_next = 0
         self.last_issue = -1
+        #: Counts row-state changes (ACT, PRE, RDA, WRA): a co-scheduler compares it with the
+        #: count it saw instead of comparing every bank's open row.
+        self.row_changes = 0
         self.faw: list[deque[int]] = [deque(maxlen=4) for _ in range(o.ranks)]
         self.faw_window = 0
         self.faw_count = 4
@@ -203,6 +206,8 @@ class ChannelDevice:
             for r2 in range(self.ranks):
                 if r2 != r:
                     _raise_to(self.rank_next, r2 * NCMD, t, other_u)
+        if cmd == 0 or cmd == 1 or cmd == 3 or cmd == 5:
+            self.row_changes += 1
         if cmd == 0:
             if self.open_row[flat_bank] != -1:
                 raise ProtocolError(f"ACT at {t} to open bank {flat_bank}")

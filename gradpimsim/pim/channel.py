@@ -234,6 +234,7 @@ class PimChannel:
         self.blocked: set[int] = set()
         self._own_last = self.dev.last_issue
         self._rows_seen = list(self.dev.open_row)
+        self._row_changes = self.dev.row_changes
         self._ref_seen = list(self.refreshing)
 
     # ------------------------------------------------------------------ programs in
@@ -518,8 +519,9 @@ class PimChannel:
         if dev.last_issue != self._own_last:
             self._own_last = dev.last_issue
             self.epoch += 1
-        rows = dev.open_row
-        if rows != self._rows_seen:
+        if dev.row_changes != self._row_changes:
+            self._row_changes = dev.row_changes
+            rows = dev.open_row
             seen = self._rows_seen
             for b in range(len(rows)):
                 if rows[b] != seen[b]:
@@ -548,7 +550,10 @@ class PimChannel:
         ready = self.ready
         agents = self.agents
         while True:
-            m = min(ready, default=INF)
+            m = INF
+            for v in ready:  # (a loop of native compares; builtin min() compares objects)
+                if v < m:
+                    m = v
             if m >= INF:
                 self._sel = -1
                 return INF
