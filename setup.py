@@ -19,6 +19,7 @@ from setuptools.command.build_ext import build_ext
 
 HOT_MODULES = [
     "gradpimsim/controller/controller.py",
+    "gradpimsim/controller/pim_arbiter.py",
     "gradpimsim/controller/refresh.py",
     "gradpimsim/controller/request.py",
     "gradpimsim/dram/device.py",

@@ -40,6 +40,7 @@ Rules (results depend on them, so they are stated exactly; also docs/gradpim.md 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Final
 
 import simpy
 
@@ -55,8 +56,9 @@ from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.unit import PimInstr
 
-POLICIES = ("host-first", "pim-first")
-ACT, PRE = int(Cmd.ACT), int(Cmd.PRE)
+POLICIES: Final = ("host-first", "pim-first")
+ACT: Final = int(Cmd.ACT)
+PRE: Final = int(Cmd.PRE)
 
 
 class SharedChannel:
