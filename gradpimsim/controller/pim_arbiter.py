@@ -168,10 +168,13 @@ class SharedChannel:
             if h > limit:
                 h = limit
             ctrl.horizon = h
-            th = ctrl.next_event()
-            if th < h:
-                ctrl.run_until(h)
+            # the host first does whatever falls before h (then the loop asks PIM again);
+            # with nothing to do it only learns that nothing happens before h
+            events = ctrl.events
+            ctrl.run_until(h)
+            if ctrl.events != events:
                 continue
+            th = ctrl.next_event()
             if tp >= limit:
                 break
             # PIM goes.  While PIM issues only unit instructions (no ACT/PRE: the host's
