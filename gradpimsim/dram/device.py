@@ -156,6 +156,16 @@ class ChannelDevice:
         return max(self.earliest(cmd, first + i) for i in range(self.banks_per_rank))
 
     # -- state changes ---------------------------------------------------------------------------
+    def _raise_banks(self, cmd: int, flat_bank: int, g: int, t: int,
+                     bank_u: tuple[tuple[int, int], ...]) -> None:
+        """Bank-level rows of ``cmd``: its bank, or (PIM_OP) every bank of its group ``g``."""
+        if cmd == 11:
+            bpg = self.banks_per_group
+            for b in range(g * bpg, (g + 1) * bpg):
+                _raise_to(self.bank_next, b * NCMD, t, bank_u)
+        else:  # the common case, one bank: no loop over ranges
+            _raise_to(self.bank_next, flat_bank * NCMD, t, bank_u)
+
     def issue_local(self, cmd: int, flat_bank: int, t: int) -> None:
         """:meth:`issue` for a PIM_RD, PIM_WR or PIM_OP with ``local_ok[cmd]``: the PIM
         scheduler's per-command hot path.  Such a command changes no row state and moves only
@@ -169,11 +179,7 @@ class ChannelDevice:
         bpg = self.banks_per_group
         g = flat_bank // bpg
         if bank_u:
-            if cmd == 11:  # PIM_OP: every bank of the group
-                for b in range(g * bpg, (g + 1) * bpg):
-                    _raise_to(self.bank_next, b * NCMD, t, bank_u)
-            else:
-                _raise_to(self.bank_next, flat_bank * NCMD, t, bank_u)
+            self._raise_banks(cmd, flat_bank, g, t, bank_u)
         _raise_to(self.bg_next, g * NCMD, t, bg_u)
         self.cmd_bus_next = t + 1
         self.last_issue = t
@@ -195,11 +201,7 @@ class ChannelDevice:
             for gi in range(r * self.bankgroups, (r + 1) * self.bankgroups):
                 _raise_to(self.bg_next, gi * NCMD, t, bg_u)
         else:
-            if cmd == 11:  # PIM_OP: the unit of one bank group
-                for b in range(g * bpg, (g + 1) * bpg):
-                    _raise_to(self.bank_next, b * NCMD, t, bank_u)
-            else:  # the common case, one bank: no loop over ranges
-                _raise_to(self.bank_next, flat_bank * NCMD, t, bank_u)
+            self._raise_banks(cmd, flat_bank, g, t, bank_u)
             _raise_to(self.bg_next, g * NCMD, t, bg_u)
         _raise_to(self.rank_next, r * NCMD, t, rank_u)
         if other_u:
