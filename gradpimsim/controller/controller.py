@@ -178,6 +178,14 @@ class ChannelController:
         #: Co-scheduling: does another source still have work on a rank?  Such a rank is busy
         #: for refresh (its REFs are postponed like a busy host rank's).
         self.external_busy: Callable[[int], bool] | None = None
+        #: Co-scheduling: a PIM scheduler that can propose nothing waits for this controller
+        #: to empty a queue of (or close) one of the ``watched`` banks, to switch between
+        #: reads and writes, or to change a refresh flag.  While ``watching``, the first such
+        #: event at cycle t lowers ``horizon`` to t + 1: the host runs in closed form up to
+        #: exactly the cycle after which the PIM side must look again, where it would
+        #: otherwise be stepped one event at a time (``pim_arbiter``).
+        self.watching = False
+        self.watched = [False] * nb
         self.rank_queued = [0] * cfg.org.ranks
         self.refresh = RefreshManager(cfg.org.ranks, t.tREFI, c.max_postponed_refreshes, c.refresh)
         self.refresh_due = self.refresh.next_check(0)
@@ -302,6 +310,8 @@ class ChannelController:
         self.draining = not self.draining
         self.drain_forced = self.draining and self.writes >= self.high
         self._rebuild()
+        if self.watching:
+            self._watch_hit(self.now)
         return True
 
     def _rebuild(self) -> None:
@@ -488,6 +498,22 @@ class ChannelController:
             else:
                 self._refresh_candidate(b)
 
+    def watch(self, banks: Iterable[int]) -> None:
+        """Start watching ``banks`` (see ``watching``); :meth:`unwatch` ends it."""
+        watched = self.watched
+        for b in banks:
+            watched[b] = True
+        self.watching = True
+
+    def unwatch(self) -> None:
+        self.watching = False
+        self.watched = [False] * self.nbanks
+
+    def _watch_hit(self, t: int) -> None:
+        """A watched event happened at cycle ``t``: decide nothing after that cycle."""
+        if t + 1 < self.horizon:
+            self.horizon = t + 1
+
     # ------------------------------------------------------------------ refresh
     def _rank_idle(self, rank: int) -> bool:
         """Nothing queued for the rank, here or (co-scheduling) at another source."""
@@ -502,6 +528,8 @@ class ChannelController:
             if self.refresh.should_start(rank, self.now, idle):
                 self.refresh.refreshing[rank] = True
                 self._rebuild_rank(rank)
+                if self.watching:
+                    self._watch_hit(self.now)
 
     def _rebuild_rank(self, rank: int) -> None:
         bpr = self.dev.banks_per_rank
@@ -537,6 +565,8 @@ class ChannelController:
             self.bypass[b] = 0
             self._emit(PRE, b, row, -1, t)
             self._refresh_candidate(b)
+            if self.watching and self.watched[b]:
+                self._watch_hit(t)
             first = rank * dev.banks_per_rank
             if self.refresh.refreshing[rank] and b != first:
                 # closing the rank's last open bank makes its REF (the first bank's
@@ -550,6 +580,8 @@ class ChannelController:
             if not self.refresh.should_continue(rank, t, idle):
                 self.refresh.refreshing[rank] = False
             self._rebuild_rank(rank)
+            if self.watching:
+                self._watch_hit(t)
 
     def _room_for_run(self, cmd: int) -> bool:
         """Could a run issue a second column command before it must stop?  Not when the
@@ -605,6 +637,8 @@ class ChannelController:
         if self.fresh[b]:
             self.row_misses += 1
             self.fresh[b] = False
+        if self.watching and self.watched[b] and cmd in (RDA, WRA):
+            self._watch_hit(t)
         self._emit(cmd, b, row, req.col + req.served, t)
         req.served += 1
         if req.is_write:
@@ -770,6 +804,10 @@ class ChannelController:
                     virtual[k] = False
                 else:
                     s_q[k].popleft()
+                if self.watching and self.watched[streams[k]] and not queues[streams[k]]:
+                    self._watch_hit(t)
+                    if self.horizon < limit:
+                        limit = self.horizon
                 completed += 1
                 if is_write:
                     n_w -= 1
@@ -1035,6 +1073,8 @@ class ChannelController:
                         if not self._inline_row(cmd, e, streams, s_row, s_last, flushed_at):
                             limit = e  # another candidate may come first: end the run here
                             break
+                        if self.horizon < limit:  # a watched bank closed (co-scheduling)
+                            limit = self.horizon
                         flushed_at = last_inline = e
                         self.row_commands_in_runs += 1
                         rescan = True
@@ -1186,6 +1226,8 @@ class ChannelController:
         else:
             row = dev.open_row[b]
             dev.issue(PRE, b, t)
+            if self.watching and self.watched[b]:
+                self._watch_hit(t)
         self.bypass[b] = 0
         self._emit(row_cmd, b, row, -1, t)
         self._refresh_candidate(b)
@@ -1355,6 +1397,10 @@ class ChannelController:
             last = t
             if served == req.ncols:
                 q.popleft()
+                if self.watching and self.watched[b] and not q:
+                    self._watch_hit(t)
+                    if self.horizon < limit:
+                        limit = self.horizon
                 completed += 1
                 if is_write:
                     n_w -= 1
@@ -1504,6 +1550,8 @@ class ChannelController:
             self.last_done = done
         if self._rank_idle(rank) and self.refresh.should_start(rank, last_rank, True):
             self.refresh.refreshing[rank] = True
+            if self.watching:
+                self._watch_hit(last_rank)
             self._rebuild_rank(rank)  # every bank of the rank, the streams included
             self._update_mode()
             return
@@ -1543,6 +1591,8 @@ class ChannelController:
         else:
             q.remove(req)
             self.bypass[b] += 1
+        if self.watching and self.watched[b] and not q:
+            self._watch_hit(t)
         self.last_col[b] = t
         self.rank_queued[req.rank] -= 1
         req.done = done
@@ -1553,6 +1603,8 @@ class ChannelController:
         if self._rank_idle(req.rank) and self.refresh.should_start(req.rank, t, True):
             self.refresh.refreshing[req.rank] = True
             self._rebuild_rank(req.rank)
+            if self.watching:
+                self._watch_hit(t)
 
     def _emit(self, cmd: int, b: int, row: int, col: int, t: int) -> None:
         self.cmd_counts[cmd] += 1

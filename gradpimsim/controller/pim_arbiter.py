@@ -161,8 +161,20 @@ class SharedChannel:
                     if th >= INF or (not ctrl.busy and not any(ctrl.refresh.refreshing)):
                         raise RuntimeError("; ".join(pim.stalled()) or "PIM stalled")
                     break
-                ctrl.horizon = th + 1
-                ctrl.run_until(th + 1)
+                if not self.fast:  # the reference: PIM looks again after every host cycle
+                    ctrl.horizon = th + 1
+                    ctrl.run_until(th + 1)
+                    continue
+                # The host runs (in closed form) until the first of its events after which
+                # PIM might propose something: a watched bank released, a read/write switch,
+                # a refresh flag change (ChannelController.watching).  PIM's answer at every
+                # host cycle before that would be "nothing", as the reference finds.
+                ctrl.horizon = limit
+                ctrl.watch(pim.waiting_banks())
+                try:
+                    ctrl.run_until(limit)
+                finally:
+                    ctrl.unwatch()
                 continue
             h = tp + bump
             if h > limit:

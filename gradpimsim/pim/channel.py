@@ -317,6 +317,15 @@ class PimChannel:
                 f"instructions left" for a in self.agents
                 if a.kind == _UNIT and (a.buf or not a.exhausted)]
 
+    def waiting_banks(self) -> list[int]:
+        """Shared mode, after :meth:`peek` found nothing to propose: the banks whose release
+        by the other source (its queue for the bank empties, or it closes the bank) could let
+        a unit go, i.e. the banks units wait on ``may_close`` for (every bank they still have
+        to prepare, to be safe).  Everything else that can unblock a unit is a refresh flag or
+        a read/write switch of the other source, which the arbiter watches anyway."""
+        agents = self.agents
+        return [agents[i].fb0 + b for i in self.blocked for b in agents[i].prep]
+
     # ------------------------------------------------------------------ batches
     def _part_done(self, batch: _Batch, end: int) -> None:
         if end > batch.end:
