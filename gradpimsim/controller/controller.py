@@ -57,6 +57,8 @@ from gradpimsim.stats.latency import LatencyHistogram
 
 # Command codes (``Cmd``'s values) and candidate priorities, as Final constants: mypyc inlines
 # them (a plain module global would cost a dictionary lookup at every use).
+#: "Never issued" for a cycle variable (a constant, where ``-INF`` would be computed).
+NO_CMD: Final = -INF
 ACT: Final = 0
 PRE: Final = 1
 RD: Final = 2
@@ -88,7 +90,7 @@ def drain_flips(draining: bool, reads: int, writes: int, forced: bool, high: int
     return writes >= high or (reads == 0 and writes > 0)
 
 
-def _new_epoch(log_t: list[int], log_k: list[int], seen: dict[tuple[int, ...], int],
+def _new_epoch(log_t: list[int], log_k: list[int], seen: dict[int, int],
                ) -> tuple[None, int]:
     """A run's heads or queues changed: forget the commands logged for periodic fast-forward
     (returns the cleared steady state and its start, for ``steady, steady_at = ...``)."""
@@ -778,7 +780,8 @@ class ChannelController:
         # index, and once the epoch is steady the streams that can still win (hits, leaders).
         log_t: list[int] = []
         log_k: list[int] = []
-        seen: dict[tuple[int, ...], int] = {}
+        seen: dict[int, int] = {}
+        base = (gap_bg if gap_bg > gap_rank else gap_rank) + 1  # readiness digits
         steady: tuple[int, list[int], list[int]] | None = None
         steady_at = -1  # the epoch cannot be steady before this cycle (-1: not known yet)
         t = now
@@ -872,11 +875,13 @@ class ChannelController:
                     if t >= steady_at:
                         steady = self._steady_leaders(t, s_q, s_row, s_start, s_bg)
                 if steady is not None:
-                    key_l = [steady[0]]
+                    # the relative state as one int: the hit mask, then each run bank group's
+                    # readiness, in [gap_rank, max(gap_bg, gap_rank)]: one digit of ``base``
+                    # each (the groups are fixed within an epoch: the encoding is one-to-one)
+                    state = steady[0]
                     for g in run_bgs:
                         v = last_in_bg[g] + gap_bg - t
-                        key_l.append(v if v > gap_rank else gap_rank)
-                    state = tuple(key_l)
+                        state = state * base + (v if v > gap_rank else gap_rank)
                     i0 = seen.get(state)
                     if i0 is not None:
                         bound = limit if limit < f_at else f_at
@@ -936,16 +941,21 @@ class ChannelController:
                         virtual[ks] = virt
                         index[b] = ks
                         live.append(ks)
-                    if found:
+                    if found:  # new streams: a new epoch.  A row command alone changes no
+                        # column command (it only takes a free bus cycle before the next one)
+                        # and every other cause of a rescan began a new epoch already
                         run_bgs = sorted({s_bg[s] for s in live})
-                    steady, steady_at = _new_epoch(log_t, log_k, seen)
+                        steady, steady_at = _new_epoch(log_t, log_k, seen)
                 best_t = INF
                 best_seq = INF
                 best_k = -1
                 if steady is not None:
                     # steady: a head is ready when its bank group is, and only the oldest
                     # head of each group can win (PRE bounds of the others are applied)
-                    for s, seq in zip(steady[1], steady[2], strict=True):
+                    leaders, ages = steady[1], steady[2]
+                    for j in range(len(leaders)):
+                        s = leaders[j]
+                        seq = ages[j]
                         e = last_in_bg[s_bg[s]] + gap_bg
                         if floor_rank > e:
                             e = floor_rank
@@ -956,11 +966,12 @@ class ChannelController:
                         qs = s_q[s]
                         if not qs or qs[0].row != s_row[s]:
                             # the bank's next candidate is a PRE: its exact earliest bounds the run
-                            if s_last[s] > -INF and (qs or (adaptive
-                                                            and not other_q[streams[s]])):
-                                v = s_last[s] + gap_pre
-                                if not qs and s_last[s] + idle_close > v:
-                                    v = s_last[s] + idle_close
+                            last_s = s_last[s]
+                            if last_s > NO_CMD and (qs or (adaptive
+                                                           and not other_q[streams[s]])):
+                                v = last_s + gap_pre
+                                if not qs and last_s + idle_close > v:
+                                    v = last_s + idle_close
                                 # (the device is updated only after the run: as at its start)
                                 pre = dev.earliest(PRE, streams[s])
                                 if pre > v:
@@ -1054,6 +1065,9 @@ class ChannelController:
                     qh = queues[head.bank]  # a virtual stream's bank queue, too
                     if not qh:
                         admitted = True  # a new head: the choice may change
+                        steady, steady_at = _new_epoch(log_t, log_k, seen)
+                    # (behind a head it changes no choice until that head completes, which
+                    # begins a new epoch; same-kind requests cannot switch reads and writes)
                     qh.append(head)
                     queued += 1
                     if is_write:
@@ -1061,7 +1075,6 @@ class ChannelController:
                     else:
                         n_r += 1
                     admitted_in_run.append(head)
-                    steady, steady_at = _new_epoch(log_t, log_k, seen)
                 if admitted:
                     continue
                 # -- the row command bounding the run, if it is due before the next burst
@@ -1290,20 +1303,31 @@ class ChannelController:
         state seen twice marks a period of the merge.
         """
         hits = 0
-        oldest: dict[int, Request] = {}
-        leader: dict[int, int] = {}
-        for s, qs in enumerate(s_q):
-            if qs and qs[0].row == s_row[s]:
+        leaders: list[int] = []  # (lists, not dicts: a run has a handful of bank groups)
+        groups: list[int] = []
+        ages: list[int] = []
+        for s in range(len(s_q)):
+            qs = s_q[s]
+            if qs:
                 head = qs[0]
+                if head.row != s_row[s]:
+                    continue
                 if s_start[s] > t or head.admitted > t:
                     return None
                 hits |= 1 << s
                 g = s_bg[s]
-                if g not in oldest or head.seq < oldest[g].seq:
-                    oldest[g] = head
-                    leader[g] = s
-        streams = list(leader.values())
-        return hits, streams, [oldest[s_bg[s]].seq for s in streams]
+                seq = head.seq
+                for j in range(len(groups)):
+                    if groups[j] == g:
+                        if seq < ages[j]:
+                            ages[j] = seq
+                            leaders[j] = s
+                        break
+                else:
+                    groups.append(g)
+                    leaders.append(s)
+                    ages.append(seq)
+        return hits, leaders, ages
 
     def _periodic_jump(self, log_t: list[int], log_k: list[int], i0: int, bound: int,
                        s_q: list[deque[Request]], s_last: list[int], last_in_bg: list[int],
