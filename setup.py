@@ -24,6 +24,7 @@ HOT_MODULES = [
     "gradpimsim/controller/request.py",
     "gradpimsim/dram/device.py",
     "gradpimsim/pim/channel.py",
+    "gradpimsim/pim/kernels.py",
     "gradpimsim/stats/latency.py",
 ]
 

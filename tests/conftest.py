@@ -15,6 +15,7 @@ import pytest
 
 from gradpimsim.checker import ProtocolChecker
 from gradpimsim.controller import controller
+from gradpimsim.system.parallel import ONLINE_CHECK_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -25,12 +26,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def online_checker(request: pytest.FixtureRequest) -> Iterator[list[ProtocolChecker]]:
-    """Attach a raising ProtocolChecker to every ChannelController created during the test."""
+def online_checker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                   ) -> Iterator[list[ProtocolChecker]]:
+    """Attach a raising ProtocolChecker to every ChannelController created during the test,
+    in worker processes too (``compare(jobs=2)``: they see the environment variable)."""
     checkers: list[ProtocolChecker] = []
     if request.node.get_closest_marker("no_checker"):
+        monkeypatch.delenv(ONLINE_CHECK_ENV, raising=False)
         yield checkers
         return
+    monkeypatch.setenv(ONLINE_CHECK_ENV, "1")
 
     def factory(cfg, channel, pim):  # type: ignore[no-untyped-def]
         checker = ProtocolChecker(cfg, pim, raise_on_violation=True)

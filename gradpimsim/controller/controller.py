@@ -766,7 +766,6 @@ class ChannelController:
         last_inline = -INF  # the last row command issued inside the run
         lat = self.write_latency_cycles if is_write else self.read_latency_cycles
         latencies: list[int] = []
-        record = latencies.append
         n_r, n_w = self.reads, self.writes
         queued = self.rank_queued[rank]
         low, high, forced = self.low, self.high, self.drain_forced
@@ -782,7 +781,7 @@ class ChannelController:
         log_k: list[int] = []
         seen: dict[int, int] = {}
         base = (gap_bg if gap_bg > gap_rank else gap_rank) + 1  # readiness digits
-        steady: tuple[int, list[int], list[int]] | None = None
+        steady: tuple[int, list[int], list[int], int] | None = None
         steady_at = -1  # the epoch cannot be steady before this cycle (-1: not known yet)
         t = now
         k = 0
@@ -818,7 +817,7 @@ class ChannelController:
                     n_r -= 1
                 queued -= 1
                 done = t + lat
-                record(done - req.admitted)
+                latencies.append(done - req.admitted)
                 req.done = done
                 if req.callback is not None:
                     req.callback(req)
@@ -885,6 +884,8 @@ class ChannelController:
                     i0 = seen.get(state)
                     if i0 is not None:
                         bound = limit if limit < f_at else f_at
+                        if steady[3] < bound:  # a head past its gates then joins the leaders
+                            bound = steady[3]
                         if pending:
                             p = pending[0]
                             full = n_w >= wcap if p.is_write else n_r >= rcap
@@ -941,11 +942,27 @@ class ChannelController:
                         virtual[ks] = virt
                         index[b] = ks
                         live.append(ks)
-                    if found:  # new streams: a new epoch.  A row command alone changes no
-                        # column command (it only takes a free bus cycle before the next one)
-                        # and every other cause of a rescan began a new epoch already
-                        run_bgs = sorted({s_bg[s] for s in live})
-                        steady, steady_at = _new_epoch(log_t, log_k, seen)
+                    # A row command alone changes no column command (it only takes a free
+                    # bus cycle before the next one), and every other cause of a rescan began
+                    # a new epoch already.  New streams (a row just opened) begin one, unless
+                    # they cannot issue yet: the leaders stand until their gate.
+                    if found:
+                        bgs = sorted({s_bg[s] for s in live})
+                        gate = INF
+                        for b in found:
+                            ks = index[b]
+                            v = s_start[ks]
+                            head = s_q[ks][0]
+                            if head.admitted > v:
+                                v = head.admitted
+                            if v < gate:
+                                gate = v
+                        if steady is not None and gate > t and bgs == run_bgs:
+                            if gate < steady[3]:
+                                steady = (steady[0], steady[1], steady[2], gate)
+                        else:
+                            run_bgs = bgs
+                            steady, steady_at = _new_epoch(log_t, log_k, seen)
                 best_t = INF
                 best_seq = INF
                 best_k = -1
@@ -961,7 +978,15 @@ class ChannelController:
                             e = floor_rank
                         if e < best_t or (e == best_t and seq < best_seq):
                             best_t, best_seq, best_k = e, seq, s
-                else:
+                    if best_t >= steady[3]:
+                        # a head behind its gates may compete from its gate on: scan them
+                        # all, and choose leaders again from then
+                        steady_at = steady[3]
+                        steady = None
+                        best_t = INF
+                        best_seq = INF
+                        best_k = -1
+                if steady is None:
                     for s in live:
                         qs = s_q[s]
                         if not qs or qs[0].row != s_row[s]:
@@ -1276,33 +1301,41 @@ class ChannelController:
     @staticmethod
     def _steady_from(s_q: list[deque[Request]], s_row: list[int], s_start: list[int],
                      last_bound: bool) -> int:
-        """The first cycle at which every hit head is past its own gates and its admission
-        (never, while a head whose last burst bounds the run waits: the run ends soon)."""
-        at = 0
-        for s, qs in enumerate(s_q):
-            if qs and qs[0].row == s_row[s]:
-                if last_bound and qs[0].ncols - qs[0].served == 1:
+        """The first cycle at which some hit head is past its own gates and its admission,
+        so that leaders exist (never, while a head whose last burst bounds the run waits: the
+        run ends soon)."""
+        at = INF
+        for s in range(len(s_q)):
+            qs = s_q[s]
+            if qs:
+                head = qs[0]
+                if head.row != s_row[s]:
+                    continue
+                if last_bound and head.ncols - head.served == 1:
                     return INF
-                v = s_start[s] if s_start[s] > qs[0].admitted else qs[0].admitted
-                if v > at:
+                v = s_start[s] if s_start[s] > head.admitted else head.admitted
+                if v < at:
                     at = v
         return at
 
     @staticmethod
     def _steady_leaders(t: int, s_q: list[deque[Request]], s_row: list[int],
                         s_start: list[int], s_bg: list[int],
-                        ) -> tuple[int, list[int], list[int]] | None:
-        """(hit streams as a bit mask, the oldest hit head's stream per bank group, their age
-        stamps), or None while some hit head is not yet past its own gates at ``t``.
+                        ) -> tuple[int, list[int], list[int], int]:
+        """(the hit streams past their gates at ``t`` as a bit mask, the oldest such head's
+        stream per bank group, their age stamps, and the first gate of the other hit heads:
+        the *gate*, INF if none).
 
-        Once every hit head is past its own start (``s_start``, the bank-level gates when the
-        run began) and its admission, a head's next issue cycle is ``t`` plus its bank group's
-        readiness ``max(gap_rank, last_in_bg + gap_bg - t)``, so within a group only the oldest
-        head can win, and the heads are fixed until the epoch ends.  The hit mask and those
-        readiness values then determine every later choice relative to ``t``: that relative
-        state seen twice marks a period of the merge.
+        Once a hit head is past its own start (``s_start``, the bank-level gates when the run
+        began) and its admission, its next issue cycle is ``t`` plus its bank group's readiness
+        ``max(gap_rank, last_in_bg + gap_bg - t)``, so within a group only the oldest such head
+        can win, and the heads are fixed until the epoch ends.  A head still behind its gates
+        cannot issue before the gate, so until then the leaders decide every choice, and the
+        hit mask and those readiness values determine every choice relative to ``t``: that
+        relative state seen twice marks a period of the merge (which must end before the gate).
         """
         hits = 0
+        gate = INF
         leaders: list[int] = []  # (lists, not dicts: a run has a handful of bank groups)
         groups: list[int] = []
         ages: list[int] = []
@@ -1312,8 +1345,11 @@ class ChannelController:
                 head = qs[0]
                 if head.row != s_row[s]:
                     continue
-                if s_start[s] > t or head.admitted > t:
-                    return None
+                v = s_start[s] if s_start[s] > head.admitted else head.admitted
+                if v > t:
+                    if v < gate:
+                        gate = v
+                    continue
                 hits |= 1 << s
                 g = s_bg[s]
                 seq = head.seq
@@ -1327,7 +1363,7 @@ class ChannelController:
                     groups.append(g)
                     leaders.append(s)
                     ages.append(seq)
-        return hits, leaders, ages
+        return hits, leaders, ages, gate
 
     def _periodic_jump(self, log_t: list[int], log_k: list[int], i0: int, bound: int,
                        s_q: list[deque[Request]], s_last: list[int], last_in_bg: list[int],
@@ -1400,7 +1436,6 @@ class ChannelController:
         rcap, wcap = self.read_cap, self.write_cap
         lat = self.write_latency_cycles if is_write else self.read_latency_cycles
         latencies: list[int] = []
-        record = latencies.append
         emit = self._run_emitter(cmd, [b], [row])
         n_r, n_w = self.reads, self.writes
         queued = self.rank_queued[rank]
@@ -1432,7 +1467,7 @@ class ChannelController:
                     n_r -= 1
                 queued -= 1
                 done = t + lat
-                record(done - req.admitted)
+                latencies.append(done - req.admitted)
                 req.done = done
                 if req.callback is not None:
                     req.callback(req)

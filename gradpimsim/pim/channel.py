@@ -401,7 +401,6 @@ class PimChannel:
     def _refill(self, a: _Agent) -> None:
         buf = a.buf
         want = self.lookahead - len(buf)
-        check = self._check
         while want > 0 and a.sources:
             _, it = a.sources[0]
             got = 0
@@ -416,7 +415,7 @@ class PimChannel:
                     else:
                         runs.append([ins.row, 1])
                         if len(runs) == 1:
-                            check(a, ins.bank)
+                            self._check(a, ins.bank)
             a.pulled += got
             if got < want:  # this source is exhausted
                 a.sources.popleft()
@@ -434,7 +433,6 @@ class PimChannel:
         rank = a.rank
         best = INF
         dev = self.dev
-        earliest = dev.earliest
         own_row = self.own_row
         if kind == _UNIT:
             buf = a.buf
@@ -444,14 +442,14 @@ class PimChannel:
                 c = ins.cmd
                 if c == PIM_OP:
                     if a.ops_ok:
-                        best = earliest(PIM_OP, a.fb0)
+                        best = dev.earliest(PIM_OP, a.fb0)
                         a.cmd = PIM_OP
                         a.fb = a.fb0
                         a.sel = _HEAD
                 elif not busy_ref:
                     fb = a.fb0 + ins.bank
                     if own_row[fb] == ins.row:
-                        best = earliest(c, fb)
+                        best = dev.earliest(c, fb)
                         if c == PIM_WR and best < a.wr_floor:
                             best = a.wr_floor
                         a.cmd = c
@@ -461,7 +459,7 @@ class PimChannel:
                 for b in range(self.bpg):
                     fb = a.fb0 + b
                     if own_row[fb] != -1:
-                        e = earliest(PRE, fb)
+                        e = dev.earliest(PRE, fb)
                         if e < best:
                             best, a.cmd, a.fb, a.sel = e, PRE, fb, b
             elif a.prep:
@@ -469,25 +467,25 @@ class PimChannel:
                 for b in a.prep:
                     fb = a.fb0 + b
                     if own_row[fb] != -1:
-                        e = earliest(PRE, fb)
+                        e = dev.earliest(PRE, fb)
                         if e < best:
                             best, a.cmd, a.fb, a.sel = e, PRE, fb, b
                     elif open_row[fb] != -1:  # shared: the other source's open row
                         if self.may_close is None or self.may_close(fb):
-                            e = earliest(PRE, fb)
+                            e = dev.earliest(PRE, fb)
                             if e < best:
                                 best, a.cmd, a.fb, a.sel = e, PRE, fb, b
                         else:
                             self.blocked.add(i)
                     else:
-                        e = earliest(ACT, fb)
+                        e = dev.earliest(ACT, fb)
                         if e < best:
                             best, a.cmd, a.fb, a.sel = e, ACT, fb, b
                             a.row = a.runs[b][0][0]
         elif kind == _PROLOGUE:
             q = self.prologue_q[rank]
             if q and q[0][1] and (a.pos or self._prologue_may_start(rank, q[0][0].seq)):
-                best = earliest(PIM_SET, a.fb0)
+                best = dev.earliest(PIM_SET, a.fb0)
                 a.cmd = PIM_SET
         elif self.refreshing[rank]:
             first = a.fb0
@@ -496,7 +494,7 @@ class PimChannel:
                 if open_row[fb] != -1:
                     break
             else:
-                best = earliest(REF, first)
+                best = dev.earliest(REF, first)
                 a.cmd = REF
         self.ready[i] = best
         self.stamp[i] = self.epoch
@@ -649,15 +647,15 @@ class PimChannel:
         instruction, at ``bound`` or after a batch completes).  Returns the commands issued.
 
         It makes the decisions of ``peek()``/``issue()`` but inlines the common case, a unit's
-        next instruction, with everything in locals: this is the per-command hot path, and
-        method calls and attribute lookups would cost about a third of the speed.  Anything
-        else (row preparation, PIM_SET, REF) goes through :meth:`issue` (``span`` False).
+        next instruction, with containers in locals: this is the per-command hot path.  Methods
+        are called on their objects, not through bound methods kept in locals: compiled, such a
+        call is a direct C call, while a bound method in a local is a generic Python call.
+        Anything else (row preparation, PIM_SET, REF) goes through :meth:`issue` (``span``
+        False).
         """
         ready = self.ready
         agents = self.agents
         dev = self.dev
-        dev_issue = dev.issue
-        dev_local = dev.issue_local
         local_ok = dev.local_ok
         bank_next, bg_next, rank_next = dev.bank_next, dev.bg_next, dev.rank_next
         bpg, bpr = self.bpg, self.bpr
@@ -670,8 +668,6 @@ class PimChannel:
         low_water = self.low_water
         long_latency = self.long_latency
         ch = self.channel
-        check = self._check
-        plan = self._plan
         blocked = self.blocked
         end = self.end
         rr = self.rr
@@ -690,8 +686,11 @@ class PimChannel:
                     waiting = list(blocked)
                     blocked.clear()
                     for j in waiting:
-                        plan(j)
-                m = min(ready)
+                        self._plan(j)
+                m = INF
+                for v in ready:  # (native compares; builtin min() compares objects)
+                    if v < m:
+                        m = v
                 if m >= INF:
                     break
                 bus = dev.cmd_bus_next
@@ -730,9 +729,9 @@ class PimChannel:
             ins = a.buf.popleft()
             if c == PIM_OP:
                 if local_ok[c]:
-                    dev_local(c, fb, t)
+                    dev.issue_local(c, fb, t)
                 else:
-                    dev_issue(c, fb, t)
+                    dev.issue(c, fb, t)
                 ur.ops += 1
                 if ins.op in SQRT_DIV_OPS and t + long_latency > a.wr_floor:
                     a.wr_floor = t + long_latency
@@ -743,9 +742,9 @@ class PimChannel:
                 b = ins.bank
                 row = ins.row
                 if local_ok[c]:
-                    dev_local(c, fb, t)
+                    dev.issue_local(c, fb, t)
                 else:
-                    dev_issue(c, fb, t, row)
+                    dev.issue(c, fb, t, row)
                 if c == PIM_RD:
                     ur.reads += 1
                 else:
@@ -757,7 +756,7 @@ class PimChannel:
                 run[1] -= 1
                 if not run[1]:
                     runs.popleft()
-                    check(a, b)
+                    self._check(a, b)
                 e = t + burst
                 a.part_end = e
             if a.pu is not None:
@@ -791,7 +790,7 @@ class PimChannel:
                 elif own_row[a.fb0 + ins.bank] == ins.row:
                     fb2 = a.fb0 + ins.bank
                 if fb2 < 0:
-                    plan(i)
+                    self._plan(i)
                 else:
                     e = bank_next[fb2 * NCMD + c2]
                     v = bg_next[(fb2 // bpg) * NCMD + c2]
@@ -809,7 +808,7 @@ class PimChannel:
                     a.fb = fb2
                     ready[i] = e
             else:
-                plan(i)
+                self._plan(i)
             if stop:
                 break
         self.end = end

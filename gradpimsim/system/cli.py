@@ -2,14 +2,14 @@
 
 ``compare`` runs the same iteration twice (host update over the bus, then GradPIM) and prints
 one table with both and the speedup.  ``--out DIR`` writes results.json (every figure and the
-full configuration), tasks.csv and timeline.json (Perfetto).  Ctrl-C stops the run, writes
-what finished (marked ``interrupted``) and exits 130.
+full configuration), tasks.csv and timeline.json (Perfetto).  ``compare --jobs 2`` (the default
+on a machine with two cores or more) simulates both at the same time in two worker processes.
+Ctrl-C stops the run, writes what finished (marked ``interrupted``) and exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,11 @@ def add_parser(subparsers: Any) -> None:
         description="Simulate one training iteration of WORKLOAD twice, with the update on the "
         "host and on GradPIM, and print both with the speedup.")
     _common(cmp_)
+    cmp_.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                      help="processes: 2 simulates both runs at the same time, each in its own "
+                      "process; 1 runs them one after the other in this one (default: 2 with "
+                      "2+ cores unless the workload is small, e.g. mlp-small, where starting a "
+                      "worker takes longer than its run; more than 2 uses 2)")
     cmp_.set_defaults(func=_compare)
 
 
@@ -128,27 +133,29 @@ def _progress() -> Progress:
                     console=Console(stderr=True), transient=True)
 
 
-def _sink_factory(path: str | None, suffix: str, writers: list[Any]) -> Any:
+def _trace_file(path: str | None, suffix: str) -> Any:
+    """``--cmd-trace`` as a sink factory (picklable, so a worker process can write it)."""
     if not path:
         return None
-    from gradpimsim.trace.cmdtrace import CommandTraceWriter
+    from gradpimsim.trace.cmdtrace import CommandTraceFile
 
     p = Path(path)
     if suffix:
-        name = p.name
-        stem, dot, ext = name.partition(".")
+        stem, dot, ext = p.name.partition(".")
         p = p.with_name(f"{stem}.{suffix}{dot}{ext}")
-    w = CommandTraceWriter(p.with_name(f".partial.{p.name}"))
-    writers.append((w, p))
-    return lambda ch: w.write
+    return CommandTraceFile(p)
 
 
-def _close(writers: list[Any]) -> list[Path]:
+def _close(files: dict[str, Any], finished: dict[str, Any]) -> list[Path]:
+    """Finish the trace files of the runs in ``finished``; paths of those written.
+
+    A run simulated here has its file closed now; one simulated by a worker process was
+    closed by that worker before it sent its result.
+    """
     out = []
-    for w, p in writers:
-        w.close()
-        os.replace(p.with_name(f".partial.{p.name}"), p)
-        out.append(p)
+    for name, f in files.items():
+        if f is not None and (f.close() or (name in finished and f.path.exists())):
+            out.append(f.path)
     return out
 
 
@@ -159,14 +166,14 @@ def _run(args: argparse.Namespace) -> int:
 
     run = _config(args, args.pim)
     cfg = run.memory_config()
-    writers: list[Any] = []
+    trace = _trace_file(args.cmd_trace, "")
     t0 = time.perf_counter()
     with _progress() as prog:
         res = simulate(run, progress=_Progress(prog, "GradPIM" if run.pim else "baseline",
                                                cfg.timing.tCK_ns),
-                       sink_factory=_sink_factory(args.cmd_trace, "", writers))
-    paths = _close(writers)
+                       sink_factory=trace)
     name = "pim" if run.pim else "baseline"
+    paths = _close({name: trace}, {name: res})
     console.print(results_table({name: res}, None, run))
     data = results_dict(run, {name: res})
     return _finish(args, data, {name: res}, res.interrupted, paths, time.perf_counter() - t0)
@@ -174,19 +181,26 @@ def _run(args: argparse.Namespace) -> int:
 
 @_user_errors
 def _compare(args: argparse.Namespace) -> int:
-    from gradpimsim.system.simulate import compare
+    from gradpimsim.cli import UserError
+    from gradpimsim.system.simulate import auto_jobs, compare
 
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     run = _config(args, False)
+    jobs = args.jobs if args.jobs is not None else auto_jobs(run)
     cfg = run.memory_config()
-    writers: list[Any] = []
+    traces: dict[str, Any] = {}
     t0 = time.perf_counter()
     labels = {"baseline": "baseline", "pim": "GradPIM "}
+
+    def per_run(name: str) -> tuple[_Progress, Any]:
+        traces[name] = _trace_file(args.cmd_trace, name)
+        return _Progress(prog, labels[name], cfg.timing.tCK_ns), traces[name]
+
     with _progress() as prog:
-        result = compare(run, per_run=lambda name: (
-            _Progress(prog, labels[name], cfg.timing.tCK_ns),
-            _sink_factory(args.cmd_trace, name, writers)))
-    paths = _close(writers)
+        result = compare(run, per_run=per_run, jobs=jobs)
     runs = result.runs()
+    paths = _close(traces, runs)
     console.print(results_table(runs, result.speedup, run))
     if run.functional:
         pim = result.pim

@@ -51,6 +51,10 @@ class RunResult:
     mismatches: list[str] = field(default_factory=list)
     store: Any = None  # functional mode: the DRAM contents at the end
     targets: Any = None
+    #: Peak resident memory of the process that simulated this run, up to the run's end, in MB.
+    #: With ``compare(jobs=2)`` that is the run's own worker; in one process it includes
+    #: whatever ran before (with ``jobs=1`` the PIM run's figure covers the baseline too).
+    peak_rss_mb: float | None = None
 
     @property
     def time_us(self) -> float:
@@ -65,8 +69,8 @@ class RunResult:
             "tasks_done": sum(1 for t in self.tasks if t.end >= 0),
             "tasks_total": len(self.tasks), "interrupted": self.interrupted,
             "verified": self.verified, "mismatches": self.mismatches[:20],
-            "wall_s": round(self.wall_s, 3), "config": self.config.to_dict(),
-            "memory": self.memory,
+            "wall_s": round(self.wall_s, 3), "peak_rss_mb": self.peak_rss_mb,
+            "config": self.config.to_dict(), "memory": self.memory,
         }
 
     def tasks_df(self) -> pd.DataFrame:
@@ -93,7 +97,8 @@ class CompareResult:
 
     @property
     def speedup(self) -> float | None:
-        if self.pim is None or not self.pim.cycles or self.pim.interrupted:
+        # either interrupted (in parallel the PIM run may finish while the baseline is stopped)
+        if self.pim is None or not self.pim.cycles or self.interrupted:
             return None
         return self.baseline.cycles / self.pim.cycles
 

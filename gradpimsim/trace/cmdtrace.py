@@ -15,16 +15,18 @@ GradPIM tools with their own names still read.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, repeat
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from gradpimsim.dram.commands import TRACE_NAME, Cmd, Command
 
 __all__ = [
     "CommandTraceError",
+    "CommandTraceFile",
     "CommandTraceReader",
     "CommandTraceWriter",
     "parse_command_name",
@@ -313,3 +315,45 @@ class CommandTraceWriter:
     ) -> None:
         self.close()
 
+
+class CommandTraceFile:
+    """A simulator sink factory that streams every channel's commands to one trace file.
+
+    Unlike a writer, it can be pickled before it is used: nothing is opened until the simulator
+    asks for a channel's sink.  That lets ``compare(jobs=2)`` send it to the worker process that
+    simulates the run; the worker closes it when the run ends.  Commands go to a ``.partial.``
+    name, renamed to ``path`` by :meth:`close`, so a reader never mistakes half a trace for a
+    whole one.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._writer: CommandTraceWriter | None = None
+
+    @property
+    def partial_path(self) -> Path:
+        return self.path.with_name(f".partial.{self.path.name}")
+
+    def __call__(self, channel: int) -> Callable[[Command], None]:
+        """The sink for ``channel`` (every channel writes to the same file, in issue order)."""
+        if self._writer is None:
+            self._writer = CommandTraceWriter(self.partial_path)
+        return self._writer.write
+
+    def close(self) -> bool:
+        """Finish the file and give it its name; False if this copy never wrote anything."""
+        if self._writer is None:
+            return False
+        self._writer.close()
+        self._writer = None
+        os.replace(self.partial_path, self.path)
+        return True
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._writer is not None:  # an open file cannot follow the object elsewhere
+            raise TypeError(f"{self.path}: cannot pickle a command trace file being written")
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = state["path"]
+        self._writer = None
