@@ -34,7 +34,9 @@ Rules (results depend on them, so they are stated exactly; also docs/gradpim.md 
   commands take bus ties from the host under pim-first): that is the policy, not a deadlock.
 - **Approximation.**  Host state that *permits* PIM (a host queue draining, so PIM may close the
   bank) is seen when PIM next peeks, not at the exact cycle it changed; PIM then issues at the
-  earliest legal cycle after the commands already issued.
+  earliest legal cycle after the commands already issued.  PIM looks after every host cycle
+  in which something it waits for could have changed (see ``run_until``: a watched bank's
+  queue empties or the bank closes, a read/write switch, a refresh flag).
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ class _Batch:
         self.on_done = on_done
 
 
-def _pick(agents: Sequence[_Agent], ready: Sequence[int], m: int, rr: int) -> int:
+def _pick(agents: list[_Agent], ready: list[int], m: int, rr: int) -> int:
     """The agent that issues at cycle ``m``: round-robin from ``rr`` among those ready by
     ``m``, except that a column command or ACT/PRE goes before a PIM_OP (one rule for
     :meth:`PimChannel.peek` and the issue loop)."""
