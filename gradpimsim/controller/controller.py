@@ -874,7 +874,7 @@ class ChannelController:
                     if t >= steady_at:
                         steady = self._steady_leaders(t, s_q, s_row, s_start, s_bg)
                 if steady is not None:
-                    # the relative state as one int: the hit mask, then each run bank group's
+                    # the relative state as one int: the leader mask, then each run bank group's
                     # readiness, in [gap_rank, max(gap_bg, gap_rank)]: one digit of ``base``
                     # each (the groups are fixed within an epoch: the encoding is one-to-one)
                     state = steady[0]
@@ -1322,19 +1322,19 @@ class ChannelController:
     def _steady_leaders(t: int, s_q: list[deque[Request]], s_row: list[int],
                         s_start: list[int], s_bg: list[int],
                         ) -> tuple[int, list[int], list[int], int]:
-        """(the hit streams past their gates at ``t`` as a bit mask, the oldest such head's
-        stream per bank group, their age stamps, and the first gate of the other hit heads:
-        the *gate*, INF if none).
+        """(the *leaders*, the oldest hit head past its gates at ``t`` per bank group, as a bit
+        mask of their streams; the same as a list; their age stamps; and the first gate of the
+        other hit heads: the *gate*, INF if none).
 
         Once a hit head is past its own start (``s_start``, the bank-level gates when the run
         began) and its admission, its next issue cycle is ``t`` plus its bank group's readiness
         ``max(gap_rank, last_in_bg + gap_bg - t)``, so within a group only the oldest such head
         can win, and the heads are fixed until the epoch ends.  A head still behind its gates
         cannot issue before the gate, so until then the leaders decide every choice, and the
-        hit mask and those readiness values determine every choice relative to ``t``: that
+        leader mask and those readiness values determine every choice relative to ``t``: that
         relative state seen twice marks a period of the merge (which must end before the gate).
+        A head that passes its gate without becoming a leader changes no choice, nor the state.
         """
-        hits = 0
         gate = INF
         leaders: list[int] = []  # (lists, not dicts: a run has a handful of bank groups)
         groups: list[int] = []
@@ -1350,7 +1350,6 @@ class ChannelController:
                     if v < gate:
                         gate = v
                     continue
-                hits |= 1 << s
                 g = s_bg[s]
                 seq = head.seq
                 for j in range(len(groups)):
@@ -1363,7 +1362,10 @@ class ChannelController:
                     groups.append(g)
                     leaders.append(s)
                     ages.append(seq)
-        return hits, leaders, ages, gate
+        mask = 0
+        for s in leaders:
+            mask |= 1 << s
+        return mask, leaders, ages, gate
 
     def _periodic_jump(self, log_t: list[int], log_k: list[int], i0: int, bound: int,
                        s_q: list[deque[Request]], s_last: list[int], last_in_bg: list[int],
