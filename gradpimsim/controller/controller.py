@@ -101,6 +101,17 @@ def _new_epoch(log_t: list[int], log_k: list[int], seen: dict[int, int],
     return None, -1
 
 
+def _gate(q: deque[Request], row: int, start: int) -> int:
+    """The cycle from which a run stream's head may issue, past its bank-level gates
+    (``start``) and its admission; -1 if the queue is empty or its head misses ``row``."""
+    if not q:
+        return -1
+    head = q[0]
+    if head.row != row:
+        return -1
+    return start if start > head.admitted else head.admitted
+
+
 def _alone(req: Request | None) -> deque[Request]:
     """A virtual stream's queue: the one bypass hit it serves."""
     assert req is not None  # a hit candidate always serves a request
@@ -1306,16 +1317,13 @@ class ChannelController:
         run ends soon)."""
         at = INF
         for s in range(len(s_q)):
-            qs = s_q[s]
-            if qs:
-                head = qs[0]
-                if head.row != s_row[s]:
-                    continue
-                if last_bound and head.ncols - head.served == 1:
-                    return INF
-                v = s_start[s] if s_start[s] > head.admitted else head.admitted
-                if v < at:
-                    at = v
+            v = _gate(s_q[s], s_row[s], s_start[s])
+            if v < 0:
+                continue
+            if last_bound and s_q[s][0].ncols - s_q[s][0].served == 1:
+                return INF
+            if v < at:
+                at = v
         return at
 
     @staticmethod
@@ -1340,28 +1348,25 @@ class ChannelController:
         groups: list[int] = []
         ages: list[int] = []
         for s in range(len(s_q)):
-            qs = s_q[s]
-            if qs:
-                head = qs[0]
-                if head.row != s_row[s]:
-                    continue
-                v = s_start[s] if s_start[s] > head.admitted else head.admitted
-                if v > t:
-                    if v < gate:
-                        gate = v
-                    continue
-                g = s_bg[s]
-                seq = head.seq
-                for j in range(len(groups)):
-                    if groups[j] == g:
-                        if seq < ages[j]:
-                            ages[j] = seq
-                            leaders[j] = s
-                        break
-                else:
-                    groups.append(g)
-                    leaders.append(s)
-                    ages.append(seq)
+            v = _gate(s_q[s], s_row[s], s_start[s])
+            if v < 0:
+                continue
+            if v > t:
+                if v < gate:
+                    gate = v
+                continue
+            g = s_bg[s]
+            seq = s_q[s][0].seq
+            for j in range(len(groups)):
+                if groups[j] == g:
+                    if seq < ages[j]:
+                        ages[j] = seq
+                        leaders[j] = s
+                    break
+            else:
+                groups.append(g)
+                leaders.append(s)
+                ages.append(seq)
         mask = 0
         for s in leaders:
             mask |= 1 << s
