@@ -34,6 +34,13 @@ def test_controller_command_codes_are_the_command_enum() -> None:
         assert getattr(ctl, name) == int(Cmd[name]), name
 
 
+def test_device_command_codes_are_the_command_enum() -> None:
+    from gradpimsim.dram import device
+
+    for name in ("ACT", "PRE", "RDA", "WRA", "REF", "SRE", "SRX", "PIM_OP", "PIM_SET"):
+        assert getattr(device, name) == int(Cmd[name]), name
+
+
 def test_one_never_for_controller_and_pim() -> None:
     assert channel.INF == INF
     assert INF < 1 << 62  # a native short integer under mypyc

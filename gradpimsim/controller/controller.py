@@ -57,8 +57,6 @@ from gradpimsim.stats.latency import LatencyHistogram
 
 # Command codes (``Cmd``'s values) and candidate priorities, as Final constants: mypyc inlines
 # them (a plain module global would cost a dictionary lookup at every use).
-#: "Never issued" for a cycle variable (a constant, where ``-INF`` would be computed).
-NO_CMD: Final = -INF
 ACT: Final = 0
 PRE: Final = 1
 RD: Final = 2
@@ -66,6 +64,8 @@ RDA: Final = 3
 WR: Final = 4
 WRA: Final = 5
 REF: Final = 6
+#: "Never issued" for a cycle variable (a constant, where ``-INF`` would be computed).
+NO_CMD: Final = -INF
 _PRIO_REFRESH: Final = -1
 _PRIO_HIT: Final = 0
 _PRIO_MISS: Final = 1

@@ -20,17 +20,34 @@ from gradpimsim.dram.timing_table import resolve
 from gradpimsim.pim.config import PimConfig
 
 NCMD: Final = len(Cmd)
+# Command codes (``Cmd``'s values) as Final literals: mypyc inlines them, where ``Cmd.X`` or a
+# plain global costs a lookup per use (tests/test_runtime.py checks them against ``Cmd``).
+ACT: Final = 0
+PRE: Final = 1
+RDA: Final = 3
+WRA: Final = 5
+REF: Final = 6
+SRE: Final = 7
+SRX: Final = 8
+PIM_OP: Final = 11
+PIM_SET: Final = 12
 _LEVEL_INDEX = {"bank": 0, "bankgroup": 1, "rank": 2, "other_rank": 3}
 
 
 
 
-def _raise_to(arr: list[int], base: int, t: int, gaps: tuple[tuple[int, int], ...]) -> None:
-    """Apply one table row: each next command ``n`` is not legal before ``t + gap``."""
-    for n, gap in gaps:
-        v = t + gap
-        if v > arr[base + n]:
-            arr[base + n] = v
+def _raise_to(arr: list[int], base: int, t: int, gaps: list[int]) -> None:
+    """Apply one table row, ``[n0, gap0, n1, gap1, ...]``: each next command ``n`` is not
+    legal before ``t + gap``.  (A flat list: compiled, indexing it is native, where iterating
+    pairs of a tuple is generic.)"""
+    i = 0
+    end = len(gaps)
+    while i < end:
+        v = t + gaps[i + 1]
+        j = base + gaps[i]
+        if v > arr[j]:
+            arr[j] = v
+        i += 2
 
 
 class ChannelDevice:
@@ -78,6 +95,12 @@ class ChannelDevice:
                                  for c in (int(Cmd.RDA), int(Cmd.WRA))}
         self.updates: list[tuple[tuple[tuple[int, int], ...], ...]] = [
             tuple(tuple(sorted(level.items())) for level in per_prev) for per_prev in upd
+        ]
+        #: The same rows flattened for :func:`_raise_to`: per command, per level (bank, bank
+        #: group, rank, other ranks), ``[next, gap, next, gap, ...]``.
+        self.flat_updates: list[list[list[int]]] = [
+            [[x for pair in level for x in pair] for level in per_prev]
+            for per_prev in self.updates
         ]
         #: Per command, whether :meth:`issue_local` may issue it: a PIM column command or
         #: PIM_OP whose rules reach no further than its bank group (true of the GradPIM table).
@@ -142,7 +165,7 @@ class ChannelDevice:
             t = v
         if self.cmd_bus_next > t:
             t = self.cmd_bus_next
-        if cmd == 0:  # ACT: rolling four-activate window
+        if cmd == ACT:  # rolling four-activate window
             acts = self.faw[r]
             if len(acts) == self.faw_count:
                 v = acts[0] + self.faw_window
@@ -156,10 +179,9 @@ class ChannelDevice:
         return max(self.earliest(cmd, first + i) for i in range(self.banks_per_rank))
 
     # -- state changes ---------------------------------------------------------------------------
-    def _raise_banks(self, cmd: int, flat_bank: int, g: int, t: int,
-                     bank_u: tuple[tuple[int, int], ...]) -> None:
+    def _raise_banks(self, cmd: int, flat_bank: int, g: int, t: int, bank_u: list[int]) -> None:
         """Bank-level rows of ``cmd``: its bank, or (PIM_OP) every bank of its group ``g``."""
-        if cmd == 11:
+        if cmd == PIM_OP:
             bpg = self.banks_per_group
             for b in range(g * bpg, (g + 1) * bpg):
                 _raise_to(self.bank_next, b * NCMD, t, bank_u)
@@ -175,12 +197,13 @@ class ChannelDevice:
             raise ProtocolError(
                 f"{Cmd(cmd).name} at {t}: command bus busy until {self.cmd_bus_next}"
             )
-        bank_u, bg_u, _, _ = self.updates[cmd]
+        rows = self.flat_updates[cmd]
+        bank_u = rows[0]
         bpg = self.banks_per_group
         g = flat_bank // bpg
         if bank_u:
             self._raise_banks(cmd, flat_bank, g, t, bank_u)
-        _raise_to(self.bg_next, g * NCMD, t, bg_u)
+        _raise_to(self.bg_next, g * NCMD, t, rows[1])
         self.cmd_bus_next = t + 1
         self.last_issue = t
 
@@ -193,8 +216,11 @@ class ChannelDevice:
         bpg = self.banks_per_group
         g = flat_bank // bpg
         r = flat_bank // self.banks_per_rank
-        bank_u, bg_u, rank_u, other_u = self.updates[cmd]
-        if cmd == 6 or cmd == 7 or cmd == 8 or cmd == 12:  # REF/SRE/SRX/PIM_SET: every bank
+        rows = self.flat_updates[cmd]
+        bank_u = rows[0]
+        bg_u = rows[1]
+        other_u = rows[3]
+        if cmd in (REF, SRE, SRX, PIM_SET):  # every bank
             first = r * self.banks_per_rank
             for b in range(first, first + self.banks_per_rank):
                 _raise_to(self.bank_next, b * NCMD, t, bank_u)
@@ -203,24 +229,24 @@ class ChannelDevice:
         else:
             self._raise_banks(cmd, flat_bank, g, t, bank_u)
             _raise_to(self.bg_next, g * NCMD, t, bg_u)
-        _raise_to(self.rank_next, r * NCMD, t, rank_u)
+        _raise_to(self.rank_next, r * NCMD, t, rows[2])
         if other_u:
             for r2 in range(self.ranks):
                 if r2 != r:
                     _raise_to(self.rank_next, r2 * NCMD, t, other_u)
-        if cmd == 0 or cmd == 1 or cmd == 3 or cmd == 5:
+        if cmd in (ACT, PRE, RDA, WRA):
             self.row_changes += 1
-        if cmd == 0:
+        if cmd == ACT:
             if self.open_row[flat_bank] != -1:
                 raise ProtocolError(f"ACT at {t} to open bank {flat_bank}")
             self.open_row[flat_bank] = row
             self.faw[r].append(t)
             self._bank_opens(r, t)
-        elif cmd == 1:  # PRE
+        elif cmd == PRE:
             if self.open_row[flat_bank] != -1:
                 self._bank_closes(r, t)
             self.open_row[flat_bank] = -1
-        elif cmd == 3 or cmd == 5:  # RDA, WRA: closed for scheduling now, precharged later
+        elif cmd in (RDA, WRA):  # closed for scheduling now, precharged later
             self.open_row[flat_bank] = -1
             heapq.heappush(self._auto_close[r], t + self.auto_close_delay[cmd])
         self.cmd_bus_next = t + 1
