@@ -36,18 +36,12 @@ _LEVEL_INDEX = {"bank": 0, "bankgroup": 1, "rank": 2, "other_rank": 3}
 
 
 
-def _raise_to(arr: list[int], base: int, t: int, gaps: list[int]) -> None:
-    """Apply one table row, ``[n0, gap0, n1, gap1, ...]``: each next command ``n`` is not
-    legal before ``t + gap``.  (A flat list: compiled, indexing it is native, where iterating
-    pairs of a tuple is generic.)"""
-    i = 0
-    end = len(gaps)
-    while i < end:
-        v = t + gaps[i + 1]
-        j = base + gaps[i]
-        if v > arr[j]:
-            arr[j] = v
-        i += 2
+def _raise_to(arr: list[int], base: int, t: int, gaps: tuple[tuple[int, int], ...]) -> None:
+    """Apply one table row: each next command ``n`` is not legal before ``t + gap``."""
+    for n, gap in gaps:
+        v = t + gap
+        if v > arr[base + n]:
+            arr[base + n] = v
 
 
 class ChannelDevice:
@@ -95,12 +89,6 @@ class ChannelDevice:
                                  for c in (int(Cmd.RDA), int(Cmd.WRA))}
         self.updates: list[tuple[tuple[tuple[int, int], ...], ...]] = [
             tuple(tuple(sorted(level.items())) for level in per_prev) for per_prev in upd
-        ]
-        #: The same rows flattened for :func:`_raise_to`: per command, per level (bank, bank
-        #: group, rank, other ranks), ``[next, gap, next, gap, ...]``.
-        self.flat_updates: list[list[list[int]]] = [
-            [[x for pair in level for x in pair] for level in per_prev]
-            for per_prev in self.updates
         ]
         #: Per command, whether :meth:`issue_local` may issue it: a PIM column command or
         #: PIM_OP whose rules reach no further than its bank group (true of the GradPIM table).
@@ -179,7 +167,8 @@ class ChannelDevice:
         return max(self.earliest(cmd, first + i) for i in range(self.banks_per_rank))
 
     # -- state changes ---------------------------------------------------------------------------
-    def _raise_banks(self, cmd: int, flat_bank: int, g: int, t: int, bank_u: list[int]) -> None:
+    def _raise_banks(self, cmd: int, flat_bank: int, g: int, t: int,
+                     bank_u: tuple[tuple[int, int], ...]) -> None:
         """Bank-level rows of ``cmd``: its bank, or (PIM_OP) every bank of its group ``g``."""
         if cmd == PIM_OP:
             bpg = self.banks_per_group
@@ -197,13 +186,12 @@ class ChannelDevice:
             raise ProtocolError(
                 f"{Cmd(cmd).name} at {t}: command bus busy until {self.cmd_bus_next}"
             )
-        rows = self.flat_updates[cmd]
-        bank_u = rows[0]
+        bank_u, bg_u, _, _ = self.updates[cmd]
         bpg = self.banks_per_group
         g = flat_bank // bpg
         if bank_u:
             self._raise_banks(cmd, flat_bank, g, t, bank_u)
-        _raise_to(self.bg_next, g * NCMD, t, rows[1])
+        _raise_to(self.bg_next, g * NCMD, t, bg_u)
         self.cmd_bus_next = t + 1
         self.last_issue = t
 
@@ -216,10 +204,7 @@ class ChannelDevice:
         bpg = self.banks_per_group
         g = flat_bank // bpg
         r = flat_bank // self.banks_per_rank
-        rows = self.flat_updates[cmd]
-        bank_u = rows[0]
-        bg_u = rows[1]
-        other_u = rows[3]
+        bank_u, bg_u, rank_u, other_u = self.updates[cmd]
         if cmd in (REF, SRE, SRX, PIM_SET):  # every bank
             first = r * self.banks_per_rank
             for b in range(first, first + self.banks_per_rank):
@@ -229,7 +214,7 @@ class ChannelDevice:
         else:
             self._raise_banks(cmd, flat_bank, g, t, bank_u)
             _raise_to(self.bg_next, g * NCMD, t, bg_u)
-        _raise_to(self.rank_next, r * NCMD, t, rows[2])
+        _raise_to(self.rank_next, r * NCMD, t, rank_u)
         if other_u:
             for r2 in range(self.ranks):
                 if r2 != r:
