@@ -199,6 +199,7 @@ class ChannelController:
         #: otherwise be stepped one event at a time (``pim_arbiter``).
         self.watching = False
         self.watched = [False] * nb
+        self._watch_list: list[int] = []
         self.rank_queued = [0] * cfg.org.ranks
         self.refresh = RefreshManager(cfg.org.ranks, t.tREFI, c.max_postponed_refreshes, c.refresh)
         self.refresh_due = self.refresh.next_check(0)
@@ -511,21 +512,31 @@ class ChannelController:
             else:
                 self._refresh_candidate(b)
 
-    def watch(self, banks: Iterable[int]) -> None:
+    def watch(self, banks: list[int]) -> None:
         """Start watching ``banks`` (see ``watching``); :meth:`unwatch` ends it."""
         watched = self.watched
         for b in banks:
             watched[b] = True
+        self._watch_list = banks
         self.watching = True
 
     def unwatch(self) -> None:
+        watched = self.watched
+        for b in self._watch_list:
+            watched[b] = False
+        self._watch_list = []
         self.watching = False
-        self.watched = [False] * self.nbanks
 
     def _watch_hit(self, t: int) -> None:
         """A watched event happened at cycle ``t``: decide nothing after that cycle."""
         if t + 1 < self.horizon:
             self.horizon = t + 1
+
+    def _bank_released(self, b: int, t: int) -> None:
+        """Bank ``b`` closed, or its queue emptied, at cycle ``t``: a watched event if ``b``
+        is watched."""
+        if self.watching and self.watched[b]:
+            self._watch_hit(t)
 
     # ------------------------------------------------------------------ refresh
     def _rank_idle(self, rank: int) -> bool:
@@ -539,10 +550,15 @@ class ChannelController:
         for rank in range(len(self.rank_queued)):
             idle = self._rank_idle(rank)
             if self.refresh.should_start(rank, self.now, idle):
-                self.refresh.refreshing[rank] = True
-                self._rebuild_rank(rank)
-                if self.watching:
-                    self._watch_hit(self.now)
+                self._start_refresh(rank, self.now)
+
+    def _start_refresh(self, rank: int, t: int) -> None:
+        """Rank ``rank`` begins a refresh at cycle ``t``: every bank's candidate changes (PREs,
+        then the REF), and a PIM scheduler watching for refresh flags must look again."""
+        self.refresh.refreshing[rank] = True
+        self._rebuild_rank(rank)
+        if self.watching:
+            self._watch_hit(t)
 
     def _rebuild_rank(self, rank: int) -> None:
         bpr = self.dev.banks_per_rank
@@ -578,8 +594,7 @@ class ChannelController:
             self.bypass[b] = 0
             self._emit(PRE, b, row, -1, t)
             self._refresh_candidate(b)
-            if self.watching and self.watched[b]:
-                self._watch_hit(t)
+            self._bank_released(b, t)
             first = rank * dev.banks_per_rank
             if self.refresh.refreshing[rank] and b != first:
                 # closing the rank's last open bank makes its REF (the first bank's
@@ -650,8 +665,8 @@ class ChannelController:
         if self.fresh[b]:
             self.row_misses += 1
             self.fresh[b] = False
-        if self.watching and self.watched[b] and cmd in (RDA, WRA):
-            self._watch_hit(t)
+        if cmd in (RDA, WRA):
+            self._bank_released(b, t)
         self._emit(cmd, b, row, req.col + req.served, t)
         req.served += 1
         if req.is_write:
@@ -817,8 +832,8 @@ class ChannelController:
                     virtual[k] = False
                 else:
                     s_q[k].popleft()
-                if self.watching and self.watched[streams[k]] and not queues[streams[k]]:
-                    self._watch_hit(t)
+                if not queues[streams[k]]:
+                    self._bank_released(streams[k], t)
                     if self.horizon < limit:
                         limit = self.horizon
                 completed += 1
@@ -962,10 +977,7 @@ class ChannelController:
                         gate = INF
                         for b in found:
                             ks = index[b]
-                            v = s_start[ks]
-                            head = s_q[ks][0]
-                            if head.admitted > v:
-                                v = head.admitted
+                            v = _gate(s_q[ks], s_row[ks], s_start[ks])
                             if v < gate:
                                 gate = v
                         if steady is not None and gate > t and bgs == run_bgs:
@@ -1275,8 +1287,7 @@ class ChannelController:
         else:
             row = dev.open_row[b]
             dev.issue(PRE, b, t)
-            if self.watching and self.watched[b]:
-                self._watch_hit(t)
+            self._bank_released(b, t)
         self.bypass[b] = 0
         self._emit(row_cmd, b, row, -1, t)
         self._refresh_candidate(b)
@@ -1463,8 +1474,8 @@ class ChannelController:
             last = t
             if served == req.ncols:
                 q.popleft()
-                if self.watching and self.watched[b] and not q:
-                    self._watch_hit(t)
+                if not q:
+                    self._bank_released(b, t)
                     if self.horizon < limit:
                         limit = self.horizon
                 completed += 1
@@ -1615,10 +1626,7 @@ class ChannelController:
         if done > self.last_done:
             self.last_done = done
         if self._rank_idle(rank) and self.refresh.should_start(rank, last_rank, True):
-            self.refresh.refreshing[rank] = True
-            if self.watching:
-                self._watch_hit(last_rank)
-            self._rebuild_rank(rank)  # every bank of the rank, the streams included
+            self._start_refresh(rank, last_rank)  # every bank of the rank, streams included
             self._update_mode()
             return
         if self._update_mode():
@@ -1657,8 +1665,8 @@ class ChannelController:
         else:
             q.remove(req)
             self.bypass[b] += 1
-        if self.watching and self.watched[b] and not q:
-            self._watch_hit(t)
+        if not q:
+            self._bank_released(b, t)
         self.last_col[b] = t
         self.rank_queued[req.rank] -= 1
         req.done = done
@@ -1667,10 +1675,7 @@ class ChannelController:
         if req.callback is not None:
             req.callback(req)
         if self._rank_idle(req.rank) and self.refresh.should_start(req.rank, t, True):
-            self.refresh.refreshing[req.rank] = True
-            self._rebuild_rank(req.rank)
-            if self.watching:
-                self._watch_hit(t)
+            self._start_refresh(req.rank, t)
 
     def _emit(self, cmd: int, b: int, row: int, col: int, t: int) -> None:
         self.cmd_counts[cmd] += 1
