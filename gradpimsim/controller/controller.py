@@ -90,15 +90,62 @@ def drain_flips(draining: bool, reads: int, writes: int, forced: bool, high: int
     return writes >= high or (reads == 0 and writes > 0)
 
 
-def _new_epoch(log_t: list[int], log_k: list[int], seen: dict[int, int],
-               ) -> tuple[None, int]:
-    """A run's heads or queues changed: forget the commands logged for periodic fast-forward
-    (returns the cleared steady state and its start, for ``steady, steady_at = ...``)."""
-    if log_t:
-        log_t.clear()
-        log_k.clear()
-        seen.clear()
-    return None, -1
+class _Cycle:
+    """One period of the leaders' merge, from a relative state back to it (see
+    :func:`_leader_cycle`); ``period`` 0 means the state is not on a short cycle."""
+
+    def __init__(self, period: int, offsets: list[int], positions: list[int], nlead: int,
+                 ) -> None:
+        self.period = period
+        #: each command's cycle after the state's, and its leader's place in age order
+        self.offsets = offsets
+        self.positions = positions
+        #: per leader (age order): its commands in one period, and its last one's offset
+        self.counts = [0] * nlead
+        self.last = [-1] * nlead
+        for off, j in zip(offsets, positions, strict=True):
+            self.counts[j] += 1
+            self.last[j] = off
+
+
+#: Steps :func:`_leader_cycle` follows a state before calling it transient.
+_CYCLE_STEPS: Final = 64
+
+
+def _leader_cycle(ready: list[int], gap_bg: int, gap_rank: int) -> _Cycle:
+    """The period of the leaders' merge that starts from ``ready``, if that state recurs.
+
+    ``ready`` holds, oldest leader first, how many cycles after the last command each
+    leader's next burst may issue: ``max(last in its bank group + gap_bg - now, gap_rank)``.
+    A steady run issues the earliest of them (the oldest on ties); then the issuer's value is
+    ``max(gap_bg, gap_rank)`` and the others drop by the step, never below ``gap_rank``.  So
+    the values alone decide every later choice, and a state that recurs marks a period that
+    repeats until something else changes.  The same rule as the run's steady choice, written
+    on the relative values only, so it can be worked out once per state and cached.
+    """
+    top = gap_bg if gap_bg > gap_rank else gap_rank
+    r = list(ready)
+    n = len(r)
+    offsets: list[int] = []
+    positions: list[int] = []
+    t = 0
+    for _ in range(_CYCLE_STEPS):
+        j = 0
+        e = r[0]
+        for i in range(1, n):
+            if r[i] < e:
+                e = r[i]
+                j = i
+        t += e
+        for i in range(n):
+            v = r[i] - e
+            r[i] = v if v > gap_rank else gap_rank
+        r[j] = top
+        offsets.append(t)
+        positions.append(j)
+        if r == ready:
+            return _Cycle(t, offsets, positions, n)
+    return _Cycle(0, [], [], n)
 
 
 def _gate(q: deque[Request], row: int, start: int) -> int:
@@ -218,6 +265,9 @@ class ChannelController:
         #: (single stream), and whole periods of an interleaved multi-stream run skipped.
         self.bulk_jumps = 0
         self.periodic_jumps = 0
+        #: Per column command kind, the leaders' merge cycle from each relative state seen
+        #: (a few hundred states at most: the gaps are fixed).
+        self._cycles: list[dict[int, _Cycle]] = [{} for _ in range(NCMD)]
         #: Runs that served an FR-FCFS bypass hit (a younger hit past a missing head) as a
         #: stream: without them such a hit would end every run at its own next burst.
         self.bypass_streams = 0
@@ -715,7 +765,7 @@ class ChannelController:
 
         Bulk heads make the loop's cost independent of their length: with one stream, a head's
         remaining bursts are an arithmetic progression (see :meth:`_run_single`); with several,
-        the merge soon becomes periodic and whole periods are skipped (:meth:`_periodic_jump`).
+        the merge soon becomes periodic and whole periods are skipped (:meth:`_cycle_jump`).
         """
         version = self.version
         dev = self.dev
@@ -771,7 +821,6 @@ class ChannelController:
         s_last = [-INF] * n
         index = {b: k for k, b in enumerate(streams)}
         last_in_bg = [-INF] * dev.bankgroups
-        run_bgs = sorted(set(s_bg))
         gap_bg = self.run_gap_bg[cmd]
         gap_rank = self.run_gap_rank[cmd]
         gap_pre = self.run_gap_pre[cmd]
@@ -800,14 +849,12 @@ class ChannelController:
         issued = 0
         completed = 0
         admitted_in_run: list[Request] = []
-        # Periodic fast-forward: the commands issued since the heads or the queues last changed
-        # (an *epoch*: times and streams), for each relative state seen after one of them its
-        # index, and once the epoch is steady the streams that can still win (hits, leaders).
-        log_t: list[int] = []
-        log_k: list[int] = []
-        seen: dict[int, int] = {}
+        # Periodic fast-forward: while the heads and queues stay as they are (an *epoch*) and
+        # it is steady, the streams that can still win (the leaders, oldest first), their age
+        # stamps and the gate bounding them; whole periods of their merge are skipped.
+        cycles = self._cycles[cmd]
         base = (gap_bg if gap_bg > gap_rank else gap_rank) + 1  # readiness digits
-        steady: tuple[int, list[int], list[int], int] | None = None
+        steady: tuple[list[int], list[int], int] | None = None
         steady_at = -1  # the epoch cannot be steady before this cycle (-1: not known yet)
         t = now
         k = 0
@@ -886,50 +933,50 @@ class ChannelController:
                             v = max(v, e, s_start[k], t + gap_rank)
                             if v < limit:
                                 limit = v
-                steady, steady_at = _new_epoch(log_t, log_k, seen)
+                steady, steady_at = None, -1
             elif last_bound and req.ncols - served == 1:
                 # its last burst now bounds the run: the winners change, a new epoch begins
-                steady, steady_at = _new_epoch(log_t, log_k, seen)
+                steady, steady_at = None, -1
             else:
-                # -- a bulk head continues: look for a periodic steady state and skip it
-                log_t.append(t)
-                log_k.append(k)
+                # -- a bulk head continues: once the epoch is steady, skip whole periods
                 if steady is None:
                     if steady_at < 0:
                         steady_at = self._steady_from(s_q, s_row, s_start, last_bound)
                     if t >= steady_at:
                         steady = self._steady_leaders(t, s_q, s_row, s_start, s_bg)
                 if steady is not None:
-                    # the relative state as one int: the leader mask, then each run bank group's
-                    # readiness, in [gap_rank, max(gap_bg, gap_rank)]: one digit of ``base``
-                    # each (the groups are fixed within an epoch: the encoding is one-to-one)
-                    state = steady[0]
-                    for g in run_bgs:
-                        v = last_in_bg[g] + gap_bg - t
-                        state = state * base + (v if v > gap_rank else gap_rank)
-                    i0 = seen.get(state)
-                    if i0 is not None:
+                    # the leaders' readiness after this command, oldest first, as one int (a
+                    # leading 1, then one digit of ``base`` each, above gap_rank): it decides
+                    # every choice until the epoch ends (see _leader_cycle)
+                    leaders = steady[0]
+                    key = 1
+                    for s in leaders:
+                        v = last_in_bg[s_bg[s]] + gap_bg - t
+                        key = key * base + (v - gap_rank if v > gap_rank else 0)
+                    cyc = cycles.get(key)
+                    if cyc is None:
+                        ready: list[int] = []
+                        for s in leaders:
+                            v = last_in_bg[s_bg[s]] + gap_bg - t
+                            ready.append(v if v > gap_rank else gap_rank)
+                        cyc = _leader_cycle(ready, gap_bg, gap_rank)
+                        cycles[key] = cyc
+                    if cyc.period:
                         bound = limit if limit < f_at else f_at
-                        if steady[3] < bound:  # a head past its gates then joins the leaders
-                            bound = steady[3]
+                        if steady[2] < bound:  # a head past its gates then joins the leaders
+                            bound = steady[2]
                         if pending:
                             p = pending[0]
                             full = n_w >= wcap if p.is_write else n_r >= rcap
                             if not full and p.arrival < bound:
                                 bound = p.arrival
-                        dt, dn = self._periodic_jump(log_t, log_k, i0, bound, s_q, s_last,
-                                                     last_in_bg, s_bg, emit,
-                                                     2 if last_bound else 1)
+                        dt, dn = self._cycle_jump(cyc, t, leaders, bound, s_q, s_last,
+                                                  last_in_bg, s_bg, emit,
+                                                  2 if last_bound else 1)
                         if dn:
                             t += dt
                             issued += dn
                             last_rank = t
-                            log_t.clear()
-                            log_k.clear()
-                            seen.clear()
-                            log_t.append(t)
-                            log_k.append(k)
-                    seen[state] = len(log_t) - 1
             # -- the next command: earliest ready stream head, oldest on ties
             floor_rank = t + gap_rank
             while True:
@@ -973,26 +1020,24 @@ class ChannelController:
                     # a new epoch already.  New streams (a row just opened) begin one, unless
                     # they cannot issue yet: the leaders stand until their gate.
                     if found:
-                        bgs = sorted({s_bg[s] for s in live})
                         gate = INF
                         for b in found:
                             ks = index[b]
                             v = _gate(s_q[ks], s_row[ks], s_start[ks])
                             if v < gate:
                                 gate = v
-                        if steady is not None and gate > t and bgs == run_bgs:
-                            if gate < steady[3]:
-                                steady = (steady[0], steady[1], steady[2], gate)
+                        if steady is not None and gate > t:
+                            if gate < steady[2]:
+                                steady = (steady[0], steady[1], gate)
                         else:
-                            run_bgs = bgs
-                            steady, steady_at = _new_epoch(log_t, log_k, seen)
+                            steady, steady_at = None, -1
                 best_t = INF
                 best_seq = INF
                 best_k = -1
                 if steady is not None:
                     # steady: a head is ready when its bank group is, and only the oldest
                     # head of each group can win (PRE bounds of the others are applied)
-                    leaders, ages = steady[1], steady[2]
+                    leaders, ages = steady[0], steady[1]
                     for j in range(len(leaders)):
                         s = leaders[j]
                         seq = ages[j]
@@ -1001,10 +1046,10 @@ class ChannelController:
                             e = floor_rank
                         if e < best_t or (e == best_t and seq < best_seq):
                             best_t, best_seq, best_k = e, seq, s
-                    if best_t >= steady[3]:
+                    if best_t >= steady[2]:
                         # a head behind its gates may compete from its gate on: scan them
                         # all, and choose leaders again from then
-                        steady_at = steady[3]
+                        steady_at = steady[2]
                         steady = None
                         best_t = INF
                         best_seq = INF
@@ -1065,12 +1110,13 @@ class ChannelController:
                         # not another hit for a stream: with open pages it is admitted in the
                         # run all the same, as the scheduler would, unless it switches the
                         # mode (reads/writes) or meets a fresh row (which picks from both
-                        # queues), or the row command bounding the run is due first
+                        # queues: unless it joins a live stream's queue, where it can be no
+                        # hit for that row), or the row command bounding the run is due first
                         if not inline:
                             limit = a
                             break
                         bk = head.bank
-                        if fresh[bk] or drain_flips(
+                        if (fresh[bk] and (hk < 0 or head.is_write != is_write)) or drain_flips(
                                 is_write, n_r + (not head.is_write), n_w + head.is_write,
                                 forced, high, low):
                             limit = a
@@ -1104,7 +1150,7 @@ class ChannelController:
                                 self._refresh_candidate(bk)
                                 rescan = True
                         admitted = True
-                        steady, steady_at = _new_epoch(log_t, log_k, seen)
+                        steady, steady_at = None, -1
                         if rescan:
                             break  # a candidate changed: it may be due before the next one
                         continue
@@ -1113,7 +1159,7 @@ class ChannelController:
                     qh = queues[head.bank]  # a virtual stream's bank queue, too
                     if not qh:
                         admitted = True  # a new head: the choice may change
-                        steady, steady_at = _new_epoch(log_t, log_k, seen)
+                        steady, steady_at = None, -1
                     # (behind a head it changes no choice until that head completes, which
                     # begins a new epoch; same-kind requests cannot switch reads and writes)
                     qh.append(head)
@@ -1340,19 +1386,20 @@ class ChannelController:
     @staticmethod
     def _steady_leaders(t: int, s_q: list[deque[Request]], s_row: list[int],
                         s_start: list[int], s_bg: list[int],
-                        ) -> tuple[int, list[int], list[int], int]:
-        """(the *leaders*, the oldest hit head past its gates at ``t`` per bank group, as a bit
-        mask of their streams; the same as a list; their age stamps; and the first gate of the
-        other hit heads: the *gate*, INF if none).
+                        ) -> tuple[list[int], list[int], int]:
+        """(the *leaders*, the oldest hit head past its gates at ``t`` per bank group, oldest
+        first; their age stamps; and the first gate of the other hit heads: the *gate*, INF if
+        none).
 
         Once a hit head is past its own start (``s_start``, the bank-level gates when the run
         began) and its admission, its next issue cycle is ``t`` plus its bank group's readiness
         ``max(gap_rank, last_in_bg + gap_bg - t)``, so within a group only the oldest such head
         can win, and the heads are fixed until the epoch ends.  A head still behind its gates
-        cannot issue before the gate, so until then the leaders decide every choice, and the
-        leader mask and those readiness values determine every choice relative to ``t``: that
-        relative state seen twice marks a period of the merge (which must end before the gate).
-        A head that passes its gate without becoming a leader changes no choice, nor the state.
+        cannot issue before the gate, so until then the leaders decide every choice, and their
+        readiness values, oldest first, determine every choice relative to ``t``: the merge
+        from there is periodic once such a state recurs (:func:`_leader_cycle`; the period must
+        end before the gate).  A head that passes its gate without becoming a leader changes
+        no choice.
         """
         gate = INF
         leaders: list[int] = []  # (lists, not dicts: a run has a handful of bank groups)
@@ -1378,57 +1425,86 @@ class ChannelController:
                 groups.append(g)
                 leaders.append(s)
                 ages.append(seq)
-        mask = 0
-        for s in leaders:
-            mask |= 1 << s
-        return mask, leaders, ages, gate
+        # oldest first (insertion sort: a handful of leaders)
+        for i in range(1, len(ages)):
+            a, s = ages[i], leaders[i]
+            j = i
+            while j > 0 and ages[j - 1] > a:
+                ages[j] = ages[j - 1]
+                leaders[j] = leaders[j - 1]
+                j -= 1
+            ages[j] = a
+            leaders[j] = s
+        return leaders, ages, gate
 
-    def _periodic_jump(self, log_t: list[int], log_k: list[int], i0: int, bound: int,
-                       s_q: list[deque[Request]], s_last: list[int], last_in_bg: list[int],
-                       s_bg: list[int], emit: Callable[[int, int, int], None] | None,
-                       keep: int = 1) -> tuple[int, int]:
-        """Skip whole periods of a multi-stream run; return (cycles, commands) skipped.
+    def _cycle_jump(self, cyc: _Cycle, t: int, leaders: list[int], bound: int,
+                    s_q: list[deque[Request]], s_last: list[int], last_in_bg: list[int],
+                    s_bg: list[int], emit: Callable[[int, int, int], None] | None,
+                    keep: int = 1) -> tuple[int, int]:
+        """Issue the leaders' merge after the command at ``t``, whose relative state starts
+        ``cyc``, in closed form; return (cycles to its last command, commands issued).
 
-        The period is the commands ``log[i0 + 1:]`` (the state after ``log[i0]`` recurred after
-        the last one).  It repeats ``m`` more times, exactly, while no head finishes (so a head
-        keeps at least one burst for the normal loop), every skipped command lies before
-        ``bound`` (the run's limit and the next admission that could happen), and nothing else
-        changes.  Every head keeps at least ``keep`` bursts (2 when its last one bounds the run,
-        so that the loop sees it coming).  Skipped commands are replayed to the sink, in order.
+        The period repeats exactly while nothing else changes: up to ``bound`` (the run's
+        limit, the gate and the next admission that could happen; every command issued lies
+        before it) and while no head finishes (each keeps at least ``keep`` bursts for the
+        normal loop: 2 when its last one bounds the run, so that the loop sees it coming).
+        Whole periods first, then the next period's commands up to the first one either rule
+        stops.  The commands are replayed to the sink, in order.
         """
-        t = log_t[-1]
-        period = t - log_t[i0]
-        first = i0 + 1
+        period = cyc.period
+        offsets, positions, counts = cyc.offsets, cyc.positions, cyc.counts
+        nl = len(leaders)
         m = (bound - 1 - t) // period
-        if m < 1:
-            return 0, 0
-        counts: dict[int, int] = {}
-        for i in range(first, len(log_k)):
-            s = log_k[i]
-            counts[s] = counts.get(s, 0) + 1
-        for s, c in counts.items():
-            head = s_q[s][0]
-            v = (head.ncols - head.served - keep) // c
-            if v < m:
-                m = v
-        if m < 1:
+        room: list[int] = []  # per leader, the bursts it may still issue here
+        for j in range(nl):
+            head = s_q[leaders[j]][0]
+            v = head.ncols - head.served - keep
+            room.append(v)
+            c = counts[j]
+            if c and v // c < m:
+                m = v // c
+        if m < 0:
+            m = 0
+        at = t + m * period
+        npart = 0  # commands of the next, partial period
+        n = len(offsets)
+        while npart < n:
+            j = positions[npart]
+            if at + offsets[npart] >= bound or room[j] - m * counts[j] <= 0:
+                break
+            room[j] -= 1
+            npart += 1
+        if m == 0 and npart == 0:
             return 0, 0
         if emit is not None:
-            cols = {s: s_q[s][0].col + s_q[s][0].served for s in counts}
-            for j in range(1, m + 1):
-                shift = j * period
-                for i in range(first, len(log_t)):
-                    s = log_k[i]
-                    emit(log_t[i] + shift, s, cols[s])
-                    cols[s] += 1
-        dt = m * period
-        for s, c in counts.items():
-            s_q[s][0].served += m * c
-            s_last[s] += dt
-        for g in {s_bg[s] for s in counts}:
-            last_in_bg[g] += dt
+            cols = [s_q[s][0].col + s_q[s][0].served for s in leaders]
+            for rep in range(m + 1):
+                base = t + rep * period
+                for i in range(n if rep < m else npart):
+                    j = positions[i]
+                    emit(base + offsets[i], leaders[j], cols[j])
+                    cols[j] += 1
+        last = cyc.last
+        for j in range(nl):
+            c = counts[j]
+            if not c:
+                continue
+            s = leaders[j]
+            extra = 0
+            v = -INF
+            for i in range(npart):
+                if positions[i] == j:
+                    extra += 1
+                    v = at + offsets[i]
+            if not extra:
+                if not m:
+                    continue
+                v = at - period + last[j]
+            s_q[s][0].served += m * c + extra
+            s_last[s] = v
+            last_in_bg[s_bg[s]] = v
         self.periodic_jumps += 1
-        return dt, m * (len(log_t) - first)
+        return (at + offsets[npart - 1] if npart else at) - t, m * n + npart
 
     def _run_single(self, b: int, cmd: int, req: Request, limit: int, rank: int) -> None:
         """The one-stream case of :meth:`_issue_run` (most runs): same rules, leaner loop.
