@@ -274,6 +274,9 @@ class ChannelController:
         #: Scheduler decisions taken (admission batches, refresh checks, commands or runs):
         #: the simulation's cost, which bulk requests keep proportional to rows, not bursts.
         self.events = 0
+        #: What :meth:`next_event` would answer right after :meth:`run_until` stopped at its
+        #: limit (valid until anything changes: an arbiter reads it instead of asking again).
+        self.next_at = 0
         self.last_done = 0
         #: Column commands that were the first to their row after its ACT (row-buffer misses).
         self.row_misses = 0
@@ -522,6 +525,7 @@ class ChannelController:
             if t >= lim:
                 if lim > self.now and lim < INF:
                     self.now = lim
+                self.next_at = t
                 return
             self.now = t
             self.events += 1
@@ -941,9 +945,9 @@ class ChannelController:
                 # -- a bulk head continues: once the epoch is steady, skip whole periods
                 if steady is None:
                     if steady_at < 0:
-                        steady_at = self._steady_from(s_q, s_row, s_start, last_bound)
+                        steady_at = self._steady_from(live, s_q, s_row, s_start, last_bound)
                     if t >= steady_at:
-                        steady = self._steady_leaders(t, s_q, s_row, s_start, s_bg)
+                        steady = self._steady_leaders(t, live, s_q, s_row, s_start, s_bg)
                 if steady is not None:
                     # the leaders' readiness after this command, oldest first, as one int (a
                     # leading 1, then one digit of ``base`` each, above gap_rank): it decides
@@ -1367,13 +1371,13 @@ class ChannelController:
         return emit
 
     @staticmethod
-    def _steady_from(s_q: list[deque[Request]], s_row: list[int], s_start: list[int],
-                     last_bound: bool) -> int:
-        """The first cycle at which some hit head is past its own gates and its admission,
-        so that leaders exist (never, while a head whose last burst bounds the run waits: the
-        run ends soon)."""
+    def _steady_from(live: list[int], s_q: list[deque[Request]], s_row: list[int],
+                     s_start: list[int], last_bound: bool) -> int:
+        """The first cycle at which some hit head of the ``live`` streams is past its own
+        gates and its admission, so that leaders exist (never, while a head whose last burst
+        bounds the run waits: the run ends soon)."""
         at = INF
-        for s in range(len(s_q)):
+        for s in live:
             v = _gate(s_q[s], s_row[s], s_start[s])
             if v < 0:
                 continue
@@ -1384,7 +1388,7 @@ class ChannelController:
         return at
 
     @staticmethod
-    def _steady_leaders(t: int, s_q: list[deque[Request]], s_row: list[int],
+    def _steady_leaders(t: int, live: list[int], s_q: list[deque[Request]], s_row: list[int],
                         s_start: list[int], s_bg: list[int],
                         ) -> tuple[list[int], list[int], int]:
         """(the *leaders*, the oldest hit head past its gates at ``t`` per bank group, oldest
@@ -1405,16 +1409,22 @@ class ChannelController:
         leaders: list[int] = []  # (lists, not dicts: a run has a handful of bank groups)
         groups: list[int] = []
         ages: list[int] = []
-        for s in range(len(s_q)):
-            v = _gate(s_q[s], s_row[s], s_start[s])
-            if v < 0:
+        for s in live:  # (retired streams have empty queues)
+            q = s_q[s]
+            if not q:
                 continue
+            head = q[0]
+            if head.row != s_row[s]:
+                continue
+            v = s_start[s]  # the head's gate (_gate, inlined)
+            if head.admitted > v:
+                v = head.admitted
             if v > t:
                 if v < gate:
                     gate = v
                 continue
             g = s_bg[s]
-            seq = s_q[s][0].seq
+            seq = head.seq
             for j in range(len(groups)):
                 if groups[j] == g:
                     if seq < ages[j]:

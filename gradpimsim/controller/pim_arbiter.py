@@ -188,7 +188,7 @@ class SharedChannel:
             ctrl.run_until(h)
             if ctrl.events != events:
                 continue
-            th = ctrl.next_event()
+            th = ctrl.next_at  # (ctrl.next_event(), as run_until just found it)
             if tp >= limit:
                 break
             # PIM goes.  While PIM issues only unit instructions (no ACT/PRE: the host's

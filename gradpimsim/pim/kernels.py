@@ -27,7 +27,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -476,6 +476,15 @@ class _LazyUnitProgram:
 
 _RD, _OP, _WR = 0, 1, 2  # kinds of a phase entry (see _schedule)
 
+#: ``tuple.__new__``: calling the class PimInstr runs its generated Python ``__new__`` (a Python
+#: frame for each of a model's tens of millions of column commands); this builds the same tuple.
+_TUPLE_NEW: Final = tuple.__new__
+
+
+def _column_instr(cmd: Cmd, bank: int, row: int, col: int, reg: int) -> PimInstr:
+    """``PimInstr(cmd, bank, row, col, reg)``, built directly (see ``_TUPLE_NEW``)."""
+    return _TUPLE_NEW(PimInstr, (cmd, bank, row, col, reg, "", ()))  # type: ignore[no-any-return]
+
 
 def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recipe,  # noqa: C901
               pim: PimConfig) -> Iterator[PimInstr]:
@@ -620,8 +629,9 @@ def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recip
                         else:
                             role_loc = loc[x[0]]
                             c = a // role_loc.parts + x[1]
-                            out.append(PimInstr(rd if kind == _RD else wr, role_loc.bank[c],
-                                                role_loc.row[c], role_loc.col[c], y))
+                            out.append(_column_instr(rd if kind == _RD else wr,
+                                                     role_loc.bank[c], role_loc.row[c],
+                                                     role_loc.col[c], y))
                     yield from out
                     held.clear()
                     for role, dc, reg in held_after:
@@ -637,8 +647,8 @@ def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recip
             else:
                 role_loc = locs[x[0]][x[1]]
                 c = x[2]
-                out.append(PimInstr(rd if kind == _RD else wr, role_loc.bank[c],
-                                    role_loc.row[c], role_loc.col[c], y))
+                out.append(_column_instr(rd if kind == _RD else wr, role_loc.bank[c],
+                                         role_loc.row[c], role_loc.col[c], y))
         yield from out
         if sig is not None and left >= j - i + period and all(k[0] == ti for k in held):
             cache[sig] = (
