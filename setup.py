@@ -18,6 +18,8 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HOT_MODULES = [
+    "gradpimsim/controller/address_map.py",
+    "gradpimsim/controller/bulk.py",
     "gradpimsim/controller/controller.py",
     "gradpimsim/controller/pim_arbiter.py",
     "gradpimsim/controller/refresh.py",

@@ -55,19 +55,35 @@ class AddressMap:
         self.xor_hash = cfg.controller.xor_bank_hash
         self.bg_bits = widths["bg"]
         self.capacity = 1 << pos
+        # the fields' shifts and masks as attributes, for fields() (called once per DMA row)
+        self._ch = (self.shift["ch"], self.mask["ch"])
+        self._ra = (self.shift["ra"], self.mask["ra"])
+        self._bg = (self.shift["bg"], self.mask["bg"])
+        self._ba = (self.shift["ba"], self.mask["ba"])
+        self._ro = (self.shift["ro"], self.mask["ro"])
+        self._co = (self.shift["co"], self.mask["co"])
+
+    def fields(self, addr: int) -> tuple[int, int, int, int, int, int]:
+        """:meth:`decode` as a plain tuple (channel, rank, bankgroup, bank, row, col): the DMA
+        front end's per-row path, without building a named tuple."""
+        s, m = self._ro
+        row = (addr >> s) & m
+        s, m = self._bg
+        bg = (addr >> s) & m
+        s, m = self._ba
+        ba = (addr >> s) & m
+        if self.xor_hash:
+            bg ^= row & self._bg[1]
+            ba ^= (row >> self.bg_bits) & self._ba[1]
+        s, m = self._ch
+        ch = (addr >> s) & m
+        s, m = self._ra
+        ra = (addr >> s) & m
+        s, m = self._co
+        return ch, ra, bg, ba, row, (addr >> s) & m
 
     def decode(self, addr: int) -> Location:
-        s, m = self.shift, self.mask
-        row = (addr >> s["ro"]) & m["ro"]
-        bg = (addr >> s["bg"]) & m["bg"]
-        ba = (addr >> s["ba"]) & m["ba"]
-        if self.xor_hash:
-            bg ^= row & m["bg"]
-            ba ^= (row >> self.bg_bits) & m["ba"]
-        return Location(
-            (addr >> s["ch"]) & m["ch"], (addr >> s["ra"]) & m["ra"], bg, ba, row,
-            (addr >> s["co"]) & m["co"],
-        )
+        return Location(*self.fields(addr))
 
     def encode(self, channel: int, rank: int, bankgroup: int, bank: int, row: int, col: int) -> int:
         """The byte address of burst ``col`` of ``row`` (inverse of :meth:`decode`)."""

@@ -112,22 +112,23 @@ def split_range(amap: AddressMap, addr: int, nbytes: int) -> list[BulkRun]:
 _SMALL_ROWS = 64
 
 
-def _row_pieces(amap: AddressMap, first: int, end: int) -> list[tuple[int, ...]]:
+_Piece = tuple[int, int, int, int, int, int, int]  # BulkRun's fields
+
+
+def _row_pieces(amap: AddressMap, first: int, end: int) -> list[_Piece]:
     """The rows of bursts ``first .. end - 1`` (column bits lowest), as :class:`BulkRun` fields."""
     ob = amap.offset_bits
     per_row = amap.mask["co"] + 1
     nbg = amap.mask["bg"] + 1
     nba = amap.mask["ba"] + 1
-    decode = amap.decode
-    out = []
+    out: list[_Piece] = []
     start = first
     while start < end:
         stop = (start // per_row + 1) * per_row
         if stop > end:
             stop = end
-        loc = decode(start << ob)
-        bank = (loc.rank * nbg + loc.bankgroup) * nba + loc.bank
-        out.append((loc.channel, bank, loc.rank, loc.row, loc.col, stop - start, start << ob))
+        ch, ra, bg, ba, row, col = amap.fields(start << ob)
+        out.append((ch, (ra * nbg + bg) * nba + ba, ra, row, col, stop - start, start << ob))
         start = stop
     return out
 
@@ -139,6 +140,7 @@ def bulk_requests(cfg: MemoryConfig, amap: AddressMap, addr: int, nbytes: int, i
     (``result[channel]``, in address order, so age stamps follow the address order)."""
     first, end = _burst_span(amap, addr, nbytes)
     per_row = amap.mask["co"] + 1
+    pieces: list[_Piece]
     if amap.shift["co"] == amap.offset_bits and end - first <= _SMALL_ROWS * per_row:
         pieces = _row_pieces(amap, first, end)
     else:
