@@ -90,6 +90,7 @@ class SharedChannel:
         self.policy = policy
         self.host_first = policy == "host-first"
         pim.may_close = self._host_lets_go if self.host_first else None
+        pim.on_row = self._pim_issued
         ctrl.external_busy = pim.rank_busy
         #: Nothing is processed at or after ``cap`` (see :meth:`lower_cap`).
         self.cap = INF
@@ -194,8 +195,13 @@ class SharedChannel:
             # PIM goes.  While PIM issues only unit instructions (no ACT/PRE: the host's
             # candidates stay put) and no callback runs, the host's next event can only move
             # later (device timing only rises), so every PIM command before ``th + 1 - bump``
-            # (and ``limit``) would pass the test above too: run them in PIM's own loop.
-            if not self.fast or pim.run_span(limit if th >= limit else th + 1 - bump) == 0:
+            # (and ``limit``) would pass the test above too: run them in PIM's own loop.  When
+            # the host has no request at all and no rank refreshes, PIM's row commands give it
+            # no candidate either (a bank PIM closes or opens has nothing queued; a REF waits
+            # for a refresh to start, at the host's next event): those go in the loop too.
+            rows = not ctrl.busy and not any(ctrl.refresh.refreshing)
+            if (not self.fast
+                    or pim.run_span(limit if th >= limit else th + 1 - bump, rows) == 0):
                 pim.issue()
                 self._pim_issued(pim.last_cmd, pim.last_bank)
         if self.cap < limit:

@@ -229,6 +229,11 @@ class PimChannel:
         self._at = INF
         self._seq = 0
         self._done: list[_Batch] = []
+        #: Batches whose ``on_done`` has run (a span stops after one: it may lower its bound).
+        self.fired = 0
+        #: Shared mode: told of each ACT/PRE/PIM_SET this scheduler issues inside a span with
+        #: ``rows`` (the arbiter's bank-ownership bookkeeping), as ``(cmd, flat bank)``.
+        self.on_row: Callable[[int, int], None] | None = None
         # shared mode: what the device looked like after our last look
         self.epoch = 0
         self.blocked: set[int] = set()
@@ -338,6 +343,7 @@ class PimChannel:
         """Run ``on_done`` callbacks, after the state is consistent (they may add programs)."""
         while self._done:
             batch = self._done.pop(0)
+            self.fired += 1
             if batch.on_done is not None:
                 now = max(self.floor, self.dev.last_issue + 1)
                 batch.on_done(batch.end if batch.end >= 0 else now)
@@ -614,10 +620,14 @@ class PimChannel:
         self._drive(INF, False)
         return self.end
 
-    def run_span(self, bound: int) -> int:
+    def run_span(self, bound: int, rows: bool = False) -> int:
         """Shared mode: issue the command the last :meth:`peek` chose and the commands after
         it, exactly as repeated ``peek()``/``issue()`` would, while each is a unit instruction
         (PIM_RD, PIM_WR, PIM_OP) at a cycle before ``bound``; returns how many issued.
+
+        With ``rows`` the span also issues row preparation and PIM_SETs (each reported to
+        ``on_row``): for an arbiter whose other source has no work, so that nothing PIM's row
+        commands change there can move that source's next event before ``bound``.
 
         The caller (the arbiter) guarantees that no other source issues before ``bound`` and
         that its state (queues, refresh flags, hence ``may_close``) stays as it is while this
@@ -632,19 +642,20 @@ class PimChannel:
         if i < 0:
             return 0
         a = self.agents[i]
-        if a.kind != _UNIT or a.sel != _HEAD:
+        if not rows and (a.kind != _UNIT or a.sel != _HEAD):
             return 0
         epoch = self.epoch
         stamp = self.stamp
         for j in range(len(stamp)):
             if stamp[j] != epoch:  # a lower bound above the chosen cycle: make it exact
                 self._plan(j)
-        return self._drive(bound, True)
+        return self._drive(bound, True, rows)
 
-    def _drive(self, bound: int, span: bool) -> int:  # noqa: C901
+    def _drive(self, bound: int, span: bool, rows: bool = False) -> int:  # noqa: C901
         """The hot loop behind :meth:`run` (``span`` False: to the end) and :meth:`run_span`
         (``span`` True: starts with the peeked command, stops at anything but a unit
-        instruction, at ``bound`` or after a batch completes).  Returns the commands issued.
+        instruction unless ``rows``, at ``bound`` or after a batch completes).  Returns the
+        commands issued.
 
         It makes the decisions of ``peek()``/``issue()`` but inlines the common case, a unit's
         next instruction, with containers in locals: this is the per-command hot path.  Methods
@@ -707,15 +718,23 @@ class PimChannel:
                 i = _pick(agents, ready, m, rr)
             a = agents[i]
             if a.kind != _UNIT or a.sel != _HEAD:
-                if span:
+                if span and not rows:
                     break
                 self.end = end
                 self._sel = i
                 self._at = m
+                fired = self.fired
                 self.issue()
                 end = self.end
                 rr = self.rr
                 n = len(agents)  # a callback may have added a program
+                if span:
+                    issued += 1
+                    t, c, fb = m, self.last_cmd, self.last_bank  # (the span's last command)
+                    if self.on_row is not None:
+                        self.on_row(c, fb)
+                    if self.fired != fired:  # a callback may have lowered the bound
+                        break
                 continue
             rr = i + 1 if i + 1 < n else 0
             issued += 1
