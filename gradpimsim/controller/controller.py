@@ -70,6 +70,10 @@ _PRIO_REFRESH: Final = -1
 _PRIO_HIT: Final = 0
 _PRIO_MISS: Final = 1
 _PRIO_IDLE: Final = 2
+#: A closed-form run is set up only when this many column slots of the rank (tCCD_S apart)
+#: fit before it must stop; in a shorter window (a co-scheduled PIM command close ahead) the
+#: commands are issued one by one, which gives the same commands for less work.
+_RUN_MIN_SLOTS: Final = 4
 
 CommandSink = Callable[[Command], None]
 
@@ -673,7 +677,7 @@ class ChannelController:
         alone (with PIM active that is most host commands).  Either way the commands are the
         same; this only picks the cheaper path."""
         lim = self.horizon if self.horizon < self.refresh_due else self.refresh_due
-        return lim - self.now > self.run_gap_rank[cmd]
+        return lim - self.now > _RUN_MIN_SLOTS * self.run_gap_rank[cmd]
 
     def _runs_on(self, b: int, req: Request) -> bool:
         """Worth a closed-form run: ``req`` heads its queue and another hit follows it (one of
