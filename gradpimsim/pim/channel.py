@@ -634,9 +634,10 @@ class PimChannel:
         runs.  Then the only things :meth:`peek` would do between two of these commands are
         re-validating stale proposals (done once here: nothing foreign happens, so re-planning
         now or later gives the same proposal) and re-planning agents waiting on ``may_close``
-        (done per command, as peek does).  Row preparation, PIM_SETs and a completed batch
-        (its callback may lower the caller's bound) end the span, so the caller sees every
-        ACT/PRE.  Returns 0 without issuing if the chosen command is not a unit instruction.
+        (done per command, as peek does).  A completed batch (its callback may lower the
+        caller's bound) ends the span; so do row preparation and PIM_SETs without ``rows``, so
+        that the caller sees every ACT/PRE, and then it returns 0 without issuing if the chosen
+        command is not a unit instruction.
         """
         i = self._sel
         if i < 0:
