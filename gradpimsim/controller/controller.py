@@ -670,12 +670,12 @@ class ChannelController:
                 self._watch_hit(t)
 
     def _room_for_run(self, cmd: int) -> bool:
-        """Could a run issue a second column command before it must stop?  Not when the
-        horizon (the next event of a co-scheduled PIM unit, or a requester's next submission)
-        or the refresh deadline comes before the earliest next column command of the rank:
-        the run would be this one command, and setting it up costs far more than issuing it
-        alone (with PIM active that is most host commands).  Either way the commands are the
-        same; this only picks the cheaper path."""
+        """Could a run issue a few column commands (``_RUN_MIN_SLOTS`` slots of the rank)
+        before it must stop?  Not when the horizon (the next event of a co-scheduled PIM unit,
+        or a requester's next submission) or the refresh deadline comes sooner: the run would
+        be one to a few commands, and setting it up costs more than issuing them one by one
+        (with PIM active that is most host commands).  Either way the commands are the same;
+        this only picks the cheaper path."""
         lim = self.horizon if self.horizon < self.refresh_due else self.refresh_due
         return lim - self.now > _RUN_MIN_SLOTS * self.run_gap_rank[cmd]
 
