@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gradpimsim.config import MemoryConfig, preset
 from gradpimsim.controller.address_map import AddressMap
 from gradpimsim.controller.bulk import BulkRun, bulk_requests, split_range
-from gradpimsim.controller.controller import ChannelController
+from gradpimsim.controller.controller import ChannelController, _leader_cycle
 from gradpimsim.controller.request import Request
 from gradpimsim.dram.commands import Cmd, Command
 
@@ -495,3 +495,46 @@ def test_row_commands_tied_with_others_follow_the_scheduler_order() -> None:
     cfg = _cfg("ddr4-2400-x8-2r", policy="adaptive", depth=2).with_overrides(starvation_cap=1)
     ctrl = assert_same(cfg, traffic(cfg, 637728, 386, arrivals="bursts", max_ncols=4))
     assert ctrl.row_commands_in_runs > 0
+
+
+def _merge_by_steps(ready: list[int], gap_bg: int, gap_rank: int, steps: int,
+                    ) -> list[tuple[int, int]]:
+    """The steady merge written the run's way, on absolute cycles: each leader (oldest first)
+    may issue at ``max(last in its bank group + gap_bg, previous command + gap_rank)``; the
+    earliest goes, the oldest on ties.  Returns (cycle, leader) per command, from cycle 0."""
+    last = [r - gap_bg for r in ready]  # the bank groups' last commands, relative to cycle 0
+    t = 0
+    out = []
+    for _ in range(steps):
+        e = [max(v + gap_bg, t + gap_rank) for v in last]
+        j = e.index(min(e))  # the first minimum: the oldest on ties
+        t = e[j]
+        last[j] = t
+        out.append((t, j))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 10), st.integers(1, 8), st.data())
+def test_leader_cycle_is_the_stepped_merge(gap_bg: int, gap_rank: int,
+                                          data: st.DataObject) -> None:
+    """The cached period of the leaders' merge repeats exactly what stepping the merge gives,
+    and a state called transient does not recur within the steps it follows."""
+    top = max(gap_bg, gap_rank)
+    ready = data.draw(st.lists(st.integers(gap_rank, top), min_size=1, max_size=4))
+    cyc = _leader_cycle(ready, gap_bg, gap_rank)
+    steps = _merge_by_steps(ready, gap_bg, gap_rank, 3 * max(cyc.period, 1) + 70)
+    if cyc.period == 0:
+        for k in range(1, 65):  # no return to the state within the 64 steps followed
+            t, _ = steps[k - 1]
+            last = {j: tt for tt, j in steps[:k]}
+            state = [max(last.get(j, r - gap_bg) + gap_bg - t, gap_rank)
+                     for j, r in enumerate(ready)]
+            assert state != ready
+        return
+    n = len(cyc.offsets)
+    expect = [(rep * cyc.period + off, j) for rep in range(3)
+              for off, j in zip(cyc.offsets, cyc.positions, strict=True)]
+    assert steps[:3 * n] == expect
+    assert cyc.counts == [cyc.positions.count(j) for j in range(len(ready))]
+

@@ -380,3 +380,17 @@ def test_lazy_program_equals_stored_program() -> None:
     assert closed_form_cycles(eager, CFG) == closed_form_cycles(lazy, CFG)
     with pytest.raises(PimCapabilityError):
         build_program(targets, opt, prec, CFG, PimConfig(vector_registers=3), step=2, lazy=True)
+
+
+def test_column_instructions_are_built_as_pim_instr() -> None:
+    """The generator builds column commands without calling PimInstr (its Python __new__):
+    the result must be the very tuple PimInstr gives, defaults included."""
+    from gradpimsim.pim.kernels import _column_instr
+    from gradpimsim.pim.unit import PimInstr
+
+    for cmd in (Cmd.PIM_RD, Cmd.PIM_WR):
+        built = _column_instr(cmd, 3, 70000, 12, 5)
+        assert type(built) is PimInstr
+        assert built == PimInstr(cmd, 3, 70000, 12, 5)
+        assert built._asdict() == PimInstr(cmd, 3, 70000, 12, 5)._asdict()
+

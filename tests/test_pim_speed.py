@@ -186,6 +186,41 @@ def _simpy_stream(fast: bool, policy: str) -> list[tuple[str, Any]]:
     return log + [("cmd", c) for c in stream]
 
 
+def _callback_stream(fast: bool, policy: str) -> list[Any]:
+    """Two batches queued at once on an otherwise idle channel (PIM spans issue row commands
+    too); the first one's ``on_done`` submits host requests at its end cycle and stops the
+    channel deciding past it, as the memory system's callbacks do: the span must stop there."""
+    cfg = preset("ddr4-2400-x8")
+    program, _ = _program(cfg, 3000)
+    stream: list[Command] = []
+    shared = SharedChannel.build(cfg, PIM, policy=policy, sink=stream.append)
+    shared.fast = fast
+    dev = shared.ctrl.dev
+    rows = sorted({i.row for p in program.units.values() for i in p if i.bank >= 0})
+    log: list[Any] = []
+
+    def first_done(cycle: int) -> None:
+        log.append(("b1", cycle))
+        shared.lower_cap(cycle)
+        for k in range(64):
+            shared.submit(Request(k * 64, False, cycle, dev.flat_bank(0, k % 4, (k // 4) % 4),
+                                  rows[k % len(rows)], k % 128, 0))
+
+    shared.add_program(*_batch(program), on_done=first_done)
+    shared.add_program(*_batch(program), on_done=lambda c: log.append(("b2", c)))
+    while shared.busy:
+        shared.cap = INF
+        shared.run_until(INF)
+    return log + stream
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_span_with_row_commands_stops_at_a_batch_callback(policy: str) -> None:
+    ref = _callback_stream(False, policy)
+    assert _callback_stream(True, policy) == ref
+    assert any(isinstance(c, Command) and c.cmd == Cmd.RD for c in ref)
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_simpy_batches_and_callbacks_are_unchanged(policy: str) -> None:
     ref = _simpy_stream(False, policy)
