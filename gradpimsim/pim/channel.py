@@ -413,7 +413,7 @@ class PimChannel:
             for ins in islice(it, want):
                 got += 1
                 buf.append(ins)
-                c = ins.cmd
+                c: int = ins.cmd  # (an int here: compiled, a Cmd is compared as an object)
                 if c in (PIM_RD, PIM_WR):
                     runs = a.runs[ins.bank]
                     if runs and runs[-1][0] == ins.row:
@@ -445,7 +445,7 @@ class PimChannel:
             busy_ref = self.refreshing[rank]
             if buf:
                 ins = buf[0]
-                c = ins.cmd
+                c: int = ins.cmd
                 if c == PIM_OP:
                     if a.ops_ok:
                         best = dev.earliest(PIM_OP, a.fb0)
@@ -743,7 +743,7 @@ class PimChannel:
             t = m
             c = a.cmd
             rank = a.rank
-            counts[c] += 1
+            counts[c] = counts[c] + 1  # (an augmented list item is a generic add)
             fb = a.fb
             ur = a.res
             ins = a.buf.popleft()
@@ -773,8 +773,9 @@ class PimChannel:
                     sink(Command(t, _CMDS[c], ch, rank, a.bg, b, row, ins.col))
                 runs = a.runs[b]
                 run = runs[0]
-                run[1] -= 1
-                if not run[1]:
+                left = run[1] - 1
+                run[1] = left
+                if not left:
                     runs.popleft()
                     self._check(a, b)
                 e = t + burst
@@ -802,7 +803,7 @@ class PimChannel:
             # cycle is dev.earliest(), inlined (not an ACT: no four-activate window)
             if buf and not a.prep and not refreshing[rank]:
                 ins = buf[0]
-                c2 = ins.cmd
+                c2: int = ins.cmd
                 fb2 = -1
                 if c2 == PIM_OP:
                     if a.ops_ok:

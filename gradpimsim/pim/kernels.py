@@ -27,6 +27,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -466,7 +467,7 @@ class _LazyUnitProgram:
         self._len: int | None = None
 
     def __iter__(self) -> Iterator[PimInstr]:
-        return _schedule(*self._args)
+        return chain.from_iterable(_schedule(*self._args))
 
     def __len__(self) -> int:
         if self._len is None:
@@ -486,9 +487,45 @@ def _column_instr(cmd: Cmd, bank: int, row: int, col: int, reg: int) -> PimInstr
     return _TUPLE_NEW(PimInstr, (cmd, bank, row, col, reg, "", ()))  # type: ignore[no-any-return]
 
 
+def _emit_template(entries: list[tuple[int, Any, int]], loc: dict[str, _Loc],
+                   a: int) -> list[PimInstr]:
+    """A cached phase's instructions for a run whose lane group ``a`` begins the phase.
+
+    Column entries hold ``(role, column offset)`` relative to ``a``'s columns.  A plain function,
+    not part of :func:`_schedule`'s generator: a generator keeps its locals in an environment
+    object, which makes every access in this per-instruction loop dearer."""
+    rd, wr = Cmd.PIM_RD, Cmd.PIM_WR
+    out: list[PimInstr] = []
+    for kind, x, y in entries:
+        if kind == _OP:
+            out.append(x)
+        else:
+            role_loc = loc[x[0]]
+            c = a // role_loc.parts + x[1]
+            out.append(_column_instr(rd if kind == _RD else wr, role_loc.bank[c],
+                                     role_loc.row[c], role_loc.col[c], y))
+    return out
+
+
+def _emit_phase(entries: list[tuple], locs: list[dict[str, _Loc]]) -> list[PimInstr]:
+    """A phase's instructions; column entries hold their ``(target, role, column)`` key."""
+    rd, wr = Cmd.PIM_RD, Cmd.PIM_WR
+    out: list[PimInstr] = []
+    for kind, x, y in entries:
+        if kind == _OP:
+            out.append(x)
+        else:
+            role_loc = locs[x[0]][x[1]]
+            c = x[2]
+            out.append(_column_instr(rd if kind == _RD else wr, role_loc.bank[c],
+                                     role_loc.row[c], role_loc.col[c], y))
+    return out
+
+
 def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recipe,  # noqa: C901
-              pim: PimConfig) -> Iterator[PimInstr]:
-    """One unit's commands: lane groups packed into register-limited read/op/write phases.
+              pim: PimConfig) -> Iterator[list[PimInstr]]:
+    """One unit's commands, a phase per list: lane groups packed into register-limited
+    read/op/write phases.
 
     ``runs`` lists the unit's lane groups in order as ``[target, first lane group, count]``.
     Each phase is worked out symbolically (:func:`phase`: column keys ``(target, role,
@@ -599,7 +636,6 @@ def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recip
 
     parts = {role: p.parts for loc in locs for role, p in loc.items()}
     period = math.lcm(*parts.values()) if parts else 1
-    rd, wr = Cmd.PIM_RD, Cmd.PIM_WR
     cache: dict[tuple, tuple] = {}
     i = 0
     r = 0
@@ -622,17 +658,7 @@ def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recip
                 tpl = cache.get(sig)
                 if tpl is not None and left >= tpl[0] + period:
                     length, entries, held_after, free_after = tpl
-                    out = []
-                    for kind, x, y in entries:
-                        if kind == _OP:
-                            out.append(x)
-                        else:
-                            role_loc = loc[x[0]]
-                            c = a // role_loc.parts + x[1]
-                            out.append(_column_instr(rd if kind == _RD else wr,
-                                                     role_loc.bank[c], role_loc.row[c],
-                                                     role_loc.col[c], y))
-                    yield from out
+                    yield _emit_template(entries, loc, a)
                     held.clear()
                     for role, dc, reg in held_after:
                         held[(ti, role, a // parts[role] + dc)] = reg
@@ -640,16 +666,7 @@ def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recip
                     i += length
                     continue
         j, entries = phase(i)
-        out = []
-        for kind, x, y in entries:
-            if kind == _OP:
-                out.append(x)
-            else:
-                role_loc = locs[x[0]][x[1]]
-                c = x[2]
-                out.append(_column_instr(rd if kind == _RD else wr, role_loc.bank[c],
-                                         role_loc.row[c], role_loc.col[c], y))
-        yield from out
+        yield _emit_phase(entries, locs)
         if sig is not None and left >= j - i + period and all(k[0] == ti for k in held):
             cache[sig] = (
                 j - i,
