@@ -152,6 +152,37 @@ def test_standalone_run_equals_stepping_with_a_floor() -> None:
     assert min(c.clk for c in streams[0]) >= 777
 
 
+def test_standalone_run_equals_stepping_when_a_callback_adds_work() -> None:
+    """A batch's ``on_done`` appends the next batch for the same units while they are in
+    ``run()``'s inlined loop: their buffers are refilled under it, and the loop must go on
+    from the refilled buffer exactly as stepping does (it once proposed the instruction at
+    the old buffer position)."""
+    cfg = preset("ddr4-2400-x8")
+    first, _ = _program(cfg, 300)
+    second, _ = _program(cfg, 3000)
+    streams = []
+    for stepping in (False, True):
+        out: list[Command] = []
+        chan = PimChannel(cfg, PIM, sink=out.append)
+        ends: list[int] = []
+
+        def then(end: int, chan: PimChannel = chan, ends: list[int] = ends) -> None:
+            ends.append(end)
+            if len(ends) == 1:  # no prologue (same scalars): its PIM_OPs may go at once
+                chan.add_program(_batch(second)[0], on_done=ends.append)
+
+        units, sets = _batch(first)
+        chan.add_program(units, sets, on_done=then)
+        if stepping:
+            while chan.peek() < INF:
+                chan.issue()
+        else:
+            chan.run()
+        streams.append((out, ends))
+    assert len(streams[0][1]) == 2
+    assert streams[0] == streams[1]
+
+
 def _simpy_stream(fast: bool, policy: str) -> list[tuple[str, Any]]:
     """Host requests over time, a second batch added later from a SimPy process, callbacks
     logged with their simulated time."""

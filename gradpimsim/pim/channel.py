@@ -120,7 +120,8 @@ class _Agent:
     """One proposer of commands: a unit, a rank's prologue, or a rank's refresh."""
 
     __slots__ = ("kind", "rank", "bg", "fb0", "sources", "batches", "marks", "pulled",
-                 "mark_len", "part_end", "ops_ok", "buf", "runs", "prep", "exhausted", "cmd",
+                 "mark_len", "part_end", "ops_ok", "buf", "head", "runs", "prep", "exhausted",
+                 "cmd",
                  "fb", "row", "sel", "res", "pu", "pos", "wr_floor")
 
     def __init__(self, kind: int, rank: int, bg: int, fb0: int) -> None:
@@ -133,7 +134,7 @@ class _Agent:
         #: Batches with instructions of this unit still to issue (front: the head's batch).
         self.batches: deque[_Batch] = deque()
         #: Instruction counts (``pulled`` at exhaustion) at which those batches end.  Issued
-        #: instructions are ``pulled - len(buf)``, so the head batch ends when ``len(buf)``
+        #: instructions are ``pulled - left``, so the head batch ends when ``left``
         #: falls to ``mark_len`` (-1: no end known yet); no per-command counter needed.
         self.marks: deque[int] = deque()
         self.pulled = 0
@@ -143,7 +144,11 @@ class _Agent:
         self.part_end = -1
         #: May the head instruction be a PIM_OP (its batch's prologue has issued)?
         self.ops_ok = True
-        self.buf: deque[PimInstr] = deque()
+        #: Buffered instructions: ``buf[head:]`` (a list and an index, not a deque: compiled,
+        #: indexing a list is native, a deque's popleft() a method call by name).  ``left``
+        #: below means ``len(buf) - head``.
+        self.buf: list[PimInstr] = []
+        self.head = 0
         #: Per bank of the group: the rows the buffered instructions touch, as [row, count] runs.
         self.runs: list[deque[list[int]]] = []
         #: Banks whose open row is not the next row they need (ACT or PRE wanted).
@@ -283,7 +288,7 @@ class PimChannel:
         for a in new_units:
             self._ops_ok(a)
             self._refill(a)
-            if len(a.buf) == a.mark_len:  # parts with nothing for this unit end at once
+            if len(a.buf) - a.head == a.mark_len:  # parts with nothing for it end at once
                 self._marks_reached(a, -1)
         for rank in sorted(ranks):
             self._advance_prologue(rank)
@@ -304,7 +309,8 @@ class PimChannel:
     @property
     def busy(self) -> bool:
         """Instructions or PIM_SETs left to issue, or (shared) banks still to hand back."""
-        return (any(a.buf or not a.exhausted for a in self.agents if a.kind == _UNIT)
+        return (any(len(a.buf) > a.head or not a.exhausted for a in self.agents
+                    if a.kind == _UNIT)
                 or any(self.prologue_q)
                 or (self.shared and any(r != -1 for r in self.own_row)))
 
@@ -313,14 +319,15 @@ class PimChannel:
         if self.prologue_q[rank]:
             return True
         agents = self.agents
-        return any(agents[j].kind == _UNIT and (agents[j].buf or not agents[j].exhausted)
+        return any(agents[j].kind == _UNIT
+                   and (len(agents[j].buf) > agents[j].head or not agents[j].exhausted)
                    for j in self.by_rank[rank])
 
     def stalled(self) -> list[str]:
         """Units that still hold work although nothing can be proposed (for error messages)."""
-        return [f"unit ch{self.channel} ra{a.rank} bg{a.bg} stalled with {len(a.buf)} "
-                f"instructions left" for a in self.agents
-                if a.kind == _UNIT and (a.buf or not a.exhausted)]
+        return [f"unit ch{self.channel} ra{a.rank} bg{a.bg} stalled with "
+                f"{len(a.buf) - a.head} instructions left" for a in self.agents
+                if a.kind == _UNIT and (len(a.buf) > a.head or not a.exhausted)]
 
     def waiting_banks(self) -> list[int]:
         """Shared mode, after :meth:`peek` found nothing to propose: the banks whose release
@@ -355,7 +362,7 @@ class PimChannel:
         """The unit issued the last instruction of its head batch (ending at ``e``; -1 if the
         batch gave this unit nothing); batches with nothing more for it end too."""
         end = a.part_end if a.part_end > e else e
-        issued = a.pulled - len(a.buf)
+        issued = a.pulled - (len(a.buf) - a.head)
         while a.marks and a.marks[0] == issued:
             a.marks.popleft()
             self._part_done(a.batches.popleft(), end)
@@ -406,22 +413,30 @@ class PimChannel:
 
     def _refill(self, a: _Agent) -> None:
         buf = a.buf
+        if a.head:  # drop the issued ones (a C-level move of at most ``lookahead`` slots)
+            del buf[:a.head]
+            a.head = 0
         want = self.lookahead - len(buf)
+        all_runs = a.runs
         while want > 0 and a.sources:
             _, it = a.sources[0]
-            got = 0
-            for ins in islice(it, want):
-                got += 1
-                buf.append(ins)
+            chunk = list(islice(it, want))
+            got = len(chunk)
+            buf.extend(chunk)
+            for ins in chunk:
                 c: int = ins.cmd  # (an int here: compiled, a Cmd is compared as an object)
                 if c in (PIM_RD, PIM_WR):
-                    runs = a.runs[ins.bank]
-                    if runs and runs[-1][0] == ins.row:
-                        runs[-1][1] += 1
-                    else:
-                        runs.append([ins.row, 1])
-                        if len(runs) == 1:
-                            self._check(a, ins.bank)
+                    b: int = ins.bank
+                    row: int = ins.row
+                    runs = all_runs[b]
+                    if runs:
+                        last = runs[-1]
+                        if last[0] == row:
+                            last[1] = last[1] + 1
+                            continue
+                    runs.append([row, 1])
+                    if len(runs) == 1:
+                        self._check(a, b)
             a.pulled += got
             if got < want:  # this source is exhausted
                 a.sources.popleft()
@@ -443,8 +458,8 @@ class PimChannel:
         if kind == _UNIT:
             buf = a.buf
             busy_ref = self.refreshing[rank]
-            if buf:
-                ins = buf[0]
+            if len(buf) > a.head:
+                ins = buf[a.head]
                 c: int = ins.cmd
                 if c == PIM_OP:
                     if a.ops_ok:
@@ -601,7 +616,8 @@ class PimChannel:
         for rank in range(self.ranks):
             if self.refresh_of[rank] < 0:
                 continue
-            idle = all(agents[j].kind != _UNIT or not agents[j].buf for j in self.by_rank[rank])
+            idle = all(agents[j].kind != _UNIT or len(agents[j].buf) == agents[j].head
+                       for j in self.by_rank[rank])
             if refresher.should_start(rank, now, idle):
                 self.refreshing[rank] = True
                 self._replan_rank(rank)
@@ -746,7 +762,11 @@ class PimChannel:
             counts[c] = counts[c] + 1  # (an augmented list item is a generic add)
             fb = a.fb
             ur = a.res
-            ins = a.buf.popleft()
+            buf = a.buf
+            head = a.head
+            ins = buf[head]
+            head += 1
+            a.head = head
             if c == PIM_OP:
                 if local_ok[c]:
                     dev.issue_local(c, fb, t)
@@ -785,10 +805,10 @@ class PimChannel:
             if e > end:
                 end = e
             ur.last_cycle = t
-            buf = a.buf
-            if len(buf) < low_water and not a.exhausted:
+            if len(buf) - head < low_water and not a.exhausted:
                 self._refill(a)
-            if len(buf) == a.mark_len:
+                head = 0
+            if len(buf) - head == a.mark_len:
                 self._marks_reached(a, e)
             stop = False
             if done:
@@ -796,13 +816,14 @@ class PimChannel:
                 self.rr = rr
                 self._fire()
                 stop = span  # a callback may have lowered the caller's bound
-                n = len(agents)  # or added a program
+                n = len(agents)  # or added a program (and refilled this unit's buffer)
                 floor = self.floor
+                head = a.head
             # fast path of _plan(i): the next instruction is ready to propose and no bank
             # needs preparing (the common case; anything else takes _plan()).  The proposal's
             # cycle is dev.earliest(), inlined (not an ACT: no four-activate window)
-            if buf and not a.prep and not refreshing[rank]:
-                ins = buf[0]
+            if len(buf) > head and not a.prep and not refreshing[rank]:
+                ins = buf[head]
                 c2: int = ins.cmd
                 fb2 = -1
                 if c2 == PIM_OP:
@@ -865,7 +886,8 @@ class PimChannel:
             fb = a.fb
             ur = a.res
             if a.sel == _HEAD:
-                ins = a.buf.popleft()
+                ins = a.buf[a.head]
+                a.head += 1
                 if c == PIM_OP:
                     dev.issue(c, fb, t)
                     ur.ops += 1
@@ -897,17 +919,17 @@ class PimChannel:
                 if e > self.end:
                     self.end = e
                 ur.last_cycle = t
-                if len(a.buf) < self.low_water and not a.exhausted:
+                if len(a.buf) - a.head < self.low_water and not a.exhausted:
                     self._refill(a)
-                if len(a.buf) == a.mark_len:
+                if len(a.buf) - a.head == a.mark_len:
                     self._marks_reached(a, e)
                 if self._done:
                     self._fire()
                 # fast path of _plan(i): the next instruction is ready to propose and no
                 # bank needs preparing (the common case; anything else takes _plan())
                 buf = a.buf
-                if buf and not a.prep and not self.refreshing[rank]:
-                    ins = buf[0]
+                if len(buf) > a.head and not a.prep and not self.refreshing[rank]:
+                    ins = buf[a.head]
                     c = ins.cmd
                     if c == PIM_OP:
                         if a.ops_ok:
