@@ -487,23 +487,80 @@ def _column_instr(cmd: Cmd, bank: int, row: int, col: int, reg: int) -> PimInstr
     return _TUPLE_NEW(PimInstr, (cmd, bank, row, col, reg, "", ()))  # type: ignore[no-any-return]
 
 
-def _emit_template(entries: list[tuple[int, Any, int]], loc: dict[str, _Loc],
-                   a: int) -> list[PimInstr]:
+#: Fills a column entry's ``ops`` slot in a :class:`_Template` (never emitted).
+_NO_OP: Final = PimInstr(Cmd.PIM_OP)
+
+
+class _Template:
+    """A cached phase relative to its first lane group ``a`` (see :func:`_schedule`), as
+    parallel typed lists so that emitting it is native work: per entry its kind, the PIM_OP
+    (kind ``_OP``) or the column's role (an index into ``roles``), column offset from ``a``'s
+    column of that role, and register."""
+
+    def __init__(self, length: int, roles: list[str], kinds: list[int], ops: list[PimInstr],
+                 role_of: list[int], offsets: list[int], regs: list[int]) -> None:
+        self.length = length
+        self.roles = roles
+        self.kinds = kinds
+        self.ops = ops
+        self.role_of = role_of
+        self.offsets = offsets
+        self.regs = regs
+
+
+def _template(length: int, entries: list[tuple], a: int, parts: dict[str, int]) -> _Template:
+    """A phase's entries (columns as ``(target, role, column)`` keys) made relative to ``a``."""
+    roles: list[str] = []
+    kinds: list[int] = []
+    ops: list[PimInstr] = []
+    role_of: list[int] = []
+    offsets: list[int] = []
+    regs: list[int] = []
+    for kind, x, y in entries:
+        kinds.append(kind)
+        if kind == _OP:
+            ops.append(x)
+            role_of.append(-1)
+            offsets.append(0)
+            regs.append(0)
+            continue
+        role = x[1]
+        if role not in roles:
+            roles.append(role)
+        ops.append(_NO_OP)
+        role_of.append(roles.index(role))
+        offsets.append(x[2] - a // parts[role])
+        regs.append(y)
+    return _Template(length, roles, kinds, ops, role_of, offsets, regs)
+
+
+def _emit_template(tpl: _Template, loc: dict[str, _Loc], a: int) -> list[PimInstr]:
     """A cached phase's instructions for a run whose lane group ``a`` begins the phase.
 
-    Column entries hold ``(role, column offset)`` relative to ``a``'s columns.  A plain function,
-    not part of :func:`_schedule`'s generator: a generator keeps its locals in an environment
-    object, which makes every access in this per-instruction loop dearer."""
+    A plain function, not part of :func:`_schedule`'s generator: a generator keeps its locals in
+    an environment object, which makes every access in this per-instruction loop dearer."""
     rd, wr = Cmd.PIM_RD, Cmd.PIM_WR
+    banks: list[list[int]] = []
+    rows: list[list[int]] = []
+    cols: list[list[int]] = []
+    base: list[int] = []
+    for role in tpl.roles:
+        role_loc = loc[role]
+        banks.append(role_loc.bank)
+        rows.append(role_loc.row)
+        cols.append(role_loc.col)
+        base.append(a // role_loc.parts)
+    kinds, ops, role_of, offsets, regs = tpl.kinds, tpl.ops, tpl.role_of, tpl.offsets, tpl.regs
     out: list[PimInstr] = []
-    for kind, x, y in entries:
+    for j in range(len(kinds)):
+        kind = kinds[j]
         if kind == _OP:
-            out.append(x)
+            out.append(ops[j])
         else:
-            role_loc = loc[x[0]]
-            c = a // role_loc.parts + x[1]
-            out.append(_column_instr(rd if kind == _RD else wr, role_loc.bank[c],
-                                     role_loc.row[c], role_loc.col[c], y))
+            r = role_of[j]
+            c = base[r] + offsets[j]
+            out.append(_column_instr(rd if kind == _RD else wr, banks[r][c], rows[r][c],
+                                     cols[r][c], regs[j]))
     return out
 
 
@@ -636,7 +693,7 @@ def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recip
 
     parts = {role: p.parts for loc in locs for role, p in loc.items()}
     period = math.lcm(*parts.values()) if parts else 1
-    cache: dict[tuple, tuple] = {}
+    cache: dict[tuple, tuple[_Template, list[tuple[str, int, int]], tuple[int, ...]]] = {}
     i = 0
     r = 0
     while i < total:
@@ -655,10 +712,11 @@ def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recip
                 rel.append((role, c - a // parts[role], reg))
             else:
                 sig = (a % period, tuple(rel), tuple(free))
-                tpl = cache.get(sig)
-                if tpl is not None and left >= tpl[0] + period:
-                    length, entries, held_after, free_after = tpl
-                    yield _emit_template(entries, loc, a)
+                cached = cache.get(sig)
+                if cached is not None and left >= cached[0].length + period:
+                    tpl, held_after, free_after = cached
+                    length = tpl.length
+                    yield _emit_template(tpl, loc, a)
                     held.clear()
                     for role, dc, reg in held_after:
                         held[(ti, role, a // parts[role] + dc)] = reg
@@ -669,9 +727,7 @@ def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recip
         yield _emit_phase(entries, locs)
         if sig is not None and left >= j - i + period and all(k[0] == ti for k in held):
             cache[sig] = (
-                j - i,
-                [(kind, (x[1], x[2] - a // parts[x[1]]), y) if kind != _OP else (kind, x, y)
-                 for kind, x, y in entries],
+                _template(j - i, entries, a, parts),
                 [(role, c - a // parts[role], reg) for (_, role, c), reg in held.items()],
                 tuple(free))
         i = j
