@@ -11,6 +11,7 @@ with-PIM training iteration.
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -412,3 +413,42 @@ def test_generator_reports_a_register_shortage_at_build_time() -> None:
     with pytest.raises(PimCapabilityError, match="column registers"):
         build_program([UpdateTarget("p", 1000, pl)], OPT, PREC, cfg,
                       PimConfig(vector_registers=3), lazy=True)
+
+
+@pytest.mark.skipif(not PimChannel.__module__ or not hasattr(sys.modules[PimChannel.__module__],
+                                                              "__file__")
+                    or not sys.modules[PimChannel.__module__].__file__.endswith(".py"),
+                    reason="wraps a method: needs the pure-Python module")
+@pytest.mark.parametrize("case", [c for c in CASES if c[3]], ids=lambda c: f"{c[0]}-{c[2]}")
+def test_proposals_kept_after_host_commands_equal_fresh_plans(
+        case: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After host RD/WR only, PIM plans again only the units of the bank groups they touched
+    and units about to close a host-open bank (its queue may have filled).  Every proposal
+    it keeps must be the one a fresh plan gives (up to the command bus, which ``peek``
+    applies to all): the reference plans everything again after any host command."""
+    name, over, n, host, gap = case
+    cfg = preset(name).with_overrides(**over) if over else preset(name)
+    sync = PimChannel._sync
+    checked = [0, 0]  # selective looks, kept proposals compared
+
+    def checking_sync(self: PimChannel) -> None:
+        dev = self.dev
+        selective = (dev.last_issue != self._own_last
+                     and dev.other_issues == self._other_seen)
+        sync(self)
+        if not selective:
+            return
+        checked[0] += 1
+        bus = dev.cmd_bus_next
+        for j in range(len(self.ready)):
+            if self.stamp[j] != self.epoch:
+                continue
+            a = self.agents[j]
+            kept = (max(self.ready[j], bus), a.cmd, a.fb, a.sel, a.row)
+            self._plan(j)
+            assert (max(self.ready[j], bus), a.cmd, a.fb, a.sel, a.row) == kept
+            checked[1] += 1
+
+    monkeypatch.setattr(PimChannel, "_sync", checking_sync)
+    _shared_stream(cfg, n, "host-first", True, host, gap)
+    assert checked[0] > 20 and checked[1] > 20, checked

@@ -24,7 +24,9 @@ NCMD: Final = len(Cmd)
 # plain global costs a lookup per use (tests/test_runtime.py checks them against ``Cmd``).
 ACT: Final = 0
 PRE: Final = 1
+RD: Final = 2
 RDA: Final = 3
+WR: Final = 4
 WRA: Final = 5
 REF: Final = 6
 SRE: Final = 7
@@ -66,6 +68,13 @@ class ChannelDevice:
         #: Counts row-state changes (ACT, PRE, RDA, WRA): a co-scheduler compares it with the
         #: count it saw instead of comparing every bank's open row.
         self.row_changes = 0
+        #: What a co-scheduler needs to know of commands issued here since it last looked
+        #: (counters it compares with the values it saw): RD/WR per bank group (global index)
+        #: and every other command through :meth:`issue`.  A RD/WR moves only its bank's and
+        #: group's timing for other groups' commands (and the bus), so a PIM scheduler plans
+        #: only that group's unit again; anything else may move more, so it plans everything.
+        self.bg_col_issues: list[int] = [0] * (o.ranks * o.bankgroups)
+        self.other_issues = 0
         self.faw: list[deque[int]] = [deque(maxlen=4) for _ in range(o.ranks)]
         self.faw_window = 0
         self.faw_count = 4
@@ -219,6 +228,10 @@ class ChannelDevice:
             for r2 in range(self.ranks):
                 if r2 != r:
                     _raise_to(self.rank_next, r2 * NCMD, t, other_u)
+        if cmd in (RD, WR):
+            self.bg_col_issues[g] = self.bg_col_issues[g] + 1
+        else:
+            self.other_issues += 1
         if cmd in (ACT, PRE, RDA, WRA):
             self.row_changes += 1
         if cmd == ACT:

@@ -243,6 +243,8 @@ class PimChannel:
         self.epoch = 0
         self.blocked: set[int] = set()
         self._own_last = self.dev.last_issue
+        self._other_seen = self.dev.other_issues
+        self._cols_seen = list(self.dev.bg_col_issues)
         self._rows_seen = list(self.dev.open_row)
         self._row_changes = self.dev.row_changes
         self._ref_seen = list(self.refreshing)
@@ -546,7 +548,14 @@ class PimChannel:
         dev = self.dev
         if dev.last_issue != self._own_last:
             self._own_last = dev.last_issue
-            self.epoch += 1
+            cols, seen = dev.bg_col_issues, self._cols_seen
+            if dev.other_issues != self._other_seen:
+                # anything but RD/WR may have moved any proposal: plan everything again
+                self._other_seen = dev.other_issues
+                self.epoch += 1
+                seen[:] = cols
+            else:
+                self._host_columns_seen(cols, seen)
         if dev.row_changes != self._row_changes:
             self._row_changes = dev.row_changes
             rows = dev.open_row
@@ -564,6 +573,41 @@ class PimChannel:
             self.blocked.clear()
             for i in waiting:
                 self._plan(i)
+
+    def _host_columns_seen(self, cols: list[int], seen: list[int]) -> None:
+        """The other source issued only RD/WR since our last look: plan again exactly the
+        proposals a fresh plan could change (the others stay as they are, which the reference
+        of planning everything again would give too; a test checks it):
+
+        - the units of the bank groups those commands went to (their group's timing moved);
+        - a unit with a choice between banks to prepare (or to close for a refresh) whose
+          proposal lies before the command bus: the bus moved, and options due before it now
+          tie at it, which the order of the options decides (``peek`` puts every proposal
+          at the bus, so this matters only inside a unit);
+        - a unit proposing to close a bank the other source opened: that source's queue may
+          no longer allow it (``may_close``).
+        """
+        unit_of = self.unit_of
+        stamp = self.stamp
+        for g in range(len(cols)):
+            if cols[g] != seen[g]:
+                seen[g] = cols[g]
+                i = unit_of.get(g, -1)
+                if i >= 0:
+                    stamp[i] = -1  # (never an epoch)
+        agents = self.agents
+        ready = self.ready
+        own_row = self.own_row
+        refreshing = self.refreshing
+        bus = self.dev.cmd_bus_next
+        closing = self.may_close is not None
+        for i in range(len(agents)):
+            a = agents[i]
+            if a.kind != _UNIT:
+                continue
+            if ((ready[i] < bus and (a.prep or refreshing[a.rank]))
+                    or (closing and a.cmd == PRE and own_row[a.fb] == -1)):
+                stamp[i] = -1
 
     def advance(self, t: int) -> None:
         """Nothing of this scheduler issues before cycle ``t`` (time has moved on)."""
@@ -860,10 +904,15 @@ class PimChannel:
             self.last_cmd = c
             self.last_bank = fb
             self._own_last = t
+        self._other_seen = dev.other_issues  # (our own commands: seen)
         return issued
 
-    def issue(self) -> None:  # noqa: C901
+    def issue(self) -> None:
         """Issue the command the last :meth:`peek` returned, at that cycle."""
+        self._issue()
+        self._other_seen = self.dev.other_issues  # (our own command: seen)
+
+    def _issue(self) -> None:  # noqa: C901
         i = self._sel
         if i < 0:
             raise RuntimeError("issue() without a command: call peek() first")
