@@ -149,11 +149,15 @@ class SharedChannel:
         """Process every event at a cycle < ``limit``; with ``limit == INF``, until both idle."""
         ctrl, pim = self.ctrl, self.pim
         bump = 1 if self.host_first else 0
+        # ctrl.next_at answers for the host's present state: it ran last, and nothing but
+        # PIM's peek happened since (so asking it again would only repeat that answer)
+        known = False
         while True:
             if self.cap < limit:
                 limit = self.cap
             tp = pim.peek()
             if tp >= INF:
+                known = False
                 if not pim.busy:  # the host alone
                     ctrl.horizon = limit
                     ctrl.run_until(limit, until_idle=limit >= INF)
@@ -183,12 +187,18 @@ class SharedChannel:
             if h > limit:
                 h = limit
             ctrl.horizon = h
-            # the host first does whatever falls before h (then the loop asks PIM again);
-            # with nothing to do it only learns that nothing happens before h
-            events = ctrl.events
-            ctrl.run_until(h)
-            if ctrl.events != events:
-                continue
+            if known and ctrl.next_at >= h and self.fast:
+                # what run_until(h) would do: nothing before h, and its clock moves to h
+                if ctrl.now < h < INF:
+                    ctrl.now = h
+            else:
+                # the host first does whatever falls before h (then the loop asks PIM
+                # again); with nothing to do it only learns that nothing happens before h
+                events = ctrl.events
+                ctrl.run_until(h)
+                known = True
+                if ctrl.events != events:
+                    continue
             th = ctrl.next_at  # (ctrl.next_event(), as run_until just found it)
             if tp >= limit:
                 break
@@ -199,6 +209,7 @@ class SharedChannel:
             # the host has no request at all and no rank refreshes, PIM's row commands give it
             # no candidate either (a bank PIM closes or opens has nothing queued; a REF waits
             # for a refresh to start, at the host's next event): those go in the loop too.
+            known = False
             rows = not ctrl.busy and not any(ctrl.refresh.refreshing)
             if (not self.fast
                     or pim.run_span(limit if th >= limit else th + 1 - bump, rows) == 0):
