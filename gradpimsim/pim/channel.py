@@ -121,8 +121,7 @@ class _Agent:
 
     __slots__ = ("kind", "rank", "bg", "fb0", "sources", "batches", "marks", "pulled",
                  "mark_len", "part_end", "ops_ok", "buf", "head", "runs", "prep", "exhausted",
-                 "cmd",
-                 "fb", "row", "sel", "res", "pu", "pos", "wr_floor")
+                 "cmd", "fb", "row", "sel", "res", "pu", "pos", "wr_floor")
 
     def __init__(self, kind: int, rank: int, bg: int, fb0: int) -> None:
         self.kind = kind
