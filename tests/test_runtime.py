@@ -37,7 +37,7 @@ def test_controller_command_codes_are_the_command_enum() -> None:
 def test_device_command_codes_are_the_command_enum() -> None:
     from gradpimsim.dram import device
 
-    for name in ("ACT", "PRE", "RDA", "WRA", "REF", "SRE", "SRX", "PIM_OP", "PIM_SET"):
+    for name in ("ACT", "PRE", "RD", "RDA", "WR", "WRA", "REF", "SRE", "SRX", "PIM_OP", "PIM_SET"):
         assert getattr(device, name) == int(Cmd[name]), name
 
 
