@@ -491,25 +491,29 @@ def _column_instr(cmd: Cmd, bank: int, row: int, col: int, reg: int) -> PimInstr
 _NO_OP: Final = PimInstr(Cmd.PIM_OP)
 
 
+@dataclass
 class _Template:
     """A cached phase relative to its first lane group ``a`` (see :func:`_schedule`), as
     parallel typed lists so that emitting it is native work: per entry its kind, the PIM_OP
     (kind ``_OP``) or the column's role (an index into ``roles``), column offset from ``a``'s
-    column of that role, and register."""
+    column of that role, and register.  Then the registers held after it, as ``(role, column
+    offset, register)``, and the free register list."""
 
-    def __init__(self, length: int, roles: list[str], kinds: list[int], ops: list[PimInstr],
-                 role_of: list[int], offsets: list[int], regs: list[int]) -> None:
-        self.length = length
-        self.roles = roles
-        self.kinds = kinds
-        self.ops = ops
-        self.role_of = role_of
-        self.offsets = offsets
-        self.regs = regs
+    length: int  # lane groups
+    roles: list[str]
+    kinds: list[int]
+    ops: list[PimInstr]
+    role_of: list[int]
+    offsets: list[int]
+    regs: list[int]
+    held_after: list[tuple[str, int, int]]
+    free_after: tuple[int, ...]
 
 
-def _template(length: int, entries: list[tuple], a: int, parts: dict[str, int]) -> _Template:
-    """A phase's entries (columns as ``(target, role, column)`` keys) made relative to ``a``."""
+def _template(length: int, entries: list[tuple], a: int, parts: dict[str, int],
+              held: dict[tuple, int], free: list[int]) -> _Template:
+    """A phase's entries (columns as ``(target, role, column)`` keys) and the registers it
+    leaves held and free, made relative to ``a``."""
     roles: list[str] = []
     kinds: list[int] = []
     ops: list[PimInstr] = []
@@ -531,7 +535,9 @@ def _template(length: int, entries: list[tuple], a: int, parts: dict[str, int]) 
         role_of.append(roles.index(role))
         offsets.append(x[2] - a // parts[role])
         regs.append(y)
-    return _Template(length, roles, kinds, ops, role_of, offsets, regs)
+    held_after = [(role, c - a // parts[role], reg) for (_, role, c), reg in held.items()]
+    return _Template(length, roles, kinds, ops, role_of, offsets, regs, held_after,
+                     tuple(free))
 
 
 def _emit_template(tpl: _Template, loc: dict[str, _Loc], a: int) -> list[PimInstr]:
@@ -693,7 +699,7 @@ def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recip
 
     parts = {role: p.parts for loc in locs for role, p in loc.items()}
     period = math.lcm(*parts.values()) if parts else 1
-    cache: dict[tuple, tuple[_Template, list[tuple[str, int, int]], tuple[int, ...]]] = {}
+    cache: dict[tuple, _Template] = {}
     i = 0
     r = 0
     while i < total:
@@ -712,22 +718,17 @@ def _schedule(runs: list[list[int]], locs: list[dict[str, _Loc]], recipe: _Recip
                 rel.append((role, c - a // parts[role], reg))
             else:
                 sig = (a % period, tuple(rel), tuple(free))
-                cached = cache.get(sig)
-                if cached is not None and left >= cached[0].length + period:
-                    tpl, held_after, free_after = cached
-                    length = tpl.length
+                tpl = cache.get(sig)
+                if tpl is not None and left >= tpl.length + period:
                     yield _emit_template(tpl, loc, a)
                     held.clear()
-                    for role, dc, reg in held_after:
+                    for role, dc, reg in tpl.held_after:
                         held[(ti, role, a // parts[role] + dc)] = reg
-                    free[:] = free_after
-                    i += length
+                    free[:] = tpl.free_after
+                    i += tpl.length
                     continue
         j, entries = phase(i)
         yield _emit_phase(entries, locs)
         if sig is not None and left >= j - i + period and all(k[0] == ti for k in held):
-            cache[sig] = (
-                _template(j - i, entries, a, parts),
-                [(role, c - a // parts[role], reg) for (_, role, c), reg in held.items()],
-                tuple(free))
+            cache[sig] = _template(j - i, entries, a, parts, held, free)
         i = j
