@@ -124,6 +124,57 @@ def test_shared_fast_path_gives_the_reference_stream(case: tuple, policy: str) -
         assert any(c.cmd == Cmd.REF for c in ref[0])
 
 
+def _bulk_stream(cfg: Any, n: int, policy: str, fast: bool, host: int, gap: int,
+                 seed: int) -> tuple[list[Command], list[int], int, tuple[int, ...], int]:
+    """PIM's update with host *bulk* requests (a few to 64 bursts each, to rows PIM uses and
+    others): the host streams bursts while PIM fills the command bus between them."""
+    program, _ = _program(cfg, n)
+    stream: list[Command] = []
+    shared = SharedChannel.build(cfg, PIM, policy=policy, sink=stream.append)
+    shared.fast = fast
+    done: list[int] = []
+    shared.add_program(*_batch(program), on_done=done.append)
+    rows = sorted({i.row for p in program.units.values() for i in p if i.bank >= 0})
+    rng = random.Random(seed)
+    dev = shared.ctrl.dev
+    for k in range(host):
+        ncols = rng.choice((2, 3, 8, 16, 32, 64))
+        rank = rng.randrange(dev.ranks)
+        shared.submit(Request(k * 4096, rng.random() < 0.3, k * gap,
+                              dev.flat_bank(rank, rng.randrange(dev.bankgroups),
+                                            rng.randrange(dev.banks_per_group)),
+                              rng.choice(rows) if rng.random() < 0.3 else rng.randrange(200),
+                              rng.randrange(128 - ncols + 1), rank, ncols=ncols))
+    end = shared.drain()
+    ctrl = shared.ctrl
+    stats = (ctrl.row_misses, ctrl.read_bursts, ctrl.write_bursts, ctrl.reads_done,
+             ctrl.writes_done)
+    return stream, done, end, stats, shared.interleaved
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("case", [
+    ("ddr4-2400-x8", {}, 6000, 400, 40, 1),
+    ("ddr4-2400-x8", {"tREFI": 1500, "max_postponed_refreshes": 1}, 12000, 600, 60, 2),
+    ("ddr4-2400-x8", {"ranks": 2, "tREFI": 2000}, 12000, 500, 50, 3),
+    ("ddr4-3200-x16", {}, 8000, 400, 30, 4),
+], ids=lambda c: f"{c[0]}-{c[2]}-{c[5]}")
+def test_shared_fast_path_with_host_bulk_streams(case: tuple, policy: str) -> None:
+    """Host bulk streams interleaved burst by burst with PIM spans (host-first) give the
+    reference stream, completions and controller counts; pim-first never interleaves."""
+    name, over, n, host, gap, seed = case
+    cfg = preset(name).with_overrides(**over) if over else preset(name)
+    ref = _bulk_stream(cfg, n, policy, False, host, gap, seed)
+    fast = _bulk_stream(cfg, n, policy, True, host, gap, seed)
+    assert fast[0] == ref[0]
+    assert fast[1:4] == ref[1:4]
+    assert ref[4] == 0
+    if policy == "host-first":
+        assert fast[4] > 100, fast[4]  # the burst-by-burst path was taken
+    else:
+        assert fast[4] == 0
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_shared_fast_path_is_functionally_exact(policy: str) -> None:
     cfg = preset("ddr4-2400-x8").with_overrides(tREFI=1500)

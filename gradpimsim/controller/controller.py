@@ -570,6 +570,108 @@ class ChannelController:
             else:
                 self._refresh_candidate(b)
 
+    # ------------------------------------------------------------------ interleaving
+    def stream_window(self, limit: int, streams: list[int]) -> int:
+        """For an arbiter that interleaves another command source with this controller's bulk
+        streams burst by burst (``SharedChannel._interleave``): fill ``streams`` with the banks
+        whose candidate a plain burst serves without changing any choice, and return the first
+        cycle at which anything else could happen here (INF-free: at most ``limit``).
+
+        Such a candidate is a column hit of the mode being served for the head of its queue
+        (on a fresh row too: the head being a hit, it is also what the fresh row serves first)
+        with at least two bursts left (a request's last burst completes it: callbacks, queue
+        changes).  Issuing one of its bursts changes no queue count, mode or candidate, which
+        is what the scheduler would re-evaluate after it.  The window ends at the exact earliest
+        cycle of every other candidate (timing only rises, so it stays a lower bound), the next
+        admission, the next refresh check and ``limit``; before it, the scheduler issues only
+        these streams' bursts, each at its exact earliest cycle, oldest first on ties
+        (:meth:`next_stream_burst`).
+        Not under FCFS, or while a mode switch is due.
+        """
+        if self.fcfs or drain_flips(self.draining, self.reads, self.writes, self.drain_forced,
+                                    self.high, self.low):
+            return -INF
+        end = limit
+        v = self._next_admission()
+        if v < end:
+            end = v
+        if self.refresh_due < end:
+            end = self.refresh_due
+        dev = self.dev
+        version = self.version
+        cand_cmd = self.cand_cmd
+        cand_req = self.cand_req
+        cand_floor = self.cand_floor
+        hit = WR if self.draining else RD
+        queues = self.write_q if self.draining else self.read_q
+        refreshing = self.refresh.refreshing
+        bpr = dev.banks_per_rank
+        now = self.now
+        for key, _prio, _seq, b, ver in self.heap:
+            if ver != version[b] or key >= end:
+                continue  # stale, or due no earlier than the window's end anyway
+            c = cand_cmd[b]
+            if c == hit and not refreshing[b // bpr]:
+                req = cand_req[b]
+                q = queues[b]
+                if req is not None and q and q[0] is req and req.ncols - req.served > 1:
+                    streams.append(b)
+                    continue
+            e = dev.earliest(c, b)
+            if cand_floor[b] > e:
+                e = cand_floor[b]
+            if e < now:
+                e = now
+            if e < end:
+                end = e
+        return end
+
+    def next_stream_burst(self, streams: list[int]) -> tuple[int, int]:
+        """(cycle, bank) of the streams' next burst as the scheduler picks it: the earliest
+        legal one, oldest request first on ties; (INF, -1) once one of them is down to its last
+        burst (which the scheduler's own path issues)."""
+        dev = self.dev
+        cand_cmd = self.cand_cmd
+        cand_req = self.cand_req
+        now = self.now
+        best_t = INF
+        best_seq = INF
+        best_b = -1
+        for b in streams:
+            req = cand_req[b]
+            assert req is not None
+            if req.ncols - req.served < 2:
+                return INF, -1
+            e = dev.earliest(cand_cmd[b], b)
+            if e < now:
+                e = now
+            if e < best_t or (e == best_t and req.seq < best_seq):
+                best_t, best_seq, best_b = e, req.seq, b
+        return best_t, best_b
+
+    def issue_stream_burst(self, b: int, t: int) -> None:
+        """Issue bank ``b``'s stream burst at ``t`` (from :meth:`next_stream_burst`): what
+        :meth:`run_until` and :meth:`_issue_column` do for it.  Its heap entry stays: the
+        candidate is the same, and its old key is still a lower bound."""
+        req = self.cand_req[b]
+        assert req is not None
+        cmd = self.cand_cmd[b]
+        self.now = t
+        self.events += 1
+        dev = self.dev
+        row = dev.open_row[b]
+        dev.issue(cmd, b, t, row)
+        if self.fresh[b]:
+            self.row_misses += 1
+            self.fresh[b] = False
+        self._emit(cmd, b, row, req.col + req.served, t)
+        req.served += 1
+        if cmd == WR:
+            self.write_bursts += 1
+        else:
+            self.read_bursts += 1
+        self.last_col[b] = t
+
     def watch(self, banks: list[int]) -> None:
         """Start watching ``banks`` (see ``watching``); :meth:`unwatch` ends it."""
         watched = self.watched

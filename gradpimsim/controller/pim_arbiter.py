@@ -61,6 +61,10 @@ from gradpimsim.pim.unit import PimInstr
 POLICIES: Final = ("host-first", "pim-first")
 ACT: Final = int(Cmd.ACT)
 PRE: Final = int(Cmd.PRE)
+#: How close PIM's next command must be (cycles past the host's clock) for the arbiter to
+#: interleave burst by burst (:meth:`SharedChannel._interleave`) instead of letting the host
+#: run up to it: a performance threshold only, the commands are the same either way.
+_INTERLEAVE_WITHIN: Final = 32
 
 
 class SharedChannel:
@@ -94,6 +98,8 @@ class SharedChannel:
         ctrl.external_busy = pim.rank_busy
         #: Nothing is processed at or after ``cap`` (see :meth:`lower_cap`).
         self.cap = INF
+        #: Host bursts issued burst by burst between PIM spans (:meth:`_interleave`).
+        self.interleaved = 0
 
     @classmethod
     def build(cls, cfg: MemoryConfig, pim: PimConfig | None = None, *, channel: int = 0,
@@ -186,6 +192,10 @@ class SharedChannel:
             h = tp + bump
             if h > limit:
                 h = limit
+            if (bump and self.fast and h - ctrl.now <= _INTERLEAVE_WITHIN and ctrl.busy
+                    and self._interleave(limit)):
+                known = False
+                continue
             ctrl.horizon = h
             if known and ctrl.next_at >= h and self.fast:
                 # what run_until(h) would do: nothing before h, and its clock moves to h
@@ -219,6 +229,47 @@ class SharedChannel:
             limit = self.cap
         if limit < INF:
             pim.advance(limit)
+
+    def _interleave(self, limit: int) -> bool:
+        """Host-first, PIM's next command close: alternate PIM spans and host stream bursts in
+        one loop; returns whether anything issued.
+
+        While the host has only bulk streams to serve (``ChannelController.stream_window``),
+        its next event is its streams' next burst, and the general loop above would make one
+        turn per burst: run the host up to PIM's next cycle, then PIM up to the host's next
+        burst.  Here each turn asks only what it needs: the streams' next burst ``t``
+        (``next_stream_burst``, exact after whatever PIM issued), then PIM's peek; PIM issues
+        its unit instructions before ``t`` (``run_span(t)``, as the loop above would with the
+        host's next event at ``t``) or the host issues at ``t`` (ties go to the host).  It
+        stops where the window ends, where a stream reaches its last burst, at anything of
+        PIM's but a unit instruction, and when a PIM batch completes (its callback may lower
+        the cap); the loop above takes it from there.
+        """
+        ctrl, pim = self.ctrl, self.pim
+        if self.cap < limit:
+            limit = self.cap
+        streams: list[int] = []
+        end = ctrl.stream_window(limit, streams)
+        if not streams:
+            return False
+        progress = False
+        while True:
+            t, b = ctrl.next_stream_burst(streams)
+            if t >= end:
+                break
+            tp = pim.peek()
+            if tp < t:
+                fired = pim.fired
+                if pim.run_span(t, False) == 0:
+                    break
+                progress = True
+                if pim.fired != fired:
+                    break
+                continue
+            ctrl.issue_stream_burst(b, t)
+            self.interleaved += 1
+            progress = True
+        return progress
 
     def _pim_issued(self, cmd: int, bank: int) -> None:
         """Bank ownership and the controller's candidates after a PIM command."""
