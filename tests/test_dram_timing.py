@@ -97,6 +97,28 @@ def test_rule_is_tight(speed: str, name: str, index: int) -> None:
 
 
 @pytest.mark.parametrize("speed,name", CONFIGS)
+def test_auto_precharge_columns_obey_their_column_rules(speed: str, name: str) -> None:
+    """As a *next* command RDA obeys RD's rules and WRA WR's: the device keeps one entry for
+    both (``ChannelDevice.slot``), so every RD/WR rule above is checked again, tight, with its
+    auto-precharge form as the next command (and a previous RDA/WRA as the setup's last)."""
+    checked = 0
+    for rule, setup, prev, nxt, gap in _cases(speed):
+        if nxt[0] not in (R, W) or rule == "cmd bus":
+            continue
+        auto = RA if nxt[0] == R else WA
+        dev = ChannelDevice(preset(name))
+        for i, c in enumerate(setup):
+            _issue(dev, c, 100 * i)
+        _issue(dev, prev, T0)
+        target = dev.flat_bank(*nxt[1:])
+        assert dev.slot[int(auto)] == int(nxt[0])
+        assert dev.earliest(int(auto), target) == T0 + gap, rule
+        assert dev.earliest(int(auto), target) == dev.earliest(int(nxt[0]), target)
+        checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.parametrize("speed,name", CONFIGS)
 def test_faw_fifth_activate(speed: str, name: str) -> None:
     """Four ACTs at tRRD_S spacing; the fifth waits exactly for the tFAW window."""
     x = REF[speed]

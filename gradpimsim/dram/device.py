@@ -96,6 +96,19 @@ class ChannelDevice:
         #: then): the table's RDA/WRA -> ACT gap less the precharge time.
         self.auto_close_delay = {c: upd[c][0].get(int(Cmd.ACT), 0) - cfg.timing.tRP
                                  for c in (int(Cmd.RDA), int(Cmd.WRA))}
+        #: Where :meth:`earliest` reads a command's "next legal" entries.  As a *next* command,
+        #: RDA obeys exactly RD's rules and WRA WR's (DDR4 adds rules *after* an auto-precharge,
+        #: not before it); their entries would mirror RD's and WR's, so when the table agrees
+        #: they are not kept, and every RD/WR/PIM command raises two to four fewer entries.
+        #: (Only :meth:`earliest` may be asked for RDA/WRA: the schedulers' inlined lookups
+        #: never are, their candidates being RD/WR.)
+        self.slot: list[int] = list(range(NCMD))
+        for c, base in ((RDA, RD), (WRA, WR)):
+            if all(level.get(c) == level.get(base) for per_prev in upd for level in per_prev):
+                self.slot[c] = base
+                for per_prev in upd:
+                    for level in per_prev:
+                        level.pop(c, None)
         self.updates: list[tuple[tuple[tuple[int, int], ...], ...]] = [
             tuple(tuple(sorted(level.items())) for level in per_prev) for per_prev in upd
         ]
@@ -153,11 +166,12 @@ class ChannelDevice:
         """
         g = flat_bank // self.banks_per_group
         r = flat_bank // self.banks_per_rank
-        t = self.bank_next[flat_bank * NCMD + cmd]
-        v = self.bg_next[g * NCMD + cmd]
+        s = self.slot[cmd]
+        t = self.bank_next[flat_bank * NCMD + s]
+        v = self.bg_next[g * NCMD + s]
         if v > t:
             t = v
-        v = self.rank_next[r * NCMD + cmd]
+        v = self.rank_next[r * NCMD + s]
         if v > t:
             t = v
         if self.cmd_bus_next > t:
