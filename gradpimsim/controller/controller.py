@@ -74,6 +74,8 @@ _PRIO_IDLE: Final = 2
 #: fit before it must stop; in a shorter window (a co-scheduled PIM command close ahead) the
 #: commands are issued one by one, which gives the same commands for less work.
 _RUN_MIN_SLOTS: Final = 4
+#: Heap size above which :meth:`ChannelController._peek` re-keys every entry at once.
+_REKEY_ALL: Final = 6
 
 CommandSink = Callable[[Command], None]
 
@@ -467,6 +469,7 @@ class ChannelController:
         cand_cmd = self.cand_cmd
         bank_next, bg_next, rank_next = dev.bank_next, dev.bg_next, dev.rank_next
         bpg, bpr = dev.banks_per_group, dev.banks_per_rank
+        rekeyed = 0
         while heap:
             key, prio, seq, b, ver = heap[0]
             if ver != version[b]:
@@ -495,10 +498,41 @@ class ChannelController:
             if e < now:
                 e = now
             if e > key:
-                heapq.heapreplace(heap, (e, prio, seq, b, ver))
+                rekeyed += 1
+                if rekeyed == 2 and len(heap) > _REKEY_ALL:
+                    self._rekey_all()  # (a command moved most keys: cheaper all at once)
+                else:
+                    heapq.heapreplace(heap, (e, prio, seq, b, ver))
                 continue
             return e
         return INF
+
+    def _rekey_all(self) -> None:
+        """Key every live candidate by its exact earliest cycle and drop stale entries, in one
+        pass and one heapify.  A column command moves the rank's column timing, the bus and the
+        clock for every candidate, and :meth:`_peek` would re-key them one ``heapreplace`` at a
+        time before the top is exact; here each costs one tuple and the heapify's few compares.
+        Keys only grow to their exact values, so they stay lower bounds for every reader."""
+        version = self.version
+        dev = self.dev
+        cand_cmd = self.cand_cmd
+        cand_floor = self.cand_floor
+        now = self.now
+        keyed: list[tuple[int, int, int, int, int]] = []
+        for entry in self.heap:
+            key, prio, seq, b, ver = entry
+            if ver != version[b]:
+                continue
+            e = dev.earliest(cand_cmd[b], b)
+            floor = cand_floor[b]
+            if floor > e:
+                e = floor
+            if e < now:
+                e = now
+            keyed.append((e, prio, seq, b, ver) if e > key else entry)
+        heap = self.heap
+        heap[:] = keyed  # (in place: callers hold the list)
+        heapq.heapify(heap)
 
     # ------------------------------------------------------------------ main loop
     def next_event(self) -> int:
