@@ -15,12 +15,18 @@ process simulates both runs and its peak is the figure.
     python benchmarks/bench_iteration.py resnet50-1ch
     python benchmarks/bench_iteration.py --batch 1 resnet50-1ch   # a smaller batch
     python benchmarks/bench_iteration.py --jobs 1 resnet50-1ch    # both runs in one process
+    python benchmarks/bench_iteration.py --repeat 3 resnet50-1ch  # three runs and their median
+
+On a shared machine the wall time of the same build varies by a quarter from hour to hour, so
+each run is preceded by a *machine probe*: the seconds a fixed pure-Python loop takes in a fresh
+process (a busier machine gives a higher figure), to read the wall times against.
 """
 
 from __future__ import annotations
 
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,8 +50,18 @@ def child(args: list[str]) -> None:
     print(json.dumps({"exit": code, "peak_rss_mb": rss}), file=sys.stderr)
 
 
-def run_case(name: str, argv: list[str], jobs: int) -> None:
-    """One case in a child process; prints its figures."""
+PROBE = "import time\nt = time.perf_counter()\ns = 0\nfor i in range(20_000_000):\n    s += i\n" \
+        "print(time.perf_counter() - t)"
+
+
+def probe() -> float:
+    """Seconds a fixed pure-Python loop takes in a fresh process: the machine's present speed."""
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def run_case(name: str, argv: list[str], jobs: int) -> float | None:
+    """One case in a child process; prints its figures and returns its wall time."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, __file__, "--child", "compare", *argv, *COMMON, "--out", out,
                "--jobs", str(jobs)]
@@ -57,7 +73,7 @@ def run_case(name: str, argv: list[str], jobs: int) -> None:
             info = json.loads(tail)
         except json.JSONDecodeError:
             print(f"{name}: failed\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-            return
+            return None
         data = json.loads((Path(out) / "results.json").read_text())
     speedup = f"{data['speedup']:.3f}x" if data["speedup"] is not None else "-"
     print(f"== {name}: {wall:.1f} s wall, {jobs} job(s), speedup {speedup}")
@@ -72,6 +88,7 @@ def run_case(name: str, argv: list[str], jobs: int) -> None:
               f"{total / 2**30:.2f} GiB ({r['dram']['read_bytes'] / max(total, 1):.0%} read), "
               f"{r['dram']['bandwidth_gbs']:.1f} GB/s; energy "
               f"{r['energy_nj'].get('total', 0) / 1e6:.2f} mJ; sim wall {r['wall_s']:.1f} s")
+    return wall
 
 
 def _peak_memory(parent_mb: float, runs: dict[str, dict], jobs: int) -> str:
@@ -101,6 +118,7 @@ def main() -> None:
     args = sys.argv[1:]
     batch = _option(args, "--batch")
     jobs = int(_option(args, "--jobs") or 2)
+    repeat = int(_option(args, "--repeat") or 1)
     for name in args or list(CASES):
         argv = list(CASES[name])
         if batch is not None:
@@ -109,7 +127,15 @@ def main() -> None:
             else:
                 argv += ["--batch", batch]
             name = f"{name} (batch {batch})"
-        run_case(name, argv, jobs)
+        walls = []
+        for _ in range(repeat):
+            print(f"-- machine probe {probe():.2f} s")
+            wall = run_case(name, argv, jobs)
+            if wall is not None:
+                walls.append(wall)
+        if repeat > 1 and walls:
+            print(f"== {name}: median {statistics.median(walls):.1f} s wall over {len(walls)} "
+                  f"runs ({', '.join(f'{w:.1f}' for w in walls)})")
 
 
 if __name__ == "__main__":
