@@ -609,7 +609,8 @@ class ChannelController:
         """For an arbiter that interleaves another command source with this controller's bulk
         streams burst by burst (``SharedChannel._interleave``): fill ``streams`` with the banks
         whose candidate a plain burst serves without changing any choice, and return the first
-        cycle at which anything else could happen here (INF-free: at most ``limit``).
+        cycle at which anything else could happen here (at most ``limit``; -INF, no streams,
+        under FCFS or while a read/write switch is due).
 
         Such a candidate is a column hit of the mode being served for the head of its queue
         (on a fresh row too: the head being a hit, it is also what the fresh row serves first)
@@ -620,7 +621,6 @@ class ChannelController:
         admission, the next refresh check and ``limit``; before it, the scheduler issues only
         these streams' bursts, each at its exact earliest cycle, oldest first on ties
         (:meth:`next_stream_burst`).
-        Not under FCFS, or while a mode switch is due.
         """
         if self.fcfs or drain_flips(self.draining, self.reads, self.writes, self.drain_forced,
                                     self.high, self.low):

@@ -99,7 +99,8 @@ class ChannelDevice:
         #: Where :meth:`earliest` reads a command's "next legal" entries.  As a *next* command,
         #: RDA obeys exactly RD's rules and WRA WR's (DDR4 adds rules *after* an auto-precharge,
         #: not before it); their entries would mirror RD's and WR's, so when the table agrees
-        #: they are not kept, and every RD/WR/PIM command raises two to four fewer entries.
+        #: they are not kept, and a column command (host or PIM) or an ACT raises two to four
+        #: fewer entries.
         #: (Only :meth:`earliest` may be asked for RDA/WRA: the schedulers' inlined lookups
         #: never are, their candidates being RD/WR.)
         self.slot: list[int] = list(range(NCMD))
