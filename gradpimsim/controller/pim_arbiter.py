@@ -243,7 +243,8 @@ class SharedChannel:
         host's next event at ``t``) or the host issues at ``t`` (ties go to the host).  It
         stops where the window ends, where a stream reaches its last burst, at anything of
         PIM's but a unit instruction, and when a PIM batch completes (its callback may lower
-        the cap); the loop above takes it from there.
+        the cap); the loop above takes it from there, also when PIM's next command moves
+        further away (or PIM waits for the host): the host then runs in closed form up to it.
         """
         ctrl, pim = self.ctrl, self.pim
         if self.cap < limit:
@@ -258,6 +259,8 @@ class SharedChannel:
             if t >= end:
                 break
             tp = pim.peek()
+            if tp - t > _INTERLEAVE_WITHIN:
+                break  # PIM waits or comes later: the loop above lets the host run in closed form
             if tp < t:
                 fired = pim.fired
                 if pim.run_span(t, False) == 0:
