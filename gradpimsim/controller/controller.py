@@ -400,11 +400,7 @@ class ChannelController:
         self.cand_floor[b] = floor
         if cmd < 0:
             return
-        key = self.dev.earliest(cmd, b)
-        if floor > key:
-            key = floor
-        if key < self.now:
-            key = self.now
+        key = self._due(b)
         seq = req.seq if req is not None else -1
         heapq.heappush(self.heap, (key, prio, seq, b, self.version[b]))
 
@@ -507,6 +503,17 @@ class ChannelController:
             return e
         return INF
 
+    def _due(self, b: int) -> int:
+        """Exact issue cycle of bank ``b``'s candidate: its earliest legal cycle, its floor and
+        the clock (what :meth:`_peek` computes inline for the heap's top)."""
+        e = self.dev.earliest(self.cand_cmd[b], b)
+        floor = self.cand_floor[b]
+        if floor > e:
+            e = floor
+        if e < self.now:
+            e = self.now
+        return e
+
     def _rekey_all(self) -> None:
         """Key every live candidate by its exact earliest cycle and drop stale entries, in one
         pass and one heapify.  A column command moves the rank's column timing, the bus and the
@@ -514,21 +521,12 @@ class ChannelController:
         time before the top is exact; here each costs one tuple and the heapify's few compares.
         Keys only grow to their exact values, so they stay lower bounds for every reader."""
         version = self.version
-        dev = self.dev
-        cand_cmd = self.cand_cmd
-        cand_floor = self.cand_floor
-        now = self.now
         keyed: list[tuple[int, int, int, int, int]] = []
         for entry in self.heap:
             key, prio, seq, b, ver = entry
             if ver != version[b]:
                 continue
-            e = dev.earliest(cand_cmd[b], b)
-            floor = cand_floor[b]
-            if floor > e:
-                e = floor
-            if e < now:
-                e = now
+            e = self._due(b)
             keyed.append((e, prio, seq, b, ver) if e > key else entry)
         heap = self.heap
         heap[:] = keyed  # (in place: callers hold the list)
@@ -635,12 +633,10 @@ class ChannelController:
         version = self.version
         cand_cmd = self.cand_cmd
         cand_req = self.cand_req
-        cand_floor = self.cand_floor
         hit = WR if self.draining else RD
         queues = self.write_q if self.draining else self.read_q
         refreshing = self.refresh.refreshing
         bpr = dev.banks_per_rank
-        now = self.now
         for key, _prio, _seq, b, ver in self.heap:
             if ver != version[b] or key >= end:
                 continue  # stale, or due no earlier than the window's end anyway
@@ -651,11 +647,7 @@ class ChannelController:
                 if req is not None and q and q[0] is req and req.ncols - req.served > 1:
                     streams.append(b)
                     continue
-            e = dev.earliest(c, b)
-            if cand_floor[b] > e:
-                e = cand_floor[b]
-            if e < now:
-                e = now
+            e = self._due(b)
             if e < end:
                 end = e
         return end
@@ -689,21 +681,9 @@ class ChannelController:
         candidate is the same, and its old key is still a lower bound."""
         req = self.cand_req[b]
         assert req is not None
-        cmd = self.cand_cmd[b]
         self.now = t
         self.events += 1
-        dev = self.dev
-        row = dev.open_row[b]
-        dev.issue(cmd, b, t, row)
-        if self.fresh[b]:
-            self.row_misses += 1
-            self.fresh[b] = False
-        self._emit(cmd, b, row, req.col + req.served, t)
-        req.served += 1
-        if cmd == WR:
-            self.write_bursts += 1
-        else:
-            self.read_bursts += 1
+        self._burst(b, self.cand_cmd[b], req, t)
         self.last_col[b] = t
 
     def watch(self, banks: list[int]) -> None:
@@ -852,21 +832,10 @@ class ChannelController:
 
     def _issue_column(self, b: int, cmd: int, req: Request) -> None:
         t = self.now
-        dev = self.dev
         cmd = self._column_cmd(b, cmd, req)
-        row = dev.open_row[b]
-        dev.issue(cmd, b, t, row)
-        if self.fresh[b]:
-            self.row_misses += 1
-            self.fresh[b] = False
+        self._burst(b, cmd, req, t)
         if cmd in (RDA, WRA):
             self._bank_released(b, t)
-        self._emit(cmd, b, row, req.col + req.served, t)
-        req.served += 1
-        if req.is_write:
-            self.write_bursts += 1
-        else:
-            self.read_bursts += 1
         if req.served == req.ncols:
             self._complete(b, req, t)
         else:  # a bulk request keeps its queue slot (and place) until its last burst
@@ -877,6 +846,22 @@ class ChannelController:
                 order = self.order_w if self.draining else self.order_r
                 if order and order[0].bank != b:
                     self._refresh_candidate(order[0].bank)
+
+    def _burst(self, b: int, cmd: int, req: Request, t: int) -> None:
+        """One column command of ``req`` at ``t`` (its queue and candidate are the caller's):
+        the device, the row-miss count of a fresh row, the sink, the request's progress."""
+        dev = self.dev
+        row = dev.open_row[b]  # (before the device closes it for an RDA/WRA)
+        dev.issue(cmd, b, t, row)
+        if self.fresh[b]:
+            self.row_misses += 1
+            self.fresh[b] = False
+        self._emit(cmd, b, row, req.col + req.served, t)
+        req.served += 1
+        if req.is_write:
+            self.write_bursts += 1
+        else:
+            self.read_bursts += 1
 
     def _issue_run(self, b0: int, cmd: int, req0: Request) -> None:
         """Issue ``req0`` and, in closed form, the row hits that follow it (a *run*).
