@@ -252,6 +252,9 @@ class ChannelController:
         #: otherwise be stepped one event at a time (``pim_arbiter``).
         self.watching = False
         self.watched = [False] * nb
+        #: Bumped whenever a bank closes, a bank's queue empties or the queue being served
+        #: switches: what lets a PIM scheduler know its ``may_close`` answers may have changed.
+        self.releases = 0
         self._watch_list: list[int] = []
         self.rank_queued = [0] * cfg.org.ranks
         self.refresh = RefreshManager(cfg.org.ranks, t.tREFI, c.max_postponed_refreshes, c.refresh)
@@ -382,6 +385,7 @@ class ChannelController:
             return False
         self.draining = not self.draining
         self.drain_forced = self.draining and self.writes >= self.high
+        self.releases += 1  # the queue being served changed for every bank
         self._rebuild()
         if self.watching:
             self._watch_hit(self.now)
@@ -708,7 +712,8 @@ class ChannelController:
 
     def _bank_released(self, b: int, t: int) -> None:
         """Bank ``b`` closed, or its queue emptied, at cycle ``t``: a watched event if ``b``
-        is watched."""
+        is watched (and counted in ``releases``)."""
+        self.releases += 1
         if self.watching and self.watched[b]:
             self._watch_hit(t)
 

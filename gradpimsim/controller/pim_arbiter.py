@@ -94,12 +94,14 @@ class SharedChannel:
         self.policy = policy
         self.host_first = policy == "host-first"
         pim.may_close = self._host_lets_go if self.host_first else None
+        pim.may_close_changes = self._host_releases if self.host_first else None
         pim.on_row = self._pim_issued
         ctrl.external_busy = pim.rank_busy
         #: Nothing is processed at or after ``cap`` (see :meth:`lower_cap`).
         self.cap = INF
         #: Host bursts issued burst by burst between PIM spans (:meth:`_interleave`).
         self.interleaved = 0
+        self._looks = 0
 
     @classmethod
     def build(cls, cfg: MemoryConfig, pim: PimConfig | None = None, *, channel: int = 0,
@@ -128,6 +130,16 @@ class SharedChannel:
         turn to a write for this bank, and PIM would keep its banks while waiting for it."""
         ctrl = self.ctrl
         return not (ctrl.write_q if ctrl.draining else ctrl.read_q)[bank]
+
+    def _host_releases(self) -> int:
+        """A number that changes whenever a ``_host_lets_go`` answer may have turned True:
+        the host's count of banks closed, queues emptied and read/write switches.  The
+        reference (``fast`` False) answers a new number at every look, so PIM plans every
+        unit waiting on the host again each time."""
+        if not self.fast:
+            self._looks += 1
+            return -self._looks
+        return self.ctrl.releases
 
     # ------------------------------------------------------------------ driving
     @property

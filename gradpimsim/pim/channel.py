@@ -238,6 +238,11 @@ class PimChannel:
         #: Shared mode: told of each ACT/PRE/PIM_SET this scheduler issues inside a span with
         #: ``rows`` (the arbiter's bank-ownership bookkeeping), as ``(cmd, flat bank)``.
         self.on_row: Callable[[int, int], None] | None = None
+        #: Shared mode, with ``may_close``: a number that changes whenever an answer of
+        #: ``may_close`` may have turned True (see :meth:`_replan_blocked`); None: assume it
+        #: changes at every look.
+        self.may_close_changes: Callable[[], int] | None = None
+        self._may_close_seen = -1
         # shared mode: what the device looked like after our last look
         self.epoch = 0
         self.blocked: set[int] = set()
@@ -568,9 +573,33 @@ class PimChannel:
                     self._replan_rank(rank)
             self._ref_seen = list(self.refreshing)
         if self.blocked:
-            waiting = list(self.blocked)
-            self.blocked.clear()
-            for i in waiting:
+            self._replan_blocked()
+
+    def _replan_blocked(self) -> None:
+        """Plan again the units that wait on ``may_close`` (``blocked``): its answers and,
+        for a unit that proposes something else meanwhile, the timing may have moved.
+
+        A unit that proposes nothing (``ready`` INF: every bank it must prepare is open for the
+        other source, which may not let it go) is kept as it is while no ``may_close`` answer
+        can have changed (``may_close_changes`` stands): with nothing proposable, timing cannot
+        matter, and every other input of its plan (its instructions, its rows, the other
+        source's rows, the refresh flags, ``ops_ok``) plans it again where it changes.  A test
+        compares the command streams with the reference, which plans them all at every look.
+        """
+        waiting = list(self.blocked)
+        blocked = self.blocked
+        blocked.clear()
+        changes = self.may_close_changes
+        keep = False
+        if changes is not None:
+            v = changes()
+            keep = v == self._may_close_seen
+            self._may_close_seen = v
+        ready = self.ready
+        for i in waiting:
+            if keep and ready[i] >= INF:
+                blocked.add(i)
+            else:
                 self._plan(i)
 
     def _host_columns_seen(self, cols: list[int], seen: list[int]) -> None:
@@ -754,10 +783,7 @@ class PimChannel:
         while True:
             if not span or issued:
                 if blocked:  # shared: agents waiting on may_close (as peek's _sync)
-                    waiting = list(blocked)
-                    blocked.clear()
-                    for j in waiting:
-                        self._plan(j)
+                    self._replan_blocked()
                 m = INF
                 for v in ready:  # (native compares; builtin min() compares objects)
                     if v < m:
