@@ -8,12 +8,12 @@ source is the same Python, so results are identical.  It stays pure Python when
 * the install is editable (``pip install -e .``): a compiled module would shadow source edits,
 * mypyc or the C compiler fails: one line says so and the install goes on, pure Python.
 
-The C is built *profile-guided* (as CPython itself is): a first build is instrumented, a short
-training run simulates a small iteration with and without PIM (``PGO_TRAINING``), and the
-final build uses the branch counts it recorded, which makes the simulator 5-10% faster
-(``benchmarks/``).  Profiles change only how the C compiler lays out the same code, never what it
-computes.  ``GRADPIMSIM_PGO=0`` skips it (one plain build); if the compiler is not GCC-compatible
-or the training fails, one line says so and the plain build is installed.
+On POSIX the C is built *profile-guided* (as CPython itself is): a first build is
+instrumented, a short training run simulates a small iteration with and without PIM
+(``PGO_TRAINING``), and the final build uses the branch counts it recorded and ``TUNING``.
+Both change only how the C compiler lays out and inlines the same code, never what it computes.
+``GRADPIMSIM_PGO=0`` skips the profile (one build, with ``TUNING``); if the compiler cannot
+profile or the training run fails, one line says so and the build goes on without the profile.
 
 ``gradpimsim --version`` says which build is installed.
 """
@@ -49,6 +49,11 @@ for pim in (False, True):
                        optimizer="momentum", memory="ddr4-2400"))
 """
 
+#: Compiler options of the tuned build (GCC and Clang): the compiled modules live in one shared
+#: library, and without this every call between its functions may not be inlined, as if another
+#: library could replace them (CPython builds itself with it for the same reason).
+TUNING = ["-fno-semantic-interposition"]
+
 #: setup.py commands that never build extensions: metadata, sdists and editable installs.
 NO_BUILD_COMMANDS = {"egg_info", "dist_info", "sdist", "editable_wheel", "develop"}
 
@@ -63,6 +68,11 @@ def say_pure(exc: BaseException) -> None:
     print(f"gradpimsim: mypyc build failed, installing pure Python ({reason})", file=sys.stderr)
 
 
+def say_plain(what: str, exc: BaseException) -> None:
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+    print(f"gradpimsim: {what}, building without it ({reason})", file=sys.stderr)
+
+
 class BuildExtOrPure(build_ext):
     """Build every compiled module or none: on any failure, drop them all and stay pure.
 
@@ -72,8 +82,8 @@ class BuildExtOrPure(build_ext):
 
     def run(self) -> None:
         try:
-            if self.extensions and os.environ.get("GRADPIMSIM_PGO") != "0":
-                self._run_profile_guided()
+            if self.extensions and os.name == "posix":
+                self._run_tuned(profiled=os.environ.get("GRADPIMSIM_PGO") != "0")
             else:
                 super().run()
         except Exception as exc:  # noqa: BLE001 - compiler missing, compile error, ...
@@ -82,36 +92,42 @@ class BuildExtOrPure(build_ext):
                     os.remove(path)
             say_pure(exc)
 
-    def _run_profile_guided(self) -> None:
-        """Instrumented build, training run, final build with the profile (or without one if
-        the first two steps fail: an instrumented build is never what gets installed)."""
+    def _run_tuned(self, profiled: bool) -> None:
+        """Instrumented build, training run, final build with the profile and ``TUNING`` (only
+        the last without ``profiled``).
+
+        Whatever fails on the way (a compiler that is not GCC-compatible, the training run)
+        leaves a plainer final build, with one line saying why: an instrumented build is never
+        what gets installed."""
         profile = os.path.abspath(os.path.join(self.build_temp, "pgo-profile"))
         shutil.rmtree(profile, ignore_errors=True)
         plain = [(ext.extra_compile_args[:], ext.extra_link_args[:]) for ext in self.extensions]
+        compiler = self.compiler  # run() replaces the name with a compiler object
 
-        def flags(compile_args: list[str], link_args: list[str]) -> None:
+        def build(compile_args: list[str], link_args: list[str]) -> None:
             for ext, (cargs, largs) in zip(self.extensions, plain, strict=True):
                 ext.extra_compile_args = cargs + compile_args
                 ext.extra_link_args = largs + link_args
+            self.compiler = compiler
+            build_ext.run(self)
+            self.force = True  # the next build compiles everything again
 
-        compiler = self.compiler  # run() replaces the name with a compiler object
-        trained = False
+        use: list[str] = []
+        if profiled:
+            try:
+                build([*TUNING, f"-fprofile-generate={profile}"], ["-fprofile-generate"])
+                self._train()
+                if not (os.path.isdir(profile) and any(os.scandir(profile))):
+                    raise RuntimeError("the training run recorded no profile")
+                use = [f"-fprofile-use={profile}", "-fprofile-correction",
+                       "-Wno-missing-profile"]
+            except Exception as exc:  # noqa: BLE001 - no GCC-style profiling, training failed
+                say_plain("profile-guided build skipped", exc)
         try:
-            flags([f"-fprofile-generate={profile}"], ["-fprofile-generate"])
-            super().run()
-            self._train()
-            trained = os.path.isdir(profile) and any(os.scandir(profile))
-            if not trained:
-                raise RuntimeError("the training run recorded no profile")
-        except Exception as exc:  # noqa: BLE001 - no GCC-style profiling, training failed, ...
-            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
-            print(f"gradpimsim: profile-guided build skipped, plain build ({reason})",
-                  file=sys.stderr)
-        flags([f"-fprofile-use={profile}", "-fprofile-correction", "-Wno-missing-profile"]
-              if trained else [], [])
-        self.force = True
-        self.compiler = compiler
-        super().run()
+            build([*TUNING, *use], [])
+        except Exception as exc:  # noqa: BLE001 - a compiler without these options
+            say_plain("tuned build failed", exc)
+            build([], [])
 
     def _train(self) -> None:
         """Run ``PGO_TRAINING`` on the instrumented modules just built."""

@@ -34,3 +34,36 @@ def test_hot_modules_type_check_for_mypyc() -> None:
         [sys.executable, "-m", "mypy", "--ignore-missing-imports", "--no-incremental", *mods],
         cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-1000:]
+
+
+def setup_constant(name: str) -> object:
+    tree = ast.parse((REPO / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == name:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"setup.py defines no {name}")
+
+
+@pytest.mark.no_checker
+def test_profile_guided_training_names_a_valid_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The profile-guided build's training run (``PGO_TRAINING``) must keep working: if it
+    fails, ``pip install .`` quietly installs the plain build, 5-10% slower.  Everything it
+    names (imports, run options, workload) is resolved here; the simulation itself is what the
+    rest of the suite tests."""
+    if not (REPO / "setup.py").is_file():
+        pytest.skip("not run from a source checkout")
+    import gradpimsim.system.simulate  # noqa: F401 - the package exports a function of that name
+    from gradpimsim.graph.cli import load_any
+
+    sim = sys.modules["gradpimsim.system.simulate"]
+
+    runs = []
+
+    def resolve(run: object) -> None:
+        run.memory_config(), run.optimizer_config(), run.precision_policy()  # type: ignore[attr-defined]
+        load_any(run.workload, batch=run.batch, seq_len=run.seq_len)  # type: ignore[attr-defined]
+        runs.append(run.pim)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(sim, "simulate", resolve)
+    exec(str(setup_constant("PGO_TRAINING")), {})
+    assert runs == [False, True]
