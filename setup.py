@@ -134,7 +134,9 @@ class BuildExtOrPure(build_ext):
         where = os.getcwd() if self.inplace else os.path.abspath(self.build_lib)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [where, *filter(None, [os.environ.get("PYTHONPATH")])]))
-        done = subprocess.run([sys.executable, "-c", PGO_TRAINING], env=env,
+        # (run there: the current directory comes first on sys.path, and a source checkout's
+        # own gradpimsim would shadow the modules just built)
+        done = subprocess.run([sys.executable, "-c", PGO_TRAINING], env=env, cwd=where,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               timeout=900)
         if done.returncode != 0:
