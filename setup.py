@@ -109,8 +109,8 @@ class BuildExtOrPure(build_ext):
                 ext.extra_compile_args = cargs + compile_args
                 ext.extra_link_args = largs + link_args
             self.compiler = compiler
+            self.force = True  # every pass compiles everything (a build/ left over is stale)
             build_ext.run(self)
-            self.force = True  # the next build compiles everything again
 
         use: list[str] = []
         if profiled:
