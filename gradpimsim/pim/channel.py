@@ -18,7 +18,8 @@ Two modes:
   so.  Cached proposals are then lower bounds: whenever the device saw a foreign command,
   :meth:`peek` re-plans (lazily, only the agents that could win) before answering, so its answer
   is exact.  Foreign row changes and refresh flags are picked up by comparing snapshots, and
-  agents waiting on ``may_close`` are re-planned at every peek.
+  agents waiting on ``may_close`` are re-planned at every peek (those with nothing to propose
+  only once the other source's ``may_close_changes`` count moved, see :meth:`_replan_blocked`).
 
 Speed: :meth:`PimChannel.run` (standalone) and :meth:`PimChannel.run_span` (shared, up to a
 bound the arbiter guarantees is free of host commands) issue unit instructions in one inlined
