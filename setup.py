@@ -58,19 +58,22 @@ TUNING = ["-fno-semantic-interposition"]
 NO_BUILD_COMMANDS = {"egg_info", "dist_info", "sdist", "editable_wheel", "develop"}
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of at most 160 characters, for pip's build log."""
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return reason if len(reason) <= 160 else reason[:157] + "..."
+
+
 def say_pure(exc: BaseException) -> None:
     if isinstance(exc, SystemExit):  # mypy found type errors: they are printed above
         reason = "the hot modules do not type-check, see the mypy errors above"
     else:
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-    if len(reason) > 160:
-        reason = reason[:157] + "..."
+        reason = one_line(exc)
     print(f"gradpimsim: mypyc build failed, installing pure Python ({reason})", file=sys.stderr)
 
 
 def say_plain(what: str, exc: BaseException) -> None:
-    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
-    print(f"gradpimsim: {what}, building without it ({reason})", file=sys.stderr)
+    print(f"gradpimsim: {what}, building without it ({one_line(exc)})", file=sys.stderr)
 
 
 class BuildExtOrPure(build_ext):

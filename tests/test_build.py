@@ -15,12 +15,17 @@ import pytest
 from tests.conftest import REPO
 
 
-def hot_modules() -> list[str]:
+def setup_constant(name: str) -> object:
+    """A constant that setup.py defines, read without running setup.py."""
     tree = ast.parse((REPO / "setup.py").read_text())
     for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "HOT_MODULES":
-            return list(ast.literal_eval(node.value))
-    raise AssertionError("setup.py defines no HOT_MODULES")
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == name:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"setup.py defines no {name}")
+
+
+def hot_modules() -> list[str]:
+    return list(setup_constant("HOT_MODULES"))  # type: ignore[call-overload]
 
 
 @pytest.mark.no_checker
@@ -34,14 +39,6 @@ def test_hot_modules_type_check_for_mypyc() -> None:
         [sys.executable, "-m", "mypy", "--ignore-missing-imports", "--no-incremental", *mods],
         cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-1000:]
-
-
-def setup_constant(name: str) -> object:
-    tree = ast.parse((REPO / "setup.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == name:
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"setup.py defines no {name}")
 
 
 @pytest.mark.no_checker
