@@ -19,7 +19,7 @@ again by definition.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gradpimsim.host.training import Access, TrainingSchedule
@@ -34,6 +34,17 @@ def apply_residency(schedule: TrainingSchedule, budget: int) -> None:
     dag = schedule.dag
     program = schedule.program
     pos = {t: i for i, t in enumerate(program)}
+    #: tensor -> [(program position, reads-or-resident ranges, write ranges)]
+    index: dict[str, list[tuple[int, list[Access], list[Access]]]] = {}
+    for i, t in enumerate(program):
+        node = dag.nodes[t]
+        touched: dict[str, tuple[list[Access], list[Access]]] = {}
+        for r in node["reads"] + node["resident"]:
+            touched.setdefault(r.tensor, ([], []))[0].append(r)
+        for w in node["writes"]:
+            touched.setdefault(w.tensor, ([], []))[1].append(w)
+        for tensor, (rs, ws) in touched.items():
+            index.setdefault(tensor, []).append((i, rs, ws))
     seq = [t for t in program if dag.nodes[t]["kind"] != "update"]
     for t, nxt in zip(seq, seq[1:], strict=False):
         producer, consumer = dag.nodes[t], dag.nodes[nxt]
@@ -47,20 +58,23 @@ def apply_residency(schedule: TrainingSchedule, budget: int) -> None:
             used += w.nbytes
             consumer["reads"] = [r for r in consumer["reads"] if r != w]
             consumer["resident"].append(w)
-            if not _is_parameter(w.tensor) and _readers(dag, program, pos[t], w) == [nxt]:
+            if not _is_parameter(w.tensor) and \
+                    _readers(index[w.tensor], pos[t], w) == [pos[nxt]]:
                 producer["writes"] = [x for x in producer["writes"] if x != w]
                 producer["onchip"].append(w)
 
 
-def _readers(dag: Any, program: list[str], start: int, w: Access) -> list[str]:
-    """Tasks after ``program[start]`` that read the value it wrote to ``w``'s bytes: up to the
-    next task that writes any of them (a task that reads and writes reads first)."""
+def _readers(accesses: list[tuple[int, list[Access], list[Access]]], start: int,
+             w: Access) -> list[int]:
+    """Program positions after ``start`` that read the value written there to ``w``'s bytes:
+    up to the next task that writes any of them (a task that reads and writes reads first)."""
     out = []
-    for t in program[start + 1:]:
-        node = dag.nodes[t]
-        if any(_overlap(r, w) for r in node["reads"] + node["resident"]):
-            out.append(t)
-        if any(_overlap(x, w) for x in node["writes"]):
+    for i, reads, writes in accesses:
+        if i <= start:
+            continue
+        if any(_overlap(r, w) for r in reads):
+            out.append(i)
+        if any(_overlap(x, w) for x in writes):
             break
     return out
 

@@ -74,6 +74,10 @@ from gradpimsim.host.fusion import (
 )
 
 TASK_ORDERS = ("autograd", "legacy")
+#: The phase each task kind belongs to.
+PHASE_OF_KIND = {"forward": "forward", "loss": "forward", "backward": "backward",
+                 "backward_data": "backward", "backward_weight": "backward",
+                 "update": "update"}
 BACKWARD_PASSES = ("fused", "split")
 
 #: Vector FLOPs per parameter of one update (approximation for the NPU's vector unit):
@@ -465,6 +469,9 @@ class _Expander:
             reads += self.weights(anchor, backward=True)
         elif op == "matmul":
             reads += [self.stored(u) for u in ins]
+        elif op == "pool" and g.nodes[anchor].get("attrs", {}).get("mode") == "avg" \
+                and self.flow.order != "legacy":
+            pass  # an average pool's gradient spreads evenly: no forward values needed
         elif op not in ("add", "embedding") and op not in VIEW_OPS:
             reads.append(self.stored(ins[0]) if op in ("batchnorm", "layernorm", "pool")
                          else self.act(anchor))
@@ -713,6 +720,7 @@ def critical_path_flops(schedule: TrainingSchedule) -> int:
 __all__ = [
     "Access",
     "BACKWARD_PASSES",
+    "PHASE_OF_KIND",
     "Dataflow",
     "TASK_ORDERS",
     "TensorSpec",

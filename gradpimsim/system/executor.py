@@ -53,12 +53,9 @@ from gradpimsim.config import MemoryConfig
 from gradpimsim.host.allocator import Allocator
 from gradpimsim.host.hazards import Wait
 from gradpimsim.host.npu import NPUModel, TaskCost, Transfer
-from gradpimsim.host.training import TrainingSchedule
+from gradpimsim.host.training import PHASE_OF_KIND, TrainingSchedule
 from gradpimsim.system.memory import MemorySystem
 
-PHASE_OF_KIND = {"forward": "forward", "loss": "forward", "backward": "backward",
-                 "backward_data": "backward", "backward_weight": "backward",
-                 "update": "update"}
 PHASES = ("forward", "backward", "update")
 UPDATE_POLICIES = ("overlap", "after-backward")
 

@@ -27,6 +27,7 @@ from gradpimsim.graph.cli import load_any
 from gradpimsim.graph.schema import activation_bytes, param_bytes
 from gradpimsim.host.allocator import Allocator, place_schedule
 from gradpimsim.host.npu import NPUModel, TaskCost
+from gradpimsim.host.traffic import by_phase_and_class, traffic_rows
 from gradpimsim.host.training import TrainingSchedule, expand_training, group_tensor_name
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
@@ -142,6 +143,8 @@ def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
                      interrupted=interrupted, pim=pim)
     result.schedule_violations = verify_schedule(schedule.program, schedule.dag.nodes,
                                                  executor.records.values())
+    result.traffic = by_phase_and_class(traffic_rows(schedule, costs, executor.npu_tasks,
+                                                     cfg.org.burst_bytes))
     if run.functional and store is not None and not interrupted:
         result.mismatches = verify_parameters(store, list(targets.values()), refs, opt, prec,
                                               run.step)
