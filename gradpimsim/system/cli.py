@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gradpimsim.graph.importers.python_entry import AllowPython
 from gradpimsim.system.config import LAYOUTS, PIM_POLICIES, RunConfig
 
 if TYPE_CHECKING:  # the simulator itself is imported when a command runs, not for --help
@@ -51,8 +52,10 @@ def add_parser(subparsers: Any) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("workload", metavar="WORKLOAD",
-                   help="built-in workload (see `gradpimsim workloads list`) or a graph file "
-                   "(.json, SCALE-Sim .csv, .onnx)")
+                   help="built-in workload (see `gradpimsim workloads list`), a graph file "
+                   "(.json, SCALE-Sim .csv, .onnx) or python:MODULE:FUNCTION[@SHAPES] "
+                   "(needs --allow-python)")
+    p.add_argument("--allow-python", action=AllowPython)
     p.add_argument("--memory", "-c", "--config", dest="memory", default="ddr4-2400",
                    metavar="PRESET|FILE", help="memory preset, .toml or DRAMsim3 .ini "
                    "(default ddr4-2400)")

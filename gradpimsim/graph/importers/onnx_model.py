@@ -109,8 +109,15 @@ class OnnxModel:
         if batch is not None:
             for vi in skeleton.graph.input:
                 dims = vi.type.tensor_type.shape.dim
-                if dims and not dims[0].HasField("dim_value"):
+                if vi.name in self.inits or not dims:
+                    continue
+                if not dims[0].HasField("dim_value"):
                     dims[0].dim_value = batch
+                elif dims[0].dim_value != batch:
+                    raise GraphError(source, f"the export fixed input {vi.name!r} at batch "
+                                             f"{dims[0].dim_value}, not {batch}: export with "
+                                             "a dynamic batch dimension (dynamic_axes or "
+                                             "dynamic_shapes) to choose the batch here")
         self.model = self._infer(skeleton)
         g = self.model.graph
         self.graph = g
