@@ -215,3 +215,13 @@ def test_hugging_face_gpt2_tied_head(transformers) -> None:
     assert g.nodes["lm_head"]["shared_params"] == {"weight": "transformer.wte.weight"}
     # Conv1D (addmm) weights are [in, out]; the graph keeps [out, in] like nn.Linear.
     assert graph_named(g) == named(model)
+
+
+@pytest.mark.parametrize("name,count", [("resnet18", 11_689_512), ("resnet50", 25_557_032),
+                                        ("mobilenet_v2", 3_504_872)])
+def test_torchvision_models(name: str, count: int) -> None:
+    torchvision = pytest.importorskip("torchvision", reason="torchvision is not installed (it "
+                                      "does not install beside every torch build)")
+    model = getattr(torchvision.models, name)(weights=None)
+    g = import_torch(model, [(1, 3, 224, 224)])
+    assert graph_named(g) == named(model) and param_count(g) == count
