@@ -1,7 +1,9 @@
 """``gradpimsim workloads``: list the zoo, inspect a workload, export it as JSON.
 
 ``show`` accepts a zoo name or a graph file (node-link ``.json``, SCALE-Sim ``.csv``, ``.onnx``)
-so users can inspect their own networks the same way as the built-in ones.
+so users can inspect their own networks the same way as the built-in ones, and, with
+``--allow-python``, a PyTorch model from ``python:MODULE:FUNCTION`` (see
+``graph/importers/python_entry.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from rich.table import Table
 
 from gradpimsim.config import ConfigError
 from gradpimsim.config.training import OPTIMIZERS, PRECISIONS, OptimizerConfig, precision
+from gradpimsim.graph.importers.python_entry import AllowPython
 from gradpimsim.graph.schema import (
     GraphError,
     activation_bytes,
@@ -45,7 +48,12 @@ def _fmt_flops(n: float) -> str:
 
 
 def load_any(name: str, batch: int | None = None, seq_len: int | None = None) -> nx.DiGraph:
-    """A zoo workload by name, or a graph file by path (JSON, SCALE-Sim CSV, ONNX)."""
+    """A zoo workload by name, a graph file by path (JSON, SCALE-Sim CSV, ONNX), or a
+    ``python:MODULE:FUNCTION`` entry point (allowed by ``--allow-python`` only)."""
+    from gradpimsim.graph.importers.python_entry import is_python_spec, load_python
+
+    if is_python_spec(name):
+        return load_python(name, batch=batch, seq_len=seq_len)
     path = Path(name)
     if path.suffix.lower() in (".json", ".csv", ".onnx"):
         if not path.exists():
@@ -57,7 +65,7 @@ def load_any(name: str, batch: int | None = None, seq_len: int | None = None) ->
             from gradpimsim.graph.importers.scalesim import import_scalesim
             return import_scalesim(path, batch=batch or 1)
         from gradpimsim.graph.importers.onnx import import_onnx
-        return import_onnx(path)
+        return import_onnx(path, batch=batch)
     import workloads
     return workloads.get_workload(name, batch=batch, seq_len=seq_len)
 
@@ -200,9 +208,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=_guard(_cmd_list))
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("name", help="zoo name (see `workloads list`) or a .json/.csv/.onnx file")
+        sp.add_argument("name", help="zoo name (see `workloads list`), a .json/.csv/.onnx "
+                        "file, or python:MODULE:FUNCTION[@SHAPES] (needs --allow-python)")
         sp.add_argument("--batch", type=int, default=None, help="batch size")
         sp.add_argument("--seq-len", type=int, default=None, help="sequence length")
+        sp.add_argument("--allow-python", action=AllowPython)
 
     show = sub.add_parser("show", help="layers, parameters, FLOPs, bytes, update traffic")
     common(show)

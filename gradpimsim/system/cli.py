@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gradpimsim.graph.importers.python_entry import AllowPython
 from gradpimsim.host.fusion import FUSION_POLICIES
 from gradpimsim.host.npu import DEFAULT_NPU
 from gradpimsim.host.training import BACKWARD_PASSES, TASK_ORDERS
@@ -55,8 +56,10 @@ def add_parser(subparsers: Any) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("workload", metavar="WORKLOAD",
-                   help="built-in workload (see `gradpimsim workloads list`) or a graph file "
-                   "(.json, SCALE-Sim .csv, .onnx)")
+                   help="built-in workload (see `gradpimsim workloads list`), a graph file "
+                   "(.json, SCALE-Sim .csv, .onnx) or python:MODULE:FUNCTION[@SHAPES] "
+                   "(needs --allow-python)")
+    p.add_argument("--allow-python", action=AllowPython)
     p.add_argument("--memory", "-c", "--config", dest="memory", default="ddr4-2400",
                    metavar="PRESET|FILE", help="memory preset, .toml or DRAMsim3 .ini "
                    "(default ddr4-2400)")
