@@ -48,22 +48,16 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.refresh import INF, RefreshManager
 from gradpimsim.controller.request import Request
-from gradpimsim.dram.commands import Cmd, Command
-from gradpimsim.dram.device import NCMD, ChannelDevice
+from gradpimsim.dram.codes import ACT, INF, NCMD, PRE, RD, RDA, REF, WR, WRA
+from gradpimsim.dram.commands import Cmd, Command, CommandSink
+from gradpimsim.dram.device import ChannelDevice
+from gradpimsim.dram.refresh import RefreshManager
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.stats.latency import LatencyHistogram
 
-# Command codes (``Cmd``'s values) and candidate priorities, as Final constants: mypyc inlines
-# them (a plain module global would cost a dictionary lookup at every use).
-ACT: Final = 0
-PRE: Final = 1
-RD: Final = 2
-RDA: Final = 3
-WR: Final = 4
-WRA: Final = 5
-REF: Final = 6
+# Candidate priorities, as Final constants: mypyc inlines them (a plain module global would
+# cost a dictionary lookup at every use).
 #: "Never issued" for a cycle variable (a constant, where ``-INF`` would be computed).
 NO_CMD: Final = -INF
 _PRIO_REFRESH: Final = -1
@@ -76,8 +70,6 @@ _PRIO_IDLE: Final = 2
 _RUN_MIN_SLOTS: Final = 4
 #: Heap size above which :meth:`ChannelController._peek` re-keys every entry at once.
 _REKEY_ALL: Final = 6
-
-CommandSink = Callable[[Command], None]
 
 #: Observers attached to every controller built, e.g. the test suite's online protocol checker:
 #: each is called with (config, channel, pim) and returns a sink for that controller's commands.

@@ -48,19 +48,17 @@ import simpy
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.model import ConfigError
-from gradpimsim.controller.controller import ChannelController, CommandSink
+from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.process import ControllerProcess
-from gradpimsim.controller.refresh import INF
 from gradpimsim.controller.request import Request
-from gradpimsim.dram.commands import Cmd
+from gradpimsim.dram.codes import ACT, INF, PRE
+from gradpimsim.dram.commands import CommandSink
 from gradpimsim.pim.channel import PimChannel
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.unit import PimInstr
 
 POLICIES: Final = ("host-first", "pim-first")
-ACT: Final = int(Cmd.ACT)
-PRE: Final = int(Cmd.PRE)
 #: How close PIM's next command must be (cycles past the host's clock) for the arbiter to
 #: interleave burst by burst (:meth:`SharedChannel._interleave`) instead of letting the host
 #: run up to it: a performance threshold only, the commands are the same either way.

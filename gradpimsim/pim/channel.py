@@ -41,28 +41,21 @@ from itertools import islice
 from typing import Final
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.refresh import INF, RefreshManager
-from gradpimsim.dram.commands import Cmd, Command
-from gradpimsim.dram.device import NCMD, ChannelDevice
+from gradpimsim.dram.codes import ACT, INF, NCMD, PIM_OP, PIM_RD, PIM_SET, PIM_WR, PRE, REF
+from gradpimsim.dram.commands import Cmd, Command, CommandSink
+from gradpimsim.dram.device import ChannelDevice
+from gradpimsim.dram.refresh import RefreshManager
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.unit import SQRT_DIV_OPS, PimInstr, PimUnit
 
 # Final: mypyc keeps these in C statics (a plain module global costs a dictionary lookup)
-ACT: Final = int(Cmd.ACT)
-PRE: Final = int(Cmd.PRE)
-REF: Final = int(Cmd.REF)
-PIM_RD: Final = int(Cmd.PIM_RD)
-PIM_WR: Final = int(Cmd.PIM_WR)
-PIM_OP: Final = int(Cmd.PIM_OP)
-PIM_SET: Final = int(Cmd.PIM_SET)
 _CMDS: Final = list(Cmd)
 _UNIT: Final = 0
 _PROLOGUE: Final = 1
 _REFRESH: Final = 2
 _HEAD: Final = -1  # ``_Agent.sel`` of a unit's instruction (else the bank being prepared)
 
-CommandSink = Callable[[Command], None]
 DoneCallback = Callable[[int], None]
 
 

@@ -58,22 +58,20 @@ bank group's column path was busy, 1.0 meaning the unit was column-bound all the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.dram.commands import Cmd, Command
-from gradpimsim.dram.device import NCMD, ChannelDevice
-from gradpimsim.pim.channel import INF, PimChannel, UnitResult
+from gradpimsim.dram.codes import INF, NCMD
+from gradpimsim.dram.commands import Cmd, CommandSink
+from gradpimsim.dram.device import ChannelDevice
+from gradpimsim.pim.channel import PimChannel, UnitResult
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.kernels import PimProgram, UnitKey
 
 __all__ = ["INF", "EngineResult", "PimEngine", "UnitResult", "run_timed"]
-
-CommandSink = Callable[[Command], None]
 
 
 @dataclass

@@ -35,11 +35,11 @@ import simpy
 from gradpimsim.config import MemoryConfig
 from gradpimsim.controller.address_map import AddressMap
 from gradpimsim.controller.bulk import bulk_requests
-from gradpimsim.controller.controller import ChannelController, CommandSink
+from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.pim_arbiter import SharedChannel
-from gradpimsim.controller.refresh import INF
 from gradpimsim.controller.request import Request
-from gradpimsim.dram.commands import Cmd
+from gradpimsim.dram.codes import INF
+from gradpimsim.dram.commands import Cmd, CommandSink
 from gradpimsim.pim.channel import PimChannel
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray

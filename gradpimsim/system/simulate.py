@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from gradpimsim.controller.controller import CommandSink
+from gradpimsim.dram.commands import CommandSink
 from gradpimsim.graph.cli import load_any
 from gradpimsim.graph.schema import activation_bytes, param_bytes
 from gradpimsim.host.allocator import Allocator, place_schedule

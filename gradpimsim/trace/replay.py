@@ -17,9 +17,10 @@ import simpy
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.controller.address_map import AddressMap
-from gradpimsim.controller.controller import ChannelController, CommandSink
+from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.process import ControllerProcess
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.commands import CommandSink
 from gradpimsim.runtime import simulation_gc
 from gradpimsim.stats.memory import memory_stats
 from gradpimsim.trace.requests import iter_request_chunks

@@ -10,11 +10,7 @@ behaviour), for side-by-side comparisons.
 
 from __future__ import annotations
 
-from typing import Final
-
-#: "Never": a cycle later than any simulation reaches.  Below 2**62 so that mypyc keeps it
-#: (and sums with it) a native short integer; 2**62 itself would be a boxed, slow long.
-INF: Final = 1 << 61
+from gradpimsim.dram.codes import INF
 
 
 class RefreshManager:
