@@ -27,7 +27,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HOT_MODULES = [
-    "gradpimsim/controller/address_map.py",
+    "gradpimsim/dram/address_map.py",
     "gradpimsim/controller/bulk.py",
     "gradpimsim/controller/controller.py",
     "gradpimsim/controller/pim_arbiter.py",

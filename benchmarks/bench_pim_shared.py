@@ -55,8 +55,8 @@ def _program(params: int):  # noqa: ANN202 - child-only helper
 
 def _host_traffic(cfg, alloc, ctrl, nbytes: int) -> int:  # noqa: ANN001
     """Submit ``nbytes`` of reads then writes at cycle 0 on channel 0; returns requests."""
-    from gradpimsim.controller.address_map import AddressMap
     from gradpimsim.controller.bulk import bulk_requests
+    from gradpimsim.dram.address_map import AddressMap
 
     amap = AddressMap(cfg)
     base = alloc.amap.capacity // 2 if hasattr(alloc.amap, "capacity") else 1 << 30

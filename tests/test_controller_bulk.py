@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gradpimsim.config import MemoryConfig, preset
-from gradpimsim.controller.address_map import AddressMap
 from gradpimsim.controller.bulk import BulkRun, bulk_requests, split_range
 from gradpimsim.controller.controller import ChannelController, _leader_cycle
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.dram.commands import Cmd, Command
 
 CONFIGS = ["ddr4-2400", "ddr4-3200-x16", "ddr4-2400-x8-2r", "ddr4-3200"]

@@ -13,6 +13,7 @@ import heapq
 from collections import deque
 
 from gradpimsim.config import MemoryConfig
+from gradpimsim.dram.address_map import flat_bank_index
 from gradpimsim.dram.codes import (
     ACT,
     NCMD,
@@ -151,7 +152,7 @@ class ChannelDevice:
 
     # -- indices -------------------------------------------------------------------------------
     def flat_bank(self, rank: int, bankgroup: int, bank: int) -> int:
-        return (rank * self.bankgroups + bankgroup) * self.banks_per_group + bank
+        return int(flat_bank_index(rank, bankgroup, bank, self.bankgroups, self.banks_per_group))
 
     def split_bank(self, flat: int) -> tuple[int, int, int]:
         """(rank, bankgroup, bank) of a flat bank index."""

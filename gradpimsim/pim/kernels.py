@@ -35,7 +35,7 @@ import numpy as np
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.model import ConfigError
 from gradpimsim.config.training import DTYPE_BYTES, OptimizerConfig, PrecisionPolicy
-from gradpimsim.controller.address_map import AddressMap
+from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.dram.commands import Cmd
 from gradpimsim.pim import datapath
 from gradpimsim.pim.config import PimConfig

@@ -33,11 +33,11 @@ from typing import Any
 import simpy
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.address_map import AddressMap
 from gradpimsim.controller.bulk import bulk_requests
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.pim_arbiter import SharedChannel
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.dram.codes import INF
 from gradpimsim.dram.commands import Cmd, CommandSink
 from gradpimsim.pim.channel import PimChannel
