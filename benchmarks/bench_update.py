@@ -19,9 +19,9 @@ import time
 
 from gradpimsim.checker import ProtocolChecker
 from gradpimsim.config import preset
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, precision
 from gradpimsim.pim.bench import run_update_bench
-from gradpimsim.pim.config import PimConfig
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import simpy
 
 from gradpimsim.config import preset
 from gradpimsim.config.model import ConfigError
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, precision
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.pim_arbiter import SharedChannel, SharedChannelProcess
@@ -23,7 +24,6 @@ from gradpimsim.host.allocator import Allocator
 from gradpimsim.pim import reference
 from gradpimsim.pim.bench import _fill, _verify
 from gradpimsim.pim.channel import INF, PimChannel
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.engine import PimEngine
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.kernels import PimProgram, UpdateTarget, build_program

@@ -15,11 +15,11 @@ import pytest
 
 from gradpimsim.config import preset
 from gradpimsim.config.model import ConfigError
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy, precision
 from gradpimsim.dram.commands import Cmd
 from gradpimsim.host.allocator import Allocator
 from gradpimsim.pim import datapath, reference
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.errors import LayoutError, PimCapabilityError
 from gradpimsim.pim.functional import PimArray, run_program
 from gradpimsim.pim.kernels import (

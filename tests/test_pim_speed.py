@@ -20,6 +20,7 @@ import pytest
 import simpy
 
 from gradpimsim.config import preset
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, precision
 from gradpimsim.controller.pim_arbiter import SharedChannel, SharedChannelProcess
 from gradpimsim.controller.request import Request
@@ -27,7 +28,6 @@ from gradpimsim.dram.commands import Cmd, Command
 from gradpimsim.host.allocator import Allocator
 from gradpimsim.pim.bench import _fill, _verify
 from gradpimsim.pim.channel import INF, PimChannel
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.errors import PimCapabilityError
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.kernels import PimProgram, UpdateTarget, _Loc, _Recipe, build_program

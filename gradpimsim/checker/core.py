@@ -42,8 +42,8 @@ from gradpimsim.checker.report import (
 )
 from gradpimsim.checker.rules import Limits
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.commands import Cmd, Command
-from gradpimsim.pim.config import PimConfig
 
 INF = 1 << 62
 #: "Never happened": a command so far in the past that every gap to it is satisfied.

@@ -48,12 +48,12 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.controller.request import Request
 from gradpimsim.dram.codes import ACT, INF, NCMD, PRE, RD, RDA, REF, WR, WRA
 from gradpimsim.dram.commands import Cmd, Command, CommandSink
 from gradpimsim.dram.device import ChannelDevice
 from gradpimsim.dram.refresh import RefreshManager
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.stats.latency import LatencyHistogram
 
 # Candidate priorities, as Final constants: mypyc inlines them (a plain module global would

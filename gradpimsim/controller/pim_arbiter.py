@@ -48,13 +48,13 @@ import simpy
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.model import ConfigError
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.process import ControllerProcess
 from gradpimsim.controller.request import Request
 from gradpimsim.dram.codes import ACT, INF, PRE
 from gradpimsim.dram.commands import CommandSink
 from gradpimsim.pim.channel import PimChannel
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.unit import PimInstr
 

@@ -13,6 +13,7 @@ import heapq
 from collections import deque
 
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.address_map import flat_bank_index
 from gradpimsim.dram.codes import (
     ACT,
@@ -33,7 +34,6 @@ from gradpimsim.dram.codes import (
 from gradpimsim.dram.commands import Cmd
 from gradpimsim.dram.errors import ProtocolError
 from gradpimsim.dram.timing_table import resolve
-from gradpimsim.pim.config import PimConfig
 
 _LEVEL_INDEX = {"bank": 0, "bankgroup": 1, "rank": 2, "other_rank": 3}
 

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy
 from gradpimsim.dram.commands import Command
 from gradpimsim.host.allocator import Allocator
 from gradpimsim.pim import datapath, reference
 from gradpimsim.pim.bounds import pim_bounds
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.engine import EngineResult, PimEngine
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.host_update import HostResult, host_bound_cycles, run_host_update

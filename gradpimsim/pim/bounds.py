@@ -13,8 +13,8 @@ open, so it is the time no scheduler can beat even for one unit alone.
 from __future__ import annotations
 
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.commands import Cmd
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.kernels import PimProgram, closed_form_cycles
 from gradpimsim.pim.unit import SQRT_DIV_OPS
 
@@ -25,11 +25,9 @@ def unit_chain_cycles(program: PimProgram, cfg: MemoryConfig,
                       pim: PimConfig | None = None) -> int:
     """The busiest unit's dependence chain in cycles (one command per clock *per unit*,
     PIM column spacing, write-to-read turnaround and PIM_OP latency; no rows, no refresh)."""
-    pim = pim or PimConfig()
-    t = cfg.timing
-    ccd = pim.col_to_col or t.tCCD_L
-    w2r = pim.write_to_read or (cfg.burst_cycles + t.tWTR_L)
-    lat, long_lat = pim.op_latency, pim.sqrt_div_latency
+    p = (pim or PimConfig()).resolved(cfg.timing, cfg.burst_cycles)
+    ccd, w2r = p.col_to_col, p.write_to_read
+    lat, long_lat = p.op_latency, p.sqrt_div_latency
     rd, wr, op = Cmd.PIM_RD, Cmd.PIM_WR, Cmd.PIM_OP
     worst = 0
     for prog in program.units.values():

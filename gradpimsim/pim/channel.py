@@ -41,11 +41,11 @@ from itertools import islice
 from typing import Final
 
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.codes import ACT, INF, NCMD, PIM_OP, PIM_RD, PIM_SET, PIM_WR, PRE, REF
 from gradpimsim.dram.commands import Cmd, Command, CommandSink
 from gradpimsim.dram.device import ChannelDevice
 from gradpimsim.dram.refresh import RefreshManager
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.unit import SQRT_DIV_OPS, PimInstr, PimUnit
 

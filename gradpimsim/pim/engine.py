@@ -63,11 +63,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.codes import INF, NCMD
 from gradpimsim.dram.commands import Cmd, CommandSink
 from gradpimsim.dram.device import ChannelDevice
 from gradpimsim.pim.channel import PimChannel, UnitResult
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.kernels import PimProgram, UnitKey
 
@@ -150,8 +150,7 @@ class PimEngine:
         self.array = array
         self.refresh = cfg.controller.refresh if refresh is None else refresh
         self.lookahead = lookahead
-        t = cfg.timing
-        self.col_spacing = self.pim.col_to_col or t.tCCD_L
+        self.col_spacing = self.pim.resolved(cfg.timing, cfg.burst_cycles).col_to_col
         self.devices: dict[int, ChannelDevice] = {}
 
     def run(self, program: PimProgram) -> EngineResult:

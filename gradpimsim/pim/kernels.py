@@ -34,11 +34,11 @@ import numpy as np
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.model import ConfigError
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import DTYPE_BYTES, OptimizerConfig, PrecisionPolicy
 from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.dram.commands import Cmd
 from gradpimsim.pim import datapath
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.errors import LayoutError, PimCapabilityError
 from gradpimsim.pim.layout import column_map, update_roles
 from gradpimsim.pim.unit import PimInstr, pim_op, set_scalar
@@ -180,11 +180,9 @@ def closed_form_cycles(program: PimProgram, cfg: MemoryConfig,
     one per clock (PIM_OPs share the command bus); ``bound`` is the larger.  Row activations,
     refresh and the prologue's spacing are left to the simulation.
     """
-    pim = pim or PimConfig()
-    t = cfg.timing
-    col = pim.col_to_col or t.tCCD_L
-    w2r = pim.write_to_read or (cfg.burst_cycles + t.tWTR_L)
-    extra = max(0, w2r - col)
+    p = (pim or PimConfig()).resolved(cfg.timing, cfg.burst_cycles)
+    col = p.col_to_col
+    extra = max(0, p.write_to_read - col)
     stats = program.stats()
     bg = max((s.column_ops * col + s.turnarounds * extra for s in stats.values()), default=0)
     per_channel: dict[int, int] = {}

@@ -33,6 +33,7 @@ from typing import Any
 import simpy
 
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.controller.bulk import bulk_requests
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.pim_arbiter import SharedChannel
@@ -41,7 +42,6 @@ from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.dram.codes import INF
 from gradpimsim.dram.commands import Cmd, CommandSink
 from gradpimsim.pim.channel import PimChannel
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.stats.energy import energy_breakdown
 

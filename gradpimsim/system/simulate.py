@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import simpy
 
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.commands import CommandSink
 from gradpimsim.graph.cli import load_any
 from gradpimsim.graph.schema import activation_bytes, param_bytes
 from gradpimsim.host.allocator import Allocator, place_schedule
 from gradpimsim.host.npu import NPUModel
 from gradpimsim.host.training import expand_training, group_tensor_name
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.kernels import UpdateTarget, build_program, check_supported
 from gradpimsim.pim.layout import ColocatedPolicy, update_roles
