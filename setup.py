@@ -30,7 +30,7 @@ HOT_MODULES = [
     "gradpimsim/dram/address_map.py",
     "gradpimsim/controller/bulk.py",
     "gradpimsim/controller/controller.py",
-    "gradpimsim/controller/pim_arbiter.py",
+    "gradpimsim/arbiter/shared_channel.py",
     "gradpimsim/controller/request.py",
     "gradpimsim/dram/codes.py",
     "gradpimsim/dram/device.py",

@@ -40,10 +40,10 @@ def test_command_codes_are_the_command_enum() -> None:
 
 def test_hot_modules_see_the_same_codes() -> None:
     """The hot modules import the codes (a stale local copy of one would slip past the enum)."""
-    from gradpimsim.controller import pim_arbiter
+    from gradpimsim.arbiter import shared_channel
     from gradpimsim.dram import device
 
-    for module in (ctl, device, channel, pim_arbiter):
+    for module in (ctl, device, channel, shared_channel):
         for cmd in Cmd:
             if hasattr(module, cmd.name):
                 assert getattr(module, cmd.name) == int(cmd), (module.__name__, cmd.name)

@@ -226,7 +226,7 @@ class ChannelController:
         #: True between an ACT and the first column command to its row.
         self.fresh = [False] * nb
         self.last_col = [0] * nb
-        #: Co-scheduling with PIM streams (``controller.pim_arbiter``): banks a PIM unit holds
+        #: Co-scheduling with PIM streams (``arbiter.shared_channel``): banks a PIM unit holds
         #: are off limits to this scheduler.  ``horizon``: nothing is decided at or after this
         #: cycle, closed-form runs included: the PIM side's next proposal, or a cycle at which
         #: a requester may submit new work (a request callback may lower it mid-run, e.g. when
@@ -241,7 +241,7 @@ class ChannelController:
         #: reads and writes, or to change a refresh flag.  While ``watching``, the first such
         #: event at cycle t lowers ``horizon`` to t + 1: the host runs in closed form up to
         #: exactly the cycle after which the PIM side must look again, where it would
-        #: otherwise be stepped one event at a time (``pim_arbiter``).
+        #: otherwise be stepped one event at a time (``arbiter.shared_channel``).
         self.watching = False
         self.watched = [False] * nb
         #: Bumped whenever a bank closes, a bank's queue empties or the queue being served

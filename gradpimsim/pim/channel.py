@@ -3,7 +3,7 @@
 The scheduling policy (agents, in-order units, row preparation running ahead, earliest first
 with round-robin ties, refresh) is stated in :mod:`gradpimsim.pim.engine`, which drives one
 :class:`PimChannel` per channel to completion.  Stepping matters because a PIM stream must also
-share a channel with host traffic (:mod:`gradpimsim.controller.pim_arbiter`): there the host
+share a channel with host traffic (:mod:`gradpimsim.arbiter.shared_channel`): there the host
 controller and this scheduler take turns on one :class:`~gradpimsim.dram.device.ChannelDevice`.
 
 Two modes:

@@ -80,9 +80,9 @@ def get_runner(kind: str) -> Runner:
 # -- built-in runners ------------------------------------------------------------------------
 def update_bench_runner(params: dict[str, Any]) -> Metrics:
     """One ``update-bench`` point: host versus GradPIM optimizer step, flat metrics."""
+    from gradpimsim.bench.update import run_update_bench
     from gradpimsim.config import load_config
     from gradpimsim.config.training import OptimizerConfig, precision
-    from gradpimsim.pim.bench import run_update_bench
 
     cfg = load_config(params.get("memory", "ddr4-2400"), channels=params.get("channels"),
                       ranks=params.get("ranks"))

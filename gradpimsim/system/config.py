@@ -32,7 +32,7 @@ class RunConfig:
     precision: str = "mixed"
     npu: str = "default"
     pim: bool = False
-    #: Command-bus ties between host traffic and PIM streams (``controller.pim_arbiter``).
+    #: Command-bus ties between host traffic and PIM streams (``arbiter.shared_channel``).
     pim_policy: str = "host-first"
     #: Placement of each parameter's weight, gradient and state (the same in both runs).
     layout: str = "colocated"

@@ -10,29 +10,16 @@ checks that the two runs ended with identical bytes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
-
-import numpy as np
 
 from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy
 from gradpimsim.pim import reference
-from gradpimsim.pim.bench import _fill, _verify
 from gradpimsim.pim.kernels import UpdateTarget
 from gradpimsim.pim.store import DramStore
+from gradpimsim.pim.values import fill_parameters, verify_parameters
 
-
-def fill_parameters(store: DramStore, targets: Sequence[UpdateTarget], opt: OptimizerConfig,
-                    prec: PrecisionPolicy, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """Seeded random weights, state and gradients in DRAM; returns the reference's copies."""
-    return _fill(store, list(targets), opt, prec, rng)
-
-
-def verify_parameters(store: DramStore, targets: Sequence[UpdateTarget],
-                      refs: list[dict[str, Any]], opt: OptimizerConfig, prec: PrecisionPolicy,
-                      step: int) -> list[str]:
-    """Mismatches between the stored parameters and the reference optimizer (empty: exact)."""
-    return _verify(store, list(targets), refs, opt, prec, step)
+__all__ = ["HostUpdater", "fill_parameters", "verify_parameters"]
 
 
 class HostUpdater:

@@ -104,11 +104,12 @@ class SharedChannel:
     @classmethod
     def build(cls, cfg: MemoryConfig, pim: PimConfig | None = None, *, channel: int = 0,
               policy: str = "host-first", sink: CommandSink | None = None,
-              array: PimArray | None = None, lookahead: int = 1024) -> SharedChannel:
+              array: PimArray | None = None, lookahead: int = 1024,
+              batch_runs: bool = True) -> SharedChannel:
         """A controller with the PIM rules (so its sink and checkers know them) and a PIM
-        scheduler on the same device and sink."""
+        scheduler on the same device and sink: the one place a shared channel is wired."""
         pim = pim or PimConfig()
-        ctrl = ChannelController(cfg, channel, pim=pim, sink=sink)
+        ctrl = ChannelController(cfg, channel, pim=pim, sink=sink, batch_runs=batch_runs)
         chan = PimChannel(cfg, pim, channel, dev=ctrl.dev, sink=ctrl.sink, array=array,
                           refreshing=ctrl.refresh.refreshing, lookahead=lookahead)
         return cls(ctrl, chan, policy)
