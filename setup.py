@@ -27,11 +27,17 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HOT_MODULES = [
-    "gradpimsim/dram/address_map.py",
-    "gradpimsim/controller/bulk.py",
-    "gradpimsim/controller/controller.py",
     "gradpimsim/arbiter/shared_channel.py",
+    "gradpimsim/controller/bulk.py",
+    "gradpimsim/controller/candidates.py",
+    "gradpimsim/controller/controller.py",
+    "gradpimsim/controller/merge_run.py",
+    "gradpimsim/controller/mux.py",
+    "gradpimsim/controller/periodic.py",
+    "gradpimsim/controller/queues.py",
     "gradpimsim/controller/request.py",
+    "gradpimsim/controller/runs.py",
+    "gradpimsim/dram/address_map.py",
     "gradpimsim/dram/codes.py",
     "gradpimsim/dram/device.py",
     "gradpimsim/dram/refresh.py",

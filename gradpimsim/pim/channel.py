@@ -194,7 +194,8 @@ class PimChannel:
         if refreshing is None:
             on = cfg.controller.refresh if refresh is None else refresh
             self.refresher: RefreshManager | None = RefreshManager(
-                o.ranks, cfg.timing.tREFI, cfg.controller.max_postponed_refreshes, on)
+                o.ranks, cfg.timing.tREFI, cfg.controller.max_postponed_refreshes, on,
+                banks_per_rank=o.banks_per_rank)
             self.refreshing = self.refresher.refreshing
             self.next_check = self.refresher.next_check(0)
             #: Rows this scheduler opened.  Standalone, every open row is its own: an alias.
@@ -509,13 +510,10 @@ class PimChannel:
                 best = dev.earliest(PIM_SET, a.fb0)
                 a.cmd = PIM_SET
         elif self.refreshing[rank]:
-            first = a.fb0
-            open_row = dev.open_row
-            for fb in range(first, first + self.bpr):
-                if open_row[fb] != -1:
-                    break
-            else:
-                best = dev.earliest(REF, first)
+            refresher = self.refresher  # (refresh agents exist only standalone)
+            assert refresher is not None
+            if refresher.propose(rank, a.fb0, dev.open_row) == REF:
+                best = dev.earliest(REF, a.fb0)
                 a.cmd = REF
         self.ready[i] = best
         self.stamp[i] = self.epoch
@@ -684,8 +682,7 @@ class PimChannel:
                 continue
             idle = all(agents[j].kind != _UNIT or len(agents[j].buf) == agents[j].head
                        for j in self.by_rank[rank])
-            if refresher.should_start(rank, now, idle):
-                self.refreshing[rank] = True
+            if refresher.start_due(rank, now, idle):
                 self._replan_rank(rank)
 
     def run(self) -> int:
@@ -1048,13 +1045,11 @@ class PimChannel:
             refresher = self.refresher
             assert refresher is not None
             dev.issue(REF, a.fb0, t)
-            refresher.record(rank, t)
             if sink is not None:
                 sink(Command(t, Cmd.REF, ch, rank, 0, 0, -1, -1))
             if t + 1 > self.end:
                 self.end = t + 1
-            if not refresher.should_continue(rank, t, False):
-                self.refreshing[rank] = False
+            refresher.refreshed(rank, t, False)
             for j in self.by_rank[rank]:
                 a2 = agents[j]
                 if a2.kind == _UNIT:
