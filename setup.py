@@ -43,6 +43,9 @@ HOT_MODULES = [
     "gradpimsim/dram/refresh.py",
     "gradpimsim/pim/channel.py",
     "gradpimsim/pim/kernels.py",
+    "gradpimsim/pim/phases.py",
+    "gradpimsim/pim/program.py",
+    "gradpimsim/pim/recipes.py",
     "gradpimsim/stats/latency.py",
 ]
 

@@ -19,10 +19,11 @@ from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, precision
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.codes import INF
 from gradpimsim.dram.commands import Cmd, Command
 from gradpimsim.host.allocator import Allocator
 from gradpimsim.pim import reference
-from gradpimsim.pim.channel import INF, PimChannel
+from gradpimsim.pim.channel import PimChannel
 from gradpimsim.pim.engine import PimEngine
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.kernels import PimProgram, UpdateTarget, build_program

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from itertools import islice
 from typing import Final
 
@@ -47,6 +46,7 @@ from gradpimsim.dram.commands import Cmd, Command, CommandSink
 from gradpimsim.dram.device import ChannelDevice
 from gradpimsim.dram.refresh import RefreshManager
 from gradpimsim.pim.functional import PimArray
+from gradpimsim.pim.program import UnitCounts
 from gradpimsim.pim.unit import SQRT_DIV_OPS, PimInstr, PimUnit
 
 # Final: mypyc keeps these in C statics (a plain module global costs a dictionary lookup)
@@ -57,23 +57,6 @@ _REFRESH: Final = 2
 _HEAD: Final = -1  # ``_Agent.sel`` of a unit's instruction (else the bank being prepared)
 
 DoneCallback = Callable[[int], None]
-
-
-@dataclass
-class UnitResult:
-    """What one bank-group unit did."""
-
-    reads: int = 0
-    writes: int = 0
-    ops: int = 0
-    activations: int = 0
-    precharges: int = 0
-    last_cycle: int = 0
-    utilization: float = 0.0
-
-    @property
-    def column_ops(self) -> int:
-        return self.reads + self.writes
 
 
 class _Batch:
@@ -151,7 +134,7 @@ class _Agent:
         self.fb = fb0
         self.row = -1
         self.sel = _HEAD
-        self.res = UnitResult()
+        self.res = UnitCounts()
         self.pu: PimUnit | None = None  # the functional unit, when functional
         self.pos = 0  # prologue: PIM_SETs of the front entry already issued
         #: No PIM_WR before this cycle: the latest sqrt/div result (the device's table knows
@@ -217,7 +200,7 @@ class PimChannel:
             deque() for _ in range(o.ranks)]
         #: Per rank, the seq of the latest batch whose prologue has issued.
         self.sets_gen = [-1] * o.ranks
-        self.results: dict[tuple[int, int], UnitResult] = {}
+        self.results: dict[tuple[int, int], UnitCounts] = {}
         self.counts = [0] * NCMD
         self.end = 0
         self.rr = 0
@@ -264,7 +247,7 @@ class PimChannel:
             if i is None:
                 a = _Agent(_UNIT, rank, bg, self.dev.flat_bank(rank, bg, 0))
                 a.runs = [deque() for _ in range(self.bpg)]
-                a.res = self.results.setdefault((rank, bg), UnitResult())
+                a.res = self.results.setdefault((rank, bg), UnitCounts())
                 if self.array is not None:
                     a.pu = self.array.unit(self.channel, rank, bg)
                 self.unit_of[key] = i = self._add_agent(a)

@@ -1,4 +1,4 @@
-"""Timed GradPIM: schedule a :class:`~gradpimsim.pim.kernels.PimProgram` on DDR4 channels.
+"""Timed GradPIM: schedule a :class:`~gradpimsim.pim.program.PimProgram` on DDR4 channels.
 
 The kernels say *what* each bank-group unit does, in dependence order; this module decides
 *when*, command by command, on one :class:`~gradpimsim.dram.device.ChannelDevice` per channel,
@@ -64,14 +64,14 @@ import numpy as np
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.pim import PimConfig
-from gradpimsim.dram.codes import INF, NCMD
+from gradpimsim.dram.codes import NCMD
 from gradpimsim.dram.commands import Cmd, CommandSink
 from gradpimsim.dram.device import ChannelDevice
-from gradpimsim.pim.channel import PimChannel, UnitResult
+from gradpimsim.pim.channel import PimChannel
 from gradpimsim.pim.functional import PimArray
-from gradpimsim.pim.kernels import PimProgram, UnitKey
+from gradpimsim.pim.program import PimProgram, UnitCounts, UnitKey
 
-__all__ = ["INF", "EngineResult", "PimEngine", "UnitResult", "run_timed"]
+__all__ = ["EngineResult", "PimEngine", "UnitCounts", "run_timed"]
 
 
 @dataclass
@@ -82,7 +82,7 @@ class EngineResult:
     tCK_ns: float = 0.0
     channel_cycles: dict[int, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    units: dict[UnitKey, UnitResult] = field(default_factory=dict)
+    units: dict[UnitKey, UnitCounts] = field(default_factory=dict)
     bus_bytes: int = 0
     col_spacing: int = 0
     wall_s: float = 0.0
