@@ -41,10 +41,13 @@ HOT_MODULES = [
     "gradpimsim/dram/codes.py",
     "gradpimsim/dram/device.py",
     "gradpimsim/dram/refresh.py",
+    "gradpimsim/pim/agents.py",
+    "gradpimsim/pim/batches.py",
     "gradpimsim/pim/channel.py",
     "gradpimsim/pim/kernels.py",
     "gradpimsim/pim/phases.py",
     "gradpimsim/pim/program.py",
+    "gradpimsim/pim/proposals.py",
     "gradpimsim/pim/recipes.py",
     "gradpimsim/stats/latency.py",
 ]

@@ -163,8 +163,6 @@ class MergeRuns(Runs):
         pending = self.pending
         rcap, wcap = self.read_cap, self.write_cap
         lat = self.write_latency_cycles if is_write else self.read_latency_cycles
-        low, high, forced = self.low, self.high, self.drain_forced
-        refresh = self.refresh
         issued = 0
         t = self.now
         k = 0
@@ -180,20 +178,12 @@ class MergeRuns(Runs):
             s_last[k] = t
             last_in_bg[s_bg[k]] = t
             last_rank = t
-            if served == req.ncols:
-                self._stream_head_done(m, k, req, t, lat)
-                if self.horizon < limit:  # a watched bank released, or a callback foresees
-                    limit = self.horizon  # a new arrival
-            # -- a mode switch (write drain starts or ends) or a refresh ends the run here.
-            # The scheduler re-evaluates the mode after every column command, and one switch
-            # can leave the next one due (an opportunistic drain ended by reads arriving while
-            # writes sit at the high watermark), so this is checked even when no head finished.
-            if drain_flips(is_write, tally.n_r, tally.n_w, forced, high, low):
+            finished = served == req.ncols
+            if finished:
+                limit = self._stream_head_done(m, k, req, t, lat, limit)
+            if self._run_ends(tally, is_write, finished, rank, t):
                 break
-            if served == req.ncols:
-                if (tally.queued == 0 and refresh.should_start(rank, t, True)
-                        and self._ext_idle(rank)):
-                    break
+            if finished:
                 limit = self._next_head(m, k, t, limit, bypassing, inline)
                 m.new_epoch()
             elif last_bound and req.ncols - served == 1:
@@ -380,9 +370,11 @@ class MergeRuns(Runs):
                          last_rank if last_rank > m.last_inline else m.last_inline, idle)
 
     # ------------------------------------------------------------------ rare events
-    def _stream_head_done(self, m: Merge, k: int, req: Request, t: int, lat: int) -> None:
+    def _stream_head_done(self, m: Merge, k: int, req: Request, t: int, lat: int,
+                          limit: int) -> int:
         """Stream ``k``'s head ``req`` issued its last burst at ``t``: it leaves its queue (a
-        bypass hit, its bank's queue: the bank counts the bypass) and completes."""
+        bypass hit, its bank's queue: the bank counts the bypass) and completes.  Returns the
+        run's limit (see :meth:`_run_complete`)."""
         streams = m.streams
         bk = streams[k]
         queues = self.write_q if m.is_write else self.read_q
@@ -393,7 +385,7 @@ class MergeRuns(Runs):
             m.virtual[k] = False
         else:
             m.s_q[k].popleft()
-        self._run_complete(m.tally, req, bk, not queues[bk], t, lat)
+        return self._run_complete(m.tally, req, bk, not queues[bk], t, lat, limit)
 
     def _next_head(self, m: Merge, k: int, t: int, limit: int, bypassing: bool,
                    inline: bool) -> int:

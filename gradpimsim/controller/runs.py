@@ -127,11 +127,11 @@ class Runs(CommandMux):
         return bool(p) and p[0].bank == b and p[0].row == req.row
 
     def _run_complete(self, tally: RunTally, req: Request, b: int, emptied: bool, t: int,
-                      lat: int) -> None:
+                      lat: int, limit: int) -> int:
         """``req``'s last burst issued at ``t`` inside a run (it has left its queue, which
-        ``emptied`` says is now empty): count it in ``tally`` and report it.  The caller then
-        lowers its limit to the horizon (a watched bank released, or a callback foreseeing a
-        new arrival, lowers it)."""
+        ``emptied`` says is now empty): count it in ``tally`` and report it.  Returns the run's
+        ``limit``, lowered to the horizon if that came down (a watched bank released, or a
+        callback foreseeing a new arrival)."""
         if emptied:
             self._bank_released(b, t)
         tally.completed += 1
@@ -144,6 +144,20 @@ class Runs(CommandMux):
         tally.done = done
         tally.latencies.append(done - req.admitted)
         self._finish(req, done)
+        return self.horizon if self.horizon < limit else limit
+
+    def _run_ends(self, tally: RunTally, is_write: bool, finished: bool, rank: int,
+                  t: int) -> bool:
+        """Does a run end after its command at ``t``?  A mode switch (write drain starts or
+        ends) ends it, and so does a refresh that falls due once a head ``finished`` left the
+        rank idle.  The scheduler re-evaluates the mode after every column command, and one
+        switch can leave the next one due (an opportunistic drain ended by reads arriving while
+        writes sit at the high watermark), so this is asked after every command of both run
+        loops, even when no head finished."""
+        if drain_flips(is_write, tally.n_r, tally.n_w, self.drain_forced, self.high, self.low):
+            return True
+        return (finished and tally.queued == 0 and self.refresh.should_start(rank, t, True)
+                and self._ext_idle(rank))
 
     def _run_single(self, b: int, cmd: int, req: Request, limit: int, rank: int) -> None:
         """The one-stream case of a run (most runs; ``MergeRuns._issue_run`` has the rules):
@@ -172,8 +186,6 @@ class Runs(CommandMux):
         emit = self._run_emitter(cmd, [b], [row])
         tally = RunTally(self, rank)
         admitted_in_run = tally.admitted
-        low, high, forced = self.low, self.high, self.drain_forced
-        refresh = self.refresh
         issued = 0
         t = self.now
         while True:
@@ -184,19 +196,13 @@ class Runs(CommandMux):
             req.served = served
             issued += 1
             last = t
-            if served == req.ncols:
+            finished = served == req.ncols
+            if finished:
                 q.popleft()
-                self._run_complete(tally, req, b, not q, t, lat)
-                if self.horizon < limit:  # a watched bank released, or a callback foresees
-                    limit = self.horizon  # a new arrival
-            # -- as in the multi-stream loop: checked after every command (see there)
-            if drain_flips(is_write, tally.n_r, tally.n_w, forced, high, low):
+                limit = self._run_complete(tally, req, b, not q, t, lat, limit)
+            if self._run_ends(tally, is_write, finished, rank, t):
                 break
-            if served == req.ncols:
-                if (tally.queued == 0 and refresh.should_start(rank, t, True)
-                        and self._ext_idle(rank)):
-                    break
-            else:
+            if not finished:
                 # the head's next bursts, at t + gap, t + 2 gap, ...: as many as nothing can
                 # interrupt, all but its last
                 j = req.ncols - served - 1
