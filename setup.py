@@ -31,6 +31,7 @@ HOT_MODULES = [
     "gradpimsim/controller/bulk.py",
     "gradpimsim/controller/candidates.py",
     "gradpimsim/controller/controller.py",
+    "gradpimsim/controller/latency.py",
     "gradpimsim/controller/merge_run.py",
     "gradpimsim/controller/mux.py",
     "gradpimsim/controller/periodic.py",
@@ -49,7 +50,6 @@ HOT_MODULES = [
     "gradpimsim/pim/program.py",
     "gradpimsim/pim/proposals.py",
     "gradpimsim/pim/recipes.py",
-    "gradpimsim/stats/latency.py",
 ]
 
 #: The profile-guided build's training run: both runs of a small iteration, so the profile

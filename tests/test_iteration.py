@@ -11,8 +11,9 @@ from gradpimsim.cli import main
 from gradpimsim.graph.io import save_graph
 from gradpimsim.host.npu import NPUModel
 from gradpimsim.host.training import expand_training
+from gradpimsim.system.compare import compare
 from gradpimsim.system.config import RunConfig
-from gradpimsim.system.simulate import compare, simulate
+from gradpimsim.system.simulate import simulate
 from workloads.mlp import mlp
 
 
@@ -80,7 +81,7 @@ def _segs(alloc, tr) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
 
 def run_graph(path: str, batch: int | None = None):  # type: ignore[no-untyped-def]
     """A graph file, or a zoo workload by name."""
-    from gradpimsim.graph.cli import load_any
+    from gradpimsim.graph.loader import load_any
 
     return load_any(path, batch=batch)
 

@@ -15,10 +15,10 @@ from typing import Final
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.pim import PimConfig
 from gradpimsim.controller.candidates import BankCandidates
+from gradpimsim.controller.latency import LatencyHistogram
 from gradpimsim.controller.request import Request
 from gradpimsim.dram.codes import ACT, INF, NCMD, PRE, RDA, REF, WRA
 from gradpimsim.dram.commands import Cmd, Command, CommandSink
-from gradpimsim.stats.latency import LatencyHistogram
 
 #: Heap size above which :meth:`CommandMux._peek` re-keys every entry at once.
 REKEY_ALL: Final = 6

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import gradpimsim
+from gradpimsim.sweep import spec as spec_module
 from gradpimsim.sweep.spec import SweepSpec, load_spec, point_key
 from gradpimsim.sweep.store import ResultStore, load_results
 
@@ -66,6 +67,9 @@ def known_kinds() -> list[str]:
     """Kinds with a runner (the lazy modules included)."""
     _load_lazy()
     return list(_RUNNERS)
+
+
+spec_module.known_kinds = known_kinds  # what a spec's kind is checked against (see sweep/spec.py)
 
 
 def get_runner(kind: str) -> Runner:
