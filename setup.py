@@ -27,16 +27,29 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HOT_MODULES = [
-    "gradpimsim/controller/address_map.py",
+    "gradpimsim/arbiter/shared_channel.py",
     "gradpimsim/controller/bulk.py",
+    "gradpimsim/controller/candidates.py",
     "gradpimsim/controller/controller.py",
-    "gradpimsim/controller/pim_arbiter.py",
-    "gradpimsim/controller/refresh.py",
+    "gradpimsim/controller/latency.py",
+    "gradpimsim/controller/merge_run.py",
+    "gradpimsim/controller/mux.py",
+    "gradpimsim/controller/periodic.py",
+    "gradpimsim/controller/queues.py",
     "gradpimsim/controller/request.py",
+    "gradpimsim/controller/runs.py",
+    "gradpimsim/dram/address_map.py",
+    "gradpimsim/dram/codes.py",
     "gradpimsim/dram/device.py",
+    "gradpimsim/dram/refresh.py",
+    "gradpimsim/pim/agents.py",
+    "gradpimsim/pim/batches.py",
     "gradpimsim/pim/channel.py",
     "gradpimsim/pim/kernels.py",
-    "gradpimsim/stats/latency.py",
+    "gradpimsim/pim/phases.py",
+    "gradpimsim/pim/program.py",
+    "gradpimsim/pim/proposals.py",
+    "gradpimsim/pim/recipes.py",
 ]
 
 #: The profile-guided build's training run: both runs of a small iteration, so the profile

@@ -20,10 +20,10 @@ import time
 import tracemalloc
 
 from gradpimsim.config import MemoryConfig, load_config
-from gradpimsim.controller.address_map import AddressMap
 from gradpimsim.controller.bulk import bulk_requests
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.address_map import AddressMap
 
 
 def dma_requests(cfg: MemoryConfig, nbytes: int, chunk: int, reads_only: bool = False,

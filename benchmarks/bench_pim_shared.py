@@ -14,7 +14,7 @@ Cases:
 - ``update``: standalone :class:`~gradpimsim.pim.engine.PimEngine`, 2^20 parameters, momentum,
   mixed fp16, DDR4-2400, lazy program (instruction generation counts, as in an iteration).
 - ``shared``: the same program on a shared-mode :class:`~gradpimsim.pim.channel.PimChannel`
-  behind a :class:`~gradpimsim.controller.pim_arbiter.SharedChannel` with no host traffic.
+  behind a :class:`~gradpimsim.arbiter.shared_channel.SharedChannel` with no host traffic.
 - ``mixed``: the same, with 1 MiB of host reads and 1 MiB of host writes (bulk requests,
   submitted at cycle 0) through the same channel.
 - ``iter``: ``simulate(RunConfig(workload="mlp-small", batch=128, channels=1, pim=True,
@@ -55,8 +55,8 @@ def _program(params: int):  # noqa: ANN202 - child-only helper
 
 def _host_traffic(cfg, alloc, ctrl, nbytes: int) -> int:  # noqa: ANN001
     """Submit ``nbytes`` of reads then writes at cycle 0 on channel 0; returns requests."""
-    from gradpimsim.controller.address_map import AddressMap
     from gradpimsim.controller.bulk import bulk_requests
+    from gradpimsim.dram.address_map import AddressMap
 
     amap = AddressMap(cfg)
     base = alloc.amap.capacity // 2 if hasattr(alloc.amap, "capacity") else 1 << 30
@@ -81,7 +81,7 @@ def child(case: str, params: int) -> dict:
         wall = time.perf_counter() - t0
         return {"wall_s": wall, "pim_cmds": res.commands, "host_cmds": 0, "cycles": res.cycles}
     if case in ("shared", "mixed"):
-        from gradpimsim.controller.pim_arbiter import SharedChannel
+        from gradpimsim.arbiter.shared_channel import SharedChannel
 
         cfg, program, alloc = _program(params)
         units = {(r, bg): p for (c, r, bg), p in program.units.items() if c == 0}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.address_map import AddressMap
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.dram.commands import Command
 
 

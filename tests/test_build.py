@@ -50,7 +50,7 @@ def test_profile_guided_training_names_a_valid_run(monkeypatch: pytest.MonkeyPat
     if not (REPO / "setup.py").is_file():
         pytest.skip("not run from a source checkout")
     import gradpimsim.system.simulate  # noqa: F401 - the package exports a function of that name
-    from gradpimsim.graph.cli import load_any
+    from gradpimsim.graph.loader import load_any
 
     sim = sys.modules["gradpimsim.system.simulate"]
 

@@ -18,8 +18,8 @@ from gradpimsim.checker import (
 )
 from gradpimsim.checker.offline import check_commands
 from gradpimsim.config import preset
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.commands import Cmd, Command
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.trace.cmdtrace import CommandTraceError, CommandTraceWriter
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_checker.py"

@@ -10,7 +10,6 @@ import gradpimsim.checker
 ALLOWED = {
     "gradpimsim.config",
     "gradpimsim.dram.commands",
-    "gradpimsim.pim.config",
     "gradpimsim.trace.cmdtrace",
 }
 CHECKER_DIR = Path(gradpimsim.checker.__file__).parent
@@ -29,7 +28,7 @@ def _imports(path: Path) -> list[str]:
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            # `from gradpimsim.pim import config` imports gradpimsim.pim.config (allowed), while
+            # `from gradpimsim.config import pim` imports gradpimsim.config.pim (allowed), while
             # `from gradpimsim import dram` smuggles in a forbidden package through a name.
             names.extend(module if _allowed(module) else f"{module}.{alias.name}"
                          for alias in node.names)
@@ -61,6 +60,6 @@ def test_import_scanner_catches_forbidden_imports(tmp_path: Path) -> None:
         "gradpimsim.dram.timing.X", "gradpimsim.controller.ctl", "gradpimsim.dram",
         "gradpimsim.pim.unit"]
     allowed = tmp_path / "y.py"
-    allowed.write_text("from gradpimsim.pim import config\nfrom ..dram.commands import Cmd\n"
+    allowed.write_text("from gradpimsim.config import pim\nfrom ..dram.commands import Cmd\n"
                        "from .core import ProtocolChecker\nimport numpy\n")
     assert all(_allowed(n) for n in _imports(allowed)), _imports(allowed)

@@ -17,8 +17,8 @@ import pytest
 
 from gradpimsim.checker import ProtocolChecker
 from gradpimsim.config import preset
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.commands import Cmd, Command
-from gradpimsim.pim.config import PimConfig
 
 BL2 = 4  # BL8 at double data rate
 # Reference table, 8Gb x8 (shared/ddr4-reference.md, "Speed bins").

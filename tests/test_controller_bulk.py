@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gradpimsim.config import MemoryConfig, preset
-from gradpimsim.controller.address_map import AddressMap
 from gradpimsim.controller.bulk import BulkRun, bulk_requests, split_range
-from gradpimsim.controller.controller import ChannelController, _leader_cycle
+from gradpimsim.controller.controller import ChannelController
+from gradpimsim.controller.periodic import leader_cycle
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.dram.commands import Cmd, Command
 
 CONFIGS = ["ddr4-2400", "ddr4-3200-x16", "ddr4-2400-x8-2r", "ddr4-3200"]
@@ -522,7 +523,7 @@ def test_leader_cycle_is_the_stepped_merge(gap_bg: int, gap_rank: int,
     and a state called transient does not recur within the steps it follows."""
     top = max(gap_bg, gap_rank)
     ready = data.draw(st.lists(st.integers(gap_rank, top), min_size=1, max_size=4))
-    cyc = _leader_cycle(ready, gap_bg, gap_rank)
+    cyc = leader_cycle(ready, gap_bg, gap_rank)
     steps = _merge_by_steps(ready, gap_bg, gap_rank, 3 * max(cyc.period, 1) + 70)
     if cyc.period == 0:
         for k in range(1, 65):  # no return to the state within the 64 steps followed

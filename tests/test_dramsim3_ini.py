@@ -14,7 +14,7 @@ import pytest
 
 from gradpimsim.config import ConfigError, load_config, preset
 from gradpimsim.config.dramsim3 import load_dramsim3_ini, parse_ini, read_dramsim3_ini
-from gradpimsim.controller.address_map import AddressMap
+from gradpimsim.dram.address_map import AddressMap
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "dramsim3"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference absent")

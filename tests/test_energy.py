@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from gradpimsim.config import ConfigError, preset
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.commands import Cmd
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.stats.energy import IoEnergy, dram_energy, energy_breakdown
 from tests.helpers import addr_of, simulate
 

@@ -9,8 +9,9 @@ import pytest
 
 from gradpimsim.cli import main
 from gradpimsim.graph.io import save_graph
+from gradpimsim.system.compare import compare
 from gradpimsim.system.config import RunConfig
-from gradpimsim.system.simulate import compare, plan, simulate
+from gradpimsim.system.simulate import plan, simulate
 from workloads.mlp import mlp
 
 
@@ -72,7 +73,7 @@ def _segs(alloc, tr) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
 
 def run_graph(path: str, batch: int | None = None):  # type: ignore[no-untyped-def]
     """A graph file, or a zoo workload by name."""
-    from gradpimsim.graph.cli import load_any
+    from gradpimsim.graph.loader import load_any
 
     return load_any(path, batch=batch)
 

@@ -24,9 +24,9 @@ import pytest
 from gradpimsim.cli import main
 from gradpimsim.graph.io import save_graph
 from gradpimsim.graph.schema import GraphError
+from gradpimsim.system.compare import compare
 from gradpimsim.system.config import RunConfig
 from gradpimsim.system.results import CompareResult
-from gradpimsim.system.simulate import compare
 from gradpimsim.trace.cmdtrace import CommandTraceFile, read_command_trace
 from workloads.mlp import mlp
 
@@ -261,7 +261,7 @@ def test_workers_attach_the_online_checker(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_auto_jobs_keeps_small_workloads_in_process() -> None:
-    from gradpimsim.system.simulate import auto_jobs
+    from gradpimsim.system.compare import auto_jobs
 
     assert auto_jobs(RunConfig(workload="mlp-small")) == 1
     assert auto_jobs(RunConfig(workload="resnet18", batch=1)) == (

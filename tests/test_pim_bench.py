@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from gradpimsim.bench.host_update import host_bound_cycles, run_host_update, update_requests
+from gradpimsim.bench.update import run_update_bench
 from gradpimsim.checker import ProtocolChecker, check_trace
 from gradpimsim.cli import main
 from gradpimsim.config import preset
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, precision
 from gradpimsim.host.allocator import Allocator
-from gradpimsim.pim.bench import run_update_bench
-from gradpimsim.pim.config import PimConfig
-from gradpimsim.pim.host_update import host_bound_cycles, run_host_update, update_requests
 from gradpimsim.pim.kernels import UpdateTarget
 from gradpimsim.pim.layout import ColocatedPolicy, update_tensors
 

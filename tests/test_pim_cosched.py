@@ -1,4 +1,4 @@
-"""PIM streams co-scheduled with host traffic on one channel (``controller.pim_arbiter``).
+"""PIM streams co-scheduled with host traffic on one channel (``arbiter.shared_channel``).
 
 Every controller built here carries the suite's online protocol checker (conftest), and the
 PIM side writes to the controller's sink, so one checker judges the merged command stream."""
@@ -12,23 +12,24 @@ import numpy as np
 import pytest
 import simpy
 
+from gradpimsim.arbiter.shared_channel import SharedChannel, SharedChannelProcess
 from gradpimsim.config import preset
 from gradpimsim.config.model import ConfigError
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, precision
 from gradpimsim.controller.controller import ChannelController
-from gradpimsim.controller.pim_arbiter import SharedChannel, SharedChannelProcess
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.codes import INF
 from gradpimsim.dram.commands import Cmd, Command
 from gradpimsim.host.allocator import Allocator
 from gradpimsim.pim import reference
-from gradpimsim.pim.bench import _fill, _verify
-from gradpimsim.pim.channel import INF, PimChannel
-from gradpimsim.pim.config import PimConfig
+from gradpimsim.pim.channel import PimChannel
 from gradpimsim.pim.engine import PimEngine
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.kernels import PimProgram, UpdateTarget, build_program
 from gradpimsim.pim.layout import ColocatedPolicy, update_tensors
 from gradpimsim.pim.store import DramStore
+from gradpimsim.pim.values import fill_parameters, verify_parameters
 
 CFG = preset("ddr4-2400")
 PIM = PimConfig()
@@ -51,7 +52,7 @@ class Setup:
         self.array = self.refs = None
         if functional:
             store = DramStore(cfg, self.alloc.amap)
-            self.refs = _fill(store, self.targets, OPT, PREC, np.random.default_rng(0))
+            self.refs = fill_parameters(store, self.targets, OPT, PREC, np.random.default_rng(0))
             self.array = PimArray(cfg, store, PIM)
 
     def build(self, step: int) -> PimProgram:
@@ -63,7 +64,7 @@ class Setup:
 
     def verify(self) -> list[str]:
         assert self.array is not None and self.refs is not None
-        return _verify(self.array.store, self.targets, self.refs, OPT, PREC, self.step)
+        return verify_parameters(self.array.store, self.targets, self.refs, OPT, PREC, self.step)
 
 
 def batch(program: PimProgram, rank: int | None = None) -> tuple[dict, dict]:

@@ -9,11 +9,11 @@ import pytest
 
 from gradpimsim.checker import ProtocolChecker
 from gradpimsim.config import preset
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, precision
 from gradpimsim.dram.commands import Cmd, Command
 from gradpimsim.host.allocator import Allocator
 from gradpimsim.pim import datapath, reference
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.engine import EngineResult, PimEngine
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.kernels import PimProgram, UpdateTarget, build_program

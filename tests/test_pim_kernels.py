@@ -15,19 +15,15 @@ import pytest
 
 from gradpimsim.config import preset
 from gradpimsim.config.model import ConfigError
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy, precision
 from gradpimsim.dram.commands import Cmd
 from gradpimsim.host.allocator import Allocator
 from gradpimsim.pim import datapath, reference
-from gradpimsim.pim.config import PimConfig
+from gradpimsim.pim.bounds import closed_form_cycles, column_ops_per_param
 from gradpimsim.pim.errors import LayoutError, PimCapabilityError
 from gradpimsim.pim.functional import PimArray, run_program
-from gradpimsim.pim.kernels import (
-    UpdateTarget,
-    build_program,
-    closed_form_cycles,
-    column_ops_per_param,
-)
+from gradpimsim.pim.kernels import UpdateTarget, build_program
 from gradpimsim.pim.layout import ColocatedPolicy, NaivePolicy, update_roles, update_tensors
 from gradpimsim.pim.store import DramStore
 
@@ -385,7 +381,7 @@ def test_lazy_program_equals_stored_program() -> None:
 def test_column_instructions_are_built_as_pim_instr() -> None:
     """The generator builds column commands without calling PimInstr (its Python __new__):
     the result must be the very tuple PimInstr gives, defaults included."""
-    from gradpimsim.pim.kernels import _column_instr
+    from gradpimsim.pim.phases import _column_instr
     from gradpimsim.pim.unit import PimInstr
 
     for cmd in (Cmd.PIM_RD, Cmd.PIM_WR):

@@ -19,21 +19,24 @@ import numpy as np
 import pytest
 import simpy
 
+from gradpimsim.arbiter.shared_channel import SharedChannel, SharedChannelProcess
 from gradpimsim.config import preset
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, precision
-from gradpimsim.controller.pim_arbiter import SharedChannel, SharedChannelProcess
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.codes import INF
 from gradpimsim.dram.commands import Cmd, Command
 from gradpimsim.host.allocator import Allocator
-from gradpimsim.pim.bench import _fill, _verify
-from gradpimsim.pim.channel import INF, PimChannel
-from gradpimsim.pim.config import PimConfig
+from gradpimsim.pim.channel import PimChannel
 from gradpimsim.pim.errors import PimCapabilityError
 from gradpimsim.pim.functional import PimArray
-from gradpimsim.pim.kernels import PimProgram, UpdateTarget, _Loc, _Recipe, build_program
+from gradpimsim.pim.kernels import PimProgram, UpdateTarget, build_program
 from gradpimsim.pim.layout import ColocatedPolicy, update_tensors
+from gradpimsim.pim.phases import Loc
+from gradpimsim.pim.recipes import Recipe
 from gradpimsim.pim.store import DramStore
 from gradpimsim.pim.unit import PimInstr, pim_rd, pim_wr
+from gradpimsim.pim.values import fill_parameters, verify_parameters
 
 PIM = PimConfig()
 OPT = OptimizerConfig("momentum", momentum=0.9)
@@ -50,7 +53,7 @@ def _program(cfg: Any, n: int, *, opt: OptimizerConfig = OPT,
     extra = None
     if functional:
         store = DramStore(cfg, alloc.amap)
-        refs = _fill(store, targets, opt, PREC, np.random.default_rng(0))
+        refs = fill_parameters(store, targets, opt, PREC, np.random.default_rng(0))
         extra = (PimArray(cfg, store, PIM), targets, refs)
     return program, extra
 
@@ -91,7 +94,7 @@ def _shared_stream(cfg: Any, n: int, policy: str, fast: bool, host: int, gap: in
     bad = None
     if extra is not None:
         array, targets, refs = extra
-        bad = _verify(array.store, targets, refs, OPT, PREC, 2)
+        bad = verify_parameters(array.store, targets, refs, OPT, PREC, 2)
     return stream, done, end, bad
 
 
@@ -335,8 +338,8 @@ def test_iteration_command_stream_is_unchanged(monkeypatch: pytest.MonkeyPatch) 
 
 # --- instruction generation: phase templates give the reference instruction stream ----------
 
-def _schedule_reference(lgs: list[tuple[int, int]], locs: list[dict[str, _Loc]],
-                        recipe: _Recipe, pim: PimConfig) -> Iterator[PimInstr]:
+def _schedule_reference(lgs: list[tuple[int, int]], locs: list[dict[str, Loc]],
+                        recipe: Recipe, pim: PimConfig) -> Iterator[PimInstr]:
     """The generator before phase templates (verbatim, lane groups as a list): the reference."""
     read_roles = ["grad", "weight"] + (list(recipe.state_roles) if recipe.read_state else [])
     write_roles = ["weight", *recipe.state_roles]

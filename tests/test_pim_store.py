@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gradpimsim.config import preset
-from gradpimsim.controller.address_map import AddressMap
+from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.host.allocator import Segment
 from gradpimsim.pim.store import DramStore
 

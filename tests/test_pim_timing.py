@@ -14,10 +14,10 @@ import pytest
 
 from gradpimsim.checker import ProtocolChecker
 from gradpimsim.config import preset
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, precision
 from gradpimsim.dram.commands import Cmd, Command
 from gradpimsim.dram.device import ChannelDevice
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.engine import PimEngine
 from gradpimsim.pim.kernels import PimProgram
 from gradpimsim.pim.unit import PimInstr, pim_op, pim_rd, pim_wr, set_scalar

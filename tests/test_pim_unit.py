@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from gradpimsim.config import preset
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.commands import Cmd
 from gradpimsim.pim import datapath
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.errors import PimCapabilityError
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.store import DramStore

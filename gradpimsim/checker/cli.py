@@ -19,7 +19,7 @@ from gradpimsim.checker.offline import check_trace
 from gradpimsim.checker.report import CheckReport
 from gradpimsim.checker.rules import RULES
 from gradpimsim.config import ConfigError, MemoryConfig, load_config
-from gradpimsim.pim.config import PimConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.trace.cmdtrace import CommandTraceError
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_UNUSABLE = 0, 1, 2

@@ -9,8 +9,8 @@ from pathlib import Path
 from gradpimsim.checker.core import ProtocolChecker
 from gradpimsim.checker.report import CheckReport
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.commands import Command
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.trace.cmdtrace import CommandTraceError, CommandTraceReader
 
 

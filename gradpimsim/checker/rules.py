@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.pim.config import PimConfig
+from gradpimsim.config.pim import PimConfig
 
 #: Stable rule names (used in ``Violation.rule``) and what each one checks.
 RULES: dict[str, str] = {

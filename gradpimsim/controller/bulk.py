@@ -21,8 +21,8 @@ from typing import NamedTuple
 import numpy as np
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.address_map import AddressMap
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.address_map import AddressMap
 
 #: Bursts decoded per numpy chunk on the general path (bounds its memory).
 _CHUNK = 1 << 20
@@ -52,13 +52,6 @@ def _burst_span(amap: AddressMap, addr: int, nbytes: int) -> tuple[int, int]:
     return addr >> ob, ((addr + nbytes - 1) >> ob) + 1
 
 
-def _flat_bank(amap: AddressMap, f: dict[str, np.ndarray]) -> np.ndarray:
-    """Flat bank index within the channel, as ``ChannelDevice.flat_bank`` computes it."""
-    nbg = amap.mask["bg"] + 1
-    nba = amap.mask["ba"] + 1
-    return (f["ra"] * nbg + f["bg"]) * nba + f["ba"]
-
-
 def split_arrays(amap: AddressMap, addr: int, nbytes: int) -> dict[str, np.ndarray]:
     """The runs of :func:`split_range` as int64 arrays (keys are :class:`BulkRun`'s fields)."""
     first, end = _burst_span(amap, addr, nbytes)
@@ -73,13 +66,13 @@ def split_arrays(amap: AddressMap, addr: int, nbytes: int) -> dict[str, np.ndarr
         starts = np.concatenate((np.array([first], dtype=np.int64), starts))
         ncols = np.diff(np.append(starts, end))
         f = amap.decode_array(starts.astype(np.uint64) << np.uint64(ob))
-        return {"channel": f["ch"], "bank": _flat_bank(amap, f), "rank": f["ra"],
+        return {"channel": f["ch"], "bank": amap.flat_banks(f), "rank": f["ra"],
                 "row": f["ro"], "col": f["co"], "ncols": ncols, "addr": starts << ob}
     parts: list[dict[str, np.ndarray]] = []
     for lo in range(first, end, _CHUNK):
         bursts = np.arange(lo, min(lo + _CHUNK, end), dtype=np.int64)
         f = amap.decode_array(bursts.astype(np.uint64) << np.uint64(ob))
-        bank = _flat_bank(amap, f)
+        bank = amap.flat_banks(f)
         # a run continues where channel, bank and row stay and the column advances by one
         cont = ((f["ch"][1:] == f["ch"][:-1]) & (bank[1:] == bank[:-1])
                 & (f["ro"][1:] == f["ro"][:-1]) & (f["co"][1:] == f["co"][:-1] + 1))

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import simpy
 
 from gradpimsim.controller.controller import ChannelController
-from gradpimsim.controller.refresh import INF
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.codes import INF
 
 
 class Drivable(Protocol):

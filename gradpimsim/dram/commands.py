@@ -6,26 +6,29 @@ both speak this vocabulary, but each derives its timing on its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
 from typing import NamedTuple
+
+from gradpimsim.dram import codes
 
 
 class Cmd(IntEnum):
     """DDR4 commands plus GradPIM's commands in reserved (RFU) encodings."""
 
-    ACT = 0
-    PRE = 1
-    RD = 2
-    RDA = 3  # read with auto-precharge
-    WR = 4
-    WRA = 5  # write with auto-precharge
-    REF = 6  # all-bank refresh
-    SRE = 7  # self-refresh entry
-    SRX = 8  # self-refresh exit
-    PIM_RD = 9  # bank column -> PIM register (bank-group local, no data bus)
-    PIM_WR = 10  # PIM register -> bank column (bank-group local, no data bus)
-    PIM_OP = 11  # register arithmetic inside the PIM unit
-    PIM_SET = 12  # load PIM scalar registers (like a mode-register write)
+    ACT = codes.ACT
+    PRE = codes.PRE
+    RD = codes.RD
+    RDA = codes.RDA  # read with auto-precharge
+    WR = codes.WR
+    WRA = codes.WRA  # write with auto-precharge
+    REF = codes.REF  # all-bank refresh
+    SRE = codes.SRE  # self-refresh entry
+    SRX = codes.SRX  # self-refresh exit
+    PIM_RD = codes.PIM_RD  # bank column -> PIM register (bank-group local, no data bus)
+    PIM_WR = codes.PIM_WR  # PIM register -> bank column (bank-group local, no data bus)
+    PIM_OP = codes.PIM_OP  # register arithmetic inside the PIM unit
+    PIM_SET = codes.PIM_SET  # load PIM scalar registers (like a mode-register write)
 
 
 #: Commands that read a column of the open row onto the data bus.
@@ -79,3 +82,7 @@ class Command(NamedTuple):
             f"{self.clk} {TRACE_NAME[self.cmd]} {self.channel} {self.rank} {self.bankgroup} "
             f"{self.bank} {row} {col}"
         )
+
+
+#: Where issued commands go: a trace writer, the online checker, a list in a test.
+CommandSink = Callable[[Command], None]

@@ -11,28 +11,30 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Final
 
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
+from gradpimsim.dram.address_map import flat_bank_index
+from gradpimsim.dram.codes import (
+    ACT,
+    NCMD,
+    PIM_OP,
+    PIM_RD,
+    PIM_SET,
+    PIM_WR,
+    PRE,
+    RD,
+    RDA,
+    REF,
+    SRE,
+    SRX,
+    WR,
+    WRA,
+)
 from gradpimsim.dram.commands import Cmd
 from gradpimsim.dram.errors import ProtocolError
 from gradpimsim.dram.timing_table import resolve
-from gradpimsim.pim.config import PimConfig
 
-NCMD: Final = len(Cmd)
-# Command codes (``Cmd``'s values) as Final literals: mypyc inlines them, where ``Cmd.X`` or a
-# plain global costs a lookup per use (tests/test_runtime.py checks them against ``Cmd``).
-ACT: Final = 0
-PRE: Final = 1
-RD: Final = 2
-RDA: Final = 3
-WR: Final = 4
-WRA: Final = 5
-REF: Final = 6
-SRE: Final = 7
-SRX: Final = 8
-PIM_OP: Final = 11
-PIM_SET: Final = 12
 _LEVEL_INDEX = {"bank": 0, "bankgroup": 1, "rank": 2, "other_rank": 3}
 
 
@@ -94,8 +96,8 @@ class ChannelDevice:
             table[int(r.next)] = max(table.get(int(r.next), 0), r.gap)
         #: When an auto-precharge starts after its RDA/WRA (the bank counts as active until
         #: then): the table's RDA/WRA -> ACT gap less the precharge time.
-        self.auto_close_delay = {c: upd[c][0].get(int(Cmd.ACT), 0) - cfg.timing.tRP
-                                 for c in (int(Cmd.RDA), int(Cmd.WRA))}
+        self.auto_close_delay = {c: upd[c][0].get(ACT, 0) - cfg.timing.tRP
+                                 for c in (RDA, WRA)}
         #: Where :meth:`earliest` reads a command's "next legal" entries.  As a *next* command,
         #: RDA obeys exactly RD's rules and WRA WR's (DDR4 adds rules *after* an auto-precharge,
         #: not before it); their entries would mirror RD's and WR's, so when the table agrees
@@ -116,7 +118,7 @@ class ChannelDevice:
         #: Per command, whether :meth:`issue_local` may issue it: a PIM column command or
         #: PIM_OP whose rules reach no further than its bank group (true of the GradPIM table).
         self.local_ok = [False] * NCMD
-        for c in (int(Cmd.PIM_RD), int(Cmd.PIM_WR), int(Cmd.PIM_OP)):
+        for c in (PIM_RD, PIM_WR, PIM_OP):
             _, _, rank_u, other_u = self.updates[c]
             self.local_ok[c] = not rank_u and not other_u
 
@@ -150,7 +152,7 @@ class ChannelDevice:
 
     # -- indices -------------------------------------------------------------------------------
     def flat_bank(self, rank: int, bankgroup: int, bank: int) -> int:
-        return (rank * self.bankgroups + bankgroup) * self.banks_per_group + bank
+        return int(flat_bank_index(rank, bankgroup, bank, self.bankgroups, self.banks_per_group))
 
     def split_bank(self, flat: int) -> tuple[int, int, int]:
         """(rank, bankgroup, bank) of a flat bank index."""

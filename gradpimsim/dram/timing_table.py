@@ -23,8 +23,8 @@ import operator
 from dataclasses import dataclass
 
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.commands import Cmd
-from gradpimsim.pim.config import PimConfig
 
 LEVELS = ("bank", "bankgroup", "rank", "other_rank")
 
@@ -112,15 +112,15 @@ def gap_symbols(cfg: MemoryConfig, pim: PimConfig | None = None) -> dict[str, in
     burst = cfg.org.burst_length // 2
     sym = {name: getattr(t, name) for name in t.__dataclass_fields__ if name != "tCK_ns"}
     sym.update(BURST=burst, RL=t.AL + t.CL, WL=t.AL + t.CWL)
-    p = pim or PimConfig()
+    p = (pim or PimConfig()).resolved(t, burst)
     sym.update(
-        PIM_CCD=p.col_to_col if p.col_to_col is not None else t.tCCD_L,
-        PIM_WTR=p.write_to_read if p.write_to_read is not None else burst + t.tWTR_L,
-        PIM_RTP=p.read_to_precharge if p.read_to_precharge is not None else t.AL + t.tRTP,
-        PIM_WR_RECOVERY=p.write_recovery if p.write_recovery is not None else burst + t.tWR,
+        PIM_CCD=p.col_to_col,
+        PIM_WTR=p.write_to_read,
+        PIM_RTP=p.read_to_precharge,
+        PIM_WR_RECOVERY=p.write_recovery,
         PIM_OP_LATENCY=p.op_latency,
-        PIM_SET_SET=p.set_to_set if p.set_to_set is not None else t.tMRD,
-        PIM_SET_OP=p.set_to_op if p.set_to_op is not None else t.tMOD,
+        PIM_SET_SET=p.set_to_set,
+        PIM_SET_OP=p.set_to_op,
     )
     return sym
 

@@ -9,15 +9,19 @@ so users can inspect their own networks the same way as the built-in ones, and, 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import networkx as nx
 from rich.console import Console
 from rich.table import Table
 
 from gradpimsim.config import ConfigError
 from gradpimsim.config.training import OPTIMIZERS, PRECISIONS, OptimizerConfig, precision
 from gradpimsim.graph.importers.python_entry import AllowPython
+from gradpimsim.graph.loader import load_any
+
+if TYPE_CHECKING:
+    import networkx as nx
+
 from gradpimsim.graph.schema import (
     GraphError,
     activation_bytes,
@@ -45,29 +49,6 @@ def _fmt_flops(n: float) -> str:
         if n >= scale:
             return f"{n / scale:,.2f} {unit}"
     return f"{n:,.0f} FLOP"
-
-
-def load_any(name: str, batch: int | None = None, seq_len: int | None = None) -> nx.DiGraph:
-    """A zoo workload by name, a graph file by path (JSON, SCALE-Sim CSV, ONNX), or a
-    ``python:MODULE:FUNCTION`` entry point (allowed by ``--allow-python`` only)."""
-    from gradpimsim.graph.importers.python_entry import is_python_spec, load_python
-
-    if is_python_spec(name):
-        return load_python(name, batch=batch, seq_len=seq_len)
-    path = Path(name)
-    if path.suffix.lower() in (".json", ".csv", ".onnx"):
-        if not path.exists():
-            raise GraphError(str(path), "no such file")
-        if path.suffix.lower() == ".json":
-            from gradpimsim.graph.io import load_graph
-            return load_graph(path)
-        if path.suffix.lower() == ".csv":
-            from gradpimsim.graph.importers.scalesim import import_scalesim
-            return import_scalesim(path, batch=batch or 1)
-        from gradpimsim.graph.importers.onnx import import_onnx
-        return import_onnx(path, batch=batch)
-    import workloads
-    return workloads.get_workload(name, batch=batch, seq_len=seq_len)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:

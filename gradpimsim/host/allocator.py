@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.address_map import AddressMap
+from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.host.training import TrainingSchedule, group_tensor_name
 
 

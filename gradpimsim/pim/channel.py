@@ -1,9 +1,13 @@
 """One channel's GradPIM command scheduler, steppable: ``peek()`` the next command, ``issue()`` it.
 
+Built in layers like the host controller: ``agents.py`` (the proposers), ``batches.py``
+(state, programs, buffers), ``proposals.py`` (each agent's next command, shared-mode sync,
+``peek``), and this module: issuing, one command or a span of them in one inlined loop.
+
 The scheduling policy (agents, in-order units, row preparation running ahead, earliest first
 with round-robin ties, refresh) is stated in :mod:`gradpimsim.pim.engine`, which drives one
 :class:`PimChannel` per channel to completion.  Stepping matters because a PIM stream must also
-share a channel with host traffic (:mod:`gradpimsim.controller.pim_arbiter`): there the host
+share a channel with host traffic (:mod:`gradpimsim.arbiter.shared_channel`): there the host
 controller and this scheduler take turns on one :class:`~gradpimsim.dram.device.ChannelDevice`.
 
 Two modes:
@@ -34,139 +38,21 @@ instruction of the batch has issued; ``cycle`` is the end of its last command.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from itertools import islice
-from typing import Final
-
-from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.refresh import INF, RefreshManager
+from gradpimsim.dram.codes import ACT, INF, NCMD, PIM_OP, PIM_RD, PIM_SET, PIM_WR, PRE, REF
 from gradpimsim.dram.commands import Cmd, Command
-from gradpimsim.dram.device import NCMD, ChannelDevice
-from gradpimsim.pim.config import PimConfig
-from gradpimsim.pim.functional import PimArray
-from gradpimsim.pim.unit import SQRT_DIV_OPS, PimInstr, PimUnit
-
-# Final: mypyc keeps these in C statics (a plain module global costs a dictionary lookup)
-ACT: Final = int(Cmd.ACT)
-PRE: Final = int(Cmd.PRE)
-REF: Final = int(Cmd.REF)
-PIM_RD: Final = int(Cmd.PIM_RD)
-PIM_WR: Final = int(Cmd.PIM_WR)
-PIM_OP: Final = int(Cmd.PIM_OP)
-PIM_SET: Final = int(Cmd.PIM_SET)
-_CMDS: Final = list(Cmd)
-_UNIT: Final = 0
-_PROLOGUE: Final = 1
-_REFRESH: Final = 2
-_HEAD: Final = -1  # ``_Agent.sel`` of a unit's instruction (else the bank being prepared)
-
-CommandSink = Callable[[Command], None]
-DoneCallback = Callable[[int], None]
+from gradpimsim.pim.agents import (
+    CMDS,
+    HEAD,
+    PROLOGUE,
+    UNIT,
+    Agent,
+    pick,
+)
+from gradpimsim.pim.proposals import PimProposals
+from gradpimsim.pim.unit import SQRT_DIV_OPS
 
 
-@dataclass
-class UnitResult:
-    """What one bank-group unit did."""
-
-    reads: int = 0
-    writes: int = 0
-    ops: int = 0
-    activations: int = 0
-    precharges: int = 0
-    last_cycle: int = 0
-    utilization: float = 0.0
-
-    @property
-    def column_ops(self) -> int:
-        return self.reads + self.writes
-
-
-class _Batch:
-    """One :meth:`PimChannel.add_program` call: counts its unfinished parts (unit streams and
-    non-empty prologues) and the end of its latest command."""
-
-    __slots__ = ("seq", "parts", "end", "on_done")
-
-    def __init__(self, seq: int, on_done: DoneCallback | None) -> None:
-        self.seq = seq
-        self.parts = 0
-        self.end = -1
-        self.on_done = on_done
-
-
-def _pick(agents: list[_Agent], ready: list[int], m: int, rr: int) -> int:
-    """The agent that issues at cycle ``m``: round-robin from ``rr`` among those ready by
-    ``m``, except that a column command or ACT/PRE goes before a PIM_OP (one rule for
-    :meth:`PimChannel.peek` and the issue loop)."""
-    n = len(agents)
-    i = rr if rr < n else 0
-    while ready[i] > m:
-        i += 1
-        if i == n:
-            i = 0
-    if agents[i].cmd == PIM_OP:
-        j = i
-        for _ in range(n - 1):
-            j += 1
-            if j == n:
-                j = 0
-            if ready[j] <= m and agents[j].cmd != PIM_OP:
-                return j
-    return i
-
-
-class _Agent:
-    """One proposer of commands: a unit, a rank's prologue, or a rank's refresh."""
-
-    __slots__ = ("kind", "rank", "bg", "fb0", "sources", "batches", "marks", "pulled",
-                 "mark_len", "part_end", "ops_ok", "buf", "head", "runs", "prep", "exhausted",
-                 "cmd", "fb", "row", "sel", "res", "pu", "pos", "wr_floor")
-
-    def __init__(self, kind: int, rank: int, bg: int, fb0: int) -> None:
-        self.kind = kind
-        self.rank = rank
-        self.bg = bg
-        self.fb0 = fb0
-        #: Instruction sources not yet fully read into ``buf``: (batch, iterator), in order.
-        self.sources: deque[tuple[_Batch, Iterator[PimInstr]]] = deque()
-        #: Batches with instructions of this unit still to issue (front: the head's batch).
-        self.batches: deque[_Batch] = deque()
-        #: Instruction counts (``pulled`` at exhaustion) at which those batches end.  Issued
-        #: instructions are ``pulled - left``, so the head batch ends when ``left``
-        #: falls to ``mark_len`` (-1: no end known yet); no per-command counter needed.
-        self.marks: deque[int] = deque()
-        self.pulled = 0
-        self.mark_len = -1
-        #: End of the head batch's latest column command (PIM_OPs end earlier than a column
-        #: command before them, so only the last one can matter: see ``_marks_reached``).
-        self.part_end = -1
-        #: May the head instruction be a PIM_OP (its batch's prologue has issued)?
-        self.ops_ok = True
-        #: Buffered instructions: ``buf[head:]`` (a list and an index, not a deque: compiled,
-        #: indexing a list is native, a deque's popleft() a method call by name).  ``left``
-        #: below means ``len(buf) - head``.
-        self.buf: list[PimInstr] = []
-        self.head = 0
-        #: Per bank of the group: the rows the buffered instructions touch, as [row, count] runs.
-        self.runs: list[deque[list[int]]] = []
-        #: Banks whose open row is not the next row they need (ACT or PRE wanted).
-        self.prep: set[int] = set()
-        self.exhausted = True
-        self.cmd = -1
-        self.fb = fb0
-        self.row = -1
-        self.sel = _HEAD
-        self.res = UnitResult()
-        self.pu: PimUnit | None = None  # the functional unit, when functional
-        self.pos = 0  # prologue: PIM_SETs of the front entry already issued
-        #: No PIM_WR before this cycle: the latest sqrt/div result (the device's table knows
-        #: one PIM_OP latency only; the extension's longer one is the scheduler's to keep).
-        self.wr_floor = 0
-
-
-class PimChannel:
+class PimChannel(PimProposals):
     """Steppable GradPIM scheduler of one channel (see the module docstring).
 
     ``dev``: the device to issue on (a fresh one when ``None``); ``sink`` receives every issued
@@ -174,526 +60,6 @@ class PimChannel:
     ``refresh`` overrides ``cfg.controller.refresh`` (standalone mode only).  ``refreshing`` and
     ``may_close`` select shared mode (see the module docstring).
     """
-
-    def __init__(self, cfg: MemoryConfig, pim: PimConfig | None = None, channel: int = 0, *,
-                 dev: ChannelDevice | None = None, sink: CommandSink | None = None,
-                 array: PimArray | None = None, refresh: bool | None = None,
-                 refreshing: list[bool] | None = None,
-                 may_close: Callable[[int], bool] | None = None,
-                 lookahead: int = 1024) -> None:
-        if lookahead < 2:
-            raise ValueError("lookahead must be >= 2 instructions")
-        o = cfg.org
-        self.cfg = cfg
-        self.pim = pim or PimConfig()
-        self.channel = channel
-        self.dev = dev if dev is not None else ChannelDevice(cfg, self.pim)
-        self.sink = sink
-        self.array = array
-        self.store = array.store if array is not None else None
-        self.lookahead = lookahead
-        self.low_water = lookahead // 2
-        self.long_latency = self.pim.sqrt_div_latency
-        self.bpg, self.bpr, self.ranks = o.banks_per_group, o.banks_per_rank, o.ranks
-        self.burst = cfg.burst_cycles
-        self.shared = refreshing is not None
-        self.may_close = may_close
-        if refreshing is None:
-            on = cfg.controller.refresh if refresh is None else refresh
-            self.refresher: RefreshManager | None = RefreshManager(
-                o.ranks, cfg.timing.tREFI, cfg.controller.max_postponed_refreshes, on)
-            self.refreshing = self.refresher.refreshing
-            self.next_check = self.refresher.next_check(0)
-            #: Rows this scheduler opened.  Standalone, every open row is its own: an alias.
-            self.own_row = self.dev.open_row
-        else:
-            self.refresher = None
-            self.refreshing = refreshing
-            self.next_check = INF
-            self.own_row = [-1] * self.dev.nbanks
-        self.agents: list[_Agent] = []
-        self.ready: list[int] = []
-        self.stamp: list[int] = []
-        self.by_rank: list[list[int]] = [[] for _ in range(o.ranks)]
-        self.unit_of: dict[int, int] = {}  # flat bank group -> unit agent index
-        self.prologue_of = [-1] * o.ranks
-        self.refresh_of = [-1] * o.ranks
-        #: Per rank, the prologues of the batches in order: [batch, PIM_SETs] (may be empty).
-        self.prologue_q: list[deque[tuple[_Batch, Sequence[PimInstr]]]] = [
-            deque() for _ in range(o.ranks)]
-        #: Per rank, the seq of the latest batch whose prologue has issued.
-        self.sets_gen = [-1] * o.ranks
-        self.results: dict[tuple[int, int], UnitResult] = {}
-        self.counts = [0] * NCMD
-        self.end = 0
-        self.rr = 0
-        self.floor = 0
-        self.last_cmd = -1
-        self.last_bank = -1
-        self._sel = -1
-        self._at = INF
-        self._seq = 0
-        self._done: list[_Batch] = []
-        #: Batches whose ``on_done`` has run (a span stops after one: it may lower its bound).
-        self.fired = 0
-        #: Shared mode: told of each ACT/PRE/PIM_SET this scheduler issues inside a span with
-        #: ``rows`` (the arbiter's bank-ownership bookkeeping), as ``(cmd, flat bank)``.
-        self.on_row: Callable[[int, int], None] | None = None
-        #: Shared mode, with ``may_close``: a number that changes whenever an answer of
-        #: ``may_close`` may have turned True (see :meth:`_replan_blocked`); None: assume it
-        #: changes at every look.
-        self.may_close_changes: Callable[[], int] | None = None
-        self._may_close_seen = -1
-        # shared mode: what the device looked like after our last look
-        self.epoch = 0
-        self.blocked: set[int] = set()
-        self._own_last = self.dev.last_issue
-        self._other_seen = self.dev.other_issues
-        self._cols_seen = list(self.dev.bg_col_issues)
-        self._rows_seen = list(self.dev.open_row)
-        self._row_changes = self.dev.row_changes
-        self._ref_seen = list(self.refreshing)
-
-    # ------------------------------------------------------------------ programs in
-    def add_program(self, units: Mapping[tuple[int, int], Iterable[PimInstr]],
-                    prologue: Mapping[int, Sequence[PimInstr]] | None = None,
-                    on_done: DoneCallback | None = None) -> None:
-        """Append a batch: ``units[(rank, bg)]`` instruction streams (dependence order) and
-        ``prologue[rank]`` PIM_SETs; ``on_done(cycle)`` when all of it has issued."""
-        prologue = prologue or {}
-        batch = _Batch(self._seq, on_done)
-        self._seq += 1
-        new_units: list[_Agent] = []
-        for (rank, bg), prog in units.items():
-            key = self.dev.flat_bank(rank, bg, 0) // self.bpg
-            i = self.unit_of.get(key)
-            if i is None:
-                a = _Agent(_UNIT, rank, bg, self.dev.flat_bank(rank, bg, 0))
-                a.runs = [deque() for _ in range(self.bpg)]
-                a.res = self.results.setdefault((rank, bg), UnitResult())
-                if self.array is not None:
-                    a.pu = self.array.unit(self.channel, rank, bg)
-                self.unit_of[key] = i = self._add_agent(a)
-            a = self.agents[i]
-            a.sources.append((batch, iter(prog)))
-            a.batches.append(batch)
-            a.exhausted = False
-            batch.parts += 1
-            new_units.append(a)
-        for rank, sets in prologue.items():
-            if sets and self.prologue_of[rank] < 0:
-                self.prologue_of[rank] = self._add_agent(_Agent(_PROLOGUE, rank, -1,
-                                                                rank * self.bpr))
-        ranks = {a.rank for a in new_units} | {r for r, sets in prologue.items() if sets}
-        for rank in sorted(ranks):
-            sets = prologue.get(rank, ())
-            batch.parts += bool(sets)
-            self.prologue_q[rank].append((batch, sets))
-            if self.refresher is not None and self.refresh_of[rank] < 0:
-                self.refresh_of[rank] = self._add_agent(_Agent(_REFRESH, rank, -1,
-                                                               rank * self.bpr))
-        for a in new_units:
-            self._ops_ok(a)
-            self._refill(a)
-            if len(a.buf) - a.head == a.mark_len:  # parts with nothing for it end at once
-                self._marks_reached(a, -1)
-        for rank in sorted(ranks):
-            self._advance_prologue(rank)
-            self._replan_rank(rank)
-        if batch.parts == 0:
-            batch.parts = 1
-            self._part_done(batch, -1)
-        self._fire()
-
-    def _add_agent(self, a: _Agent) -> int:
-        i = len(self.agents)
-        self.agents.append(a)
-        self.ready.append(INF)
-        self.stamp.append(self.epoch)
-        self.by_rank[a.rank].append(i)
-        return i
-
-    @property
-    def busy(self) -> bool:
-        """Instructions or PIM_SETs left to issue, or (shared) banks still to hand back."""
-        return (any(len(a.buf) > a.head or not a.exhausted for a in self.agents
-                    if a.kind == _UNIT)
-                or any(self.prologue_q)
-                or (self.shared and any(r != -1 for r in self.own_row)))
-
-    def rank_busy(self, rank: int) -> bool:
-        """Work left on ``rank`` (for the refresh rule: a busy rank postpones its REFs)."""
-        if self.prologue_q[rank]:
-            return True
-        agents = self.agents
-        return any(agents[j].kind == _UNIT
-                   and (len(agents[j].buf) > agents[j].head or not agents[j].exhausted)
-                   for j in self.by_rank[rank])
-
-    def stalled(self) -> list[str]:
-        """Units that still hold work although nothing can be proposed (for error messages)."""
-        return [f"unit ch{self.channel} ra{a.rank} bg{a.bg} stalled with "
-                f"{len(a.buf) - a.head} instructions left" for a in self.agents
-                if a.kind == _UNIT and (len(a.buf) > a.head or not a.exhausted)]
-
-    def waiting_banks(self) -> list[int]:
-        """Shared mode, after :meth:`peek` found nothing to propose: the banks whose release
-        by the other source (its queue for the bank empties, or it closes the bank) could let
-        a unit go, i.e. the banks units wait on ``may_close`` for (every bank they still have
-        to prepare, to be safe).  Everything else that can unblock a unit is a refresh flag or
-        a read/write switch of the other source, which the arbiter watches anyway."""
-        agents = self.agents
-        return [agents[i].fb0 + b for i in self.blocked for b in agents[i].prep]
-
-    # ------------------------------------------------------------------ batches
-    def _part_done(self, batch: _Batch, end: int) -> None:
-        if end > batch.end:
-            batch.end = end
-        batch.parts -= 1
-        if batch.parts == 0:
-            self._done.append(batch)
-
-    def _fire(self) -> None:
-        """Run ``on_done`` callbacks, after the state is consistent (they may add programs)."""
-        while self._done:
-            batch = self._done.pop(0)
-            self.fired += 1
-            if batch.on_done is not None:
-                now = max(self.floor, self.dev.last_issue + 1)
-                batch.on_done(batch.end if batch.end >= 0 else now)
-
-    def _ops_ok(self, a: _Agent) -> None:
-        a.ops_ok = not a.batches or a.batches[0].seq <= self.sets_gen[a.rank]
-
-    def _marks_reached(self, a: _Agent, e: int) -> None:
-        """The unit issued the last instruction of its head batch (ending at ``e``; -1 if the
-        batch gave this unit nothing); batches with nothing more for it end too."""
-        end = a.part_end if a.part_end > e else e
-        issued = a.pulled - (len(a.buf) - a.head)
-        while a.marks and a.marks[0] == issued:
-            a.marks.popleft()
-            self._part_done(a.batches.popleft(), end)
-            end = -1
-            a.part_end = -1
-        a.mark_len = a.pulled - a.marks[0] if a.marks else -1
-        before = a.ops_ok
-        self._ops_ok(a)
-        p = self.prologue_of[a.rank]
-        if p >= 0:
-            self._plan(p)  # a waiting prologue may start now
-        if a.ops_ok != before:
-            self._plan(self.unit_of[a.fb0 // self.bpg])
-
-    def _advance_prologue(self, rank: int) -> None:
-        """Empty prologues at the front complete at once (no scalar changes)."""
-        q = self.prologue_q[rank]
-        moved = False
-        while q and not q[0][1]:
-            self.sets_gen[rank] = q.popleft()[0].seq
-            moved = True
-        if moved:
-            for j in self.by_rank[rank]:
-                if self.agents[j].kind == _UNIT:
-                    self._ops_ok(self.agents[j])
-
-    def _prologue_may_start(self, rank: int, seq: int) -> bool:
-        for j in self.by_rank[rank]:
-            a = self.agents[j]
-            if a.kind == _UNIT and a.batches and a.batches[0].seq < seq:
-                return False
-        return True
-
-    # ------------------------------------------------------------------ row preparation
-    def _check(self, a: _Agent, b: int) -> None:
-        """Does bank ``b`` of unit ``a`` need an ACT or PRE for its next row (or, shared, a
-        release PRE because nothing buffered needs its row)?"""
-        runs = a.runs[b]
-        if runs:
-            if self.own_row[a.fb0 + b] != runs[0][0]:
-                a.prep.add(b)
-            else:
-                a.prep.discard(b)
-        elif self.shared and self.own_row[a.fb0 + b] != -1:
-            a.prep.add(b)
-        else:
-            a.prep.discard(b)
-
-    def _refill(self, a: _Agent) -> None:
-        buf = a.buf
-        if a.head:  # drop the issued ones (a C-level move of at most ``lookahead`` slots)
-            del buf[:a.head]
-            a.head = 0
-        want = self.lookahead - len(buf)
-        all_runs = a.runs
-        while want > 0 and a.sources:
-            _, it = a.sources[0]
-            chunk = list(islice(it, want))
-            got = len(chunk)
-            buf.extend(chunk)
-            for ins in chunk:
-                c: int = ins.cmd  # (an int here: compiled, a Cmd is compared as an object)
-                if c in (PIM_RD, PIM_WR):
-                    b: int = ins.bank
-                    row: int = ins.row
-                    runs = all_runs[b]
-                    if runs:
-                        last = runs[-1]
-                        if last[0] == row:
-                            last[1] = last[1] + 1
-                            continue
-                    runs.append([row, 1])
-                    if len(runs) == 1:
-                        self._check(a, b)
-            a.pulled += got
-            if got < want:  # this source is exhausted
-                a.sources.popleft()
-                a.marks.append(a.pulled)
-            want -= got
-        a.exhausted = not a.sources
-        if a.marks:
-            a.mark_len = a.pulled - a.marks[0]
-
-    # ------------------------------------------------------------------ proposals
-    def _plan(self, i: int) -> None:  # noqa: C901
-        """Set agent ``i``'s proposal and its earliest legal cycle (bus excluded)."""
-        a = self.agents[i]
-        kind = a.kind
-        rank = a.rank
-        best = INF
-        dev = self.dev
-        own_row = self.own_row
-        if kind == _UNIT:
-            buf = a.buf
-            busy_ref = self.refreshing[rank]
-            if len(buf) > a.head:
-                ins = buf[a.head]
-                c: int = ins.cmd
-                if c == PIM_OP:
-                    if a.ops_ok:
-                        best = dev.earliest(PIM_OP, a.fb0)
-                        a.cmd = PIM_OP
-                        a.fb = a.fb0
-                        a.sel = _HEAD
-                elif not busy_ref:
-                    fb = a.fb0 + ins.bank
-                    if own_row[fb] == ins.row:
-                        best = dev.earliest(c, fb)
-                        if c == PIM_WR and best < a.wr_floor:
-                            best = a.wr_floor
-                        a.cmd = c
-                        a.fb = fb
-                        a.sel = _HEAD
-            if busy_ref:
-                for b in range(self.bpg):
-                    fb = a.fb0 + b
-                    if own_row[fb] != -1:
-                        e = dev.earliest(PRE, fb)
-                        if e < best:
-                            best, a.cmd, a.fb, a.sel = e, PRE, fb, b
-            elif a.prep:
-                open_row = dev.open_row
-                for b in a.prep:
-                    fb = a.fb0 + b
-                    if own_row[fb] != -1:
-                        e = dev.earliest(PRE, fb)
-                        if e < best:
-                            best, a.cmd, a.fb, a.sel = e, PRE, fb, b
-                    elif open_row[fb] != -1:  # shared: the other source's open row
-                        if self.may_close is None or self.may_close(fb):
-                            e = dev.earliest(PRE, fb)
-                            if e < best:
-                                best, a.cmd, a.fb, a.sel = e, PRE, fb, b
-                        else:
-                            self.blocked.add(i)
-                    else:
-                        e = dev.earliest(ACT, fb)
-                        if e < best:
-                            best, a.cmd, a.fb, a.sel = e, ACT, fb, b
-                            a.row = a.runs[b][0][0]
-        elif kind == _PROLOGUE:
-            q = self.prologue_q[rank]
-            if q and q[0][1] and (a.pos or self._prologue_may_start(rank, q[0][0].seq)):
-                best = dev.earliest(PIM_SET, a.fb0)
-                a.cmd = PIM_SET
-        elif self.refreshing[rank]:
-            first = a.fb0
-            open_row = dev.open_row
-            for fb in range(first, first + self.bpr):
-                if open_row[fb] != -1:
-                    break
-            else:
-                best = dev.earliest(REF, first)
-                a.cmd = REF
-        self.ready[i] = best
-        self.stamp[i] = self.epoch
-
-    def _replan_rank(self, rank: int) -> None:
-        for j in self.by_rank[rank]:
-            self._plan(j)
-
-    # ------------------------------------------------------------------ shared mode
-    def notify(self, cmd: int, bank: int) -> None:
-        """Another source issued ``cmd`` on flat ``bank`` of this channel's device.
-
-        Every cached proposal becomes a lower bound (re-validated lazily by :meth:`peek`); a
-        row change re-checks the unit owning that bank group.
-        """
-        self.epoch += 1
-        if cmd in (ACT, PRE, REF):
-            rows = self.dev.open_row
-            self._rows_seen[bank] = rows[bank]
-            i = self.unit_of.get(bank // self.bpg)
-            if i is not None:
-                a = self.agents[i]
-                self._check(a, bank - a.fb0)
-                self._plan(i)
-
-    def _sync(self) -> None:
-        """Shared mode: take in what the other source did since our last look."""
-        dev = self.dev
-        if dev.last_issue != self._own_last:
-            self._own_last = dev.last_issue
-            cols, seen = dev.bg_col_issues, self._cols_seen
-            if dev.other_issues != self._other_seen:
-                # anything but RD/WR may have moved any proposal: plan everything again
-                self._other_seen = dev.other_issues
-                self.epoch += 1
-                seen[:] = cols
-            else:
-                self._host_columns_seen(cols, seen)
-        if dev.row_changes != self._row_changes:
-            self._row_changes = dev.row_changes
-            rows = dev.open_row
-            seen = self._rows_seen
-            for b in range(len(rows)):
-                if rows[b] != seen[b]:
-                    self.notify(ACT if rows[b] != -1 else PRE, b)
-        if self.refreshing != self._ref_seen:
-            for rank, flag in enumerate(self.refreshing):
-                if flag != self._ref_seen[rank]:
-                    self._replan_rank(rank)
-            self._ref_seen = list(self.refreshing)
-        if self.blocked:
-            self._replan_blocked()
-
-    def _replan_blocked(self) -> None:
-        """Plan again the units that wait on ``may_close`` (``blocked``): its answers and,
-        for a unit that proposes something else meanwhile, the timing may have moved.
-
-        A unit that proposes nothing (``ready`` INF: every bank it must prepare is open for the
-        other source, which may not let it go) is kept as it is while no ``may_close`` answer
-        can have changed (``may_close_changes`` stands): with nothing proposable, timing cannot
-        matter, and every other input of its plan (its instructions, its rows, the other
-        source's rows, the refresh flags, ``ops_ok``) plans it again where it changes.  A test
-        compares the command streams with the reference, which plans them all at every look.
-        """
-        waiting = list(self.blocked)
-        blocked = self.blocked
-        blocked.clear()
-        changes = self.may_close_changes
-        keep = False
-        if changes is not None:
-            v = changes()
-            keep = v == self._may_close_seen
-            self._may_close_seen = v
-        ready = self.ready
-        for i in waiting:
-            if keep and ready[i] >= INF:
-                blocked.add(i)
-            else:
-                self._plan(i)
-
-    def _host_columns_seen(self, cols: list[int], seen: list[int]) -> None:
-        """The other source issued only RD/WR since our last look: plan again exactly the
-        proposals a fresh plan could change (the others stay as they are, which the reference
-        of planning everything again would give too; a test checks it):
-
-        - the units of the bank groups those commands went to (their group's timing moved);
-        - a unit with a choice between banks to prepare (or to close for a refresh) whose
-          proposal lies before the command bus: the bus moved, and options due before it now
-          tie at it, which the order of the options decides (``peek`` puts every proposal
-          at the bus, so this matters only inside a unit);
-        - a unit proposing to close a bank the other source opened: that source's queue may
-          no longer allow it (``may_close``).
-        """
-        unit_of = self.unit_of
-        stamp = self.stamp
-        for g in range(len(cols)):
-            if cols[g] != seen[g]:
-                seen[g] = cols[g]
-                i = unit_of.get(g, -1)
-                if i >= 0:
-                    stamp[i] = -1  # (never an epoch)
-        agents = self.agents
-        ready = self.ready
-        own_row = self.own_row
-        refreshing = self.refreshing
-        bus = self.dev.cmd_bus_next
-        closing = self.may_close is not None
-        for i in range(len(agents)):
-            a = agents[i]
-            if a.kind != _UNIT:
-                continue
-            if ((ready[i] < bus and (a.prep or refreshing[a.rank]))
-                    or (closing and a.cmd == PRE and own_row[a.fb] == -1)):
-                stamp[i] = -1
-
-    def advance(self, t: int) -> None:
-        """Nothing of this scheduler issues before cycle ``t`` (time has moved on)."""
-        if t > self.floor:
-            self.floor = t
-
-    # ------------------------------------------------------------------ stepping
-    def peek(self) -> int:
-        """The exact cycle of the next command (INF if none can be proposed now)."""
-        if self.shared:
-            self._sync()
-        ready = self.ready
-        agents = self.agents
-        while True:
-            m = INF
-            for v in ready:  # (a loop of native compares; builtin min() compares objects)
-                if v < m:
-                    m = v
-            if m >= INF:
-                self._sel = -1
-                return INF
-            bus = self.dev.cmd_bus_next
-            if bus < self.floor:
-                bus = self.floor
-            if m < bus:
-                m = bus
-            if m >= self.next_check:
-                self._refresh_tick()
-                continue
-            if self.shared:
-                epoch = self.epoch
-                stamp = self.stamp
-                stale = [j for j in range(len(ready)) if ready[j] <= m and stamp[j] != epoch]
-                if stale:
-                    for j in stale:
-                        self._plan(j)
-                    continue
-            i = _pick(agents, ready, m, self.rr)
-            self._sel = i
-            self._at = m
-            return m
-
-    def _refresh_tick(self) -> None:
-        """Standalone refresh: a tREFI boundary passed; start refreshes that are due."""
-        refresher = self.refresher
-        assert refresher is not None
-        now = self.next_check
-        self.next_check = refresher.next_check(now)
-        agents = self.agents
-        for rank in range(self.ranks):
-            if self.refresh_of[rank] < 0:
-                continue
-            idle = all(agents[j].kind != _UNIT or len(agents[j].buf) == agents[j].head
-                       for j in self.by_rank[rank])
-            if refresher.should_start(rank, now, idle):
-                self.refreshing[rank] = True
-                self._replan_rank(rank)
 
     def run(self) -> int:
         """Issue until nothing can be proposed; returns the end cycle.
@@ -732,7 +98,7 @@ class PimChannel:
         if i < 0:
             return 0
         a = self.agents[i]
-        if not rows and (a.kind != _UNIT or a.sel != _HEAD):
+        if not rows and (a.kind != UNIT or a.sel != HEAD):
             return 0
         epoch = self.epoch
         stamp = self.stamp
@@ -802,9 +168,9 @@ class PimChannel:
                     self._refresh_tick()
                     next_check = self.next_check
                     continue
-                i = _pick(agents, ready, m, rr)
+                i = pick(agents, ready, m, rr)
             a = agents[i]
-            if a.kind != _UNIT or a.sel != _HEAD:
+            if a.kind != UNIT or a.sel != HEAD:
                 if span and not rows:
                     break
                 self.end = end
@@ -860,7 +226,7 @@ class PimChannel:
                 else:
                     ur.writes += 1
                 if sink is not None:
-                    sink(Command(t, _CMDS[c], ch, rank, a.bg, b, row, ins.col))
+                    sink(Command(t, CMDS[c], ch, rank, a.bg, b, row, ins.col))
                 runs = a.runs[b]
                 run = runs[0]
                 left = run[1] - 1
@@ -957,10 +323,10 @@ class PimChannel:
         self.last_cmd = c
         self.last_bank = a.fb
         self._own_last = t
-        if kind == _UNIT:
+        if kind == UNIT:
             fb = a.fb
             ur = a.res
-            if a.sel == _HEAD:
+            if a.sel == HEAD:
                 ins = a.buf[a.head]
                 a.head += 1
                 if c == PIM_OP:
@@ -980,7 +346,7 @@ class PimChannel:
                     else:
                         ur.writes += 1
                     if sink is not None:
-                        sink(Command(t, _CMDS[c], ch, rank, a.bg, b, row, ins.col))
+                        sink(Command(t, CMDS[c], ch, rank, a.bg, b, row, ins.col))
                     runs = a.runs[b]
                     run = runs[0]
                     run[1] -= 1
@@ -1027,7 +393,7 @@ class PimChannel:
                 self._plan(i)
             else:
                 self._issue_prep(i, a, c, t)
-        elif kind == _PROLOGUE:
+        elif kind == PROLOGUE:
             batch, sets = self.prologue_q[rank][0]
             ins = sets[a.pos]
             a.pos += 1
@@ -1045,7 +411,7 @@ class PimChannel:
                 self._part_done(batch, t + 1)
                 self._advance_prologue(rank)
                 for j in self.by_rank[rank]:
-                    if agents[j].kind == _UNIT:
+                    if agents[j].kind == UNIT:
                         self._ops_ok(agents[j])
                 self._replan_rank(rank)
                 self._fire()
@@ -1055,21 +421,19 @@ class PimChannel:
             refresher = self.refresher
             assert refresher is not None
             dev.issue(REF, a.fb0, t)
-            refresher.record(rank, t)
             if sink is not None:
                 sink(Command(t, Cmd.REF, ch, rank, 0, 0, -1, -1))
             if t + 1 > self.end:
                 self.end = t + 1
-            if not refresher.should_continue(rank, t, False):
-                self.refreshing[rank] = False
+            refresher.refreshed(rank, t, False)
             for j in self.by_rank[rank]:
                 a2 = agents[j]
-                if a2.kind == _UNIT:
+                if a2.kind == UNIT:
                     for b in range(self.bpg):
                         self._check(a2, b)
             self._replan_rank(rank)
 
-    def _issue_prep(self, i: int, a: _Agent, c: int, t: int) -> None:
+    def _issue_prep(self, i: int, a: Agent, c: int, t: int) -> None:
         """Issue a unit's row preparation (ACT or PRE) at ``t``."""
         dev = self.dev
         fb = a.fb
@@ -1087,7 +451,7 @@ class PimChannel:
         if self.shared:
             self._rows_seen[fb] = row if c == ACT else -1
         if self.sink is not None:
-            self.sink(Command(t, _CMDS[c], self.channel, rank, a.bg, b, row, -1))
+            self.sink(Command(t, CMDS[c], self.channel, rank, a.bg, b, row, -1))
         self._check(a, b)
         if t + 1 > self.end:
             self.end = t + 1
@@ -1101,3 +465,4 @@ class PimChannel:
             j = self.refresh_of[rank]
             if self.refreshing[rank] and j >= 0:
                 self._plan(j)
+

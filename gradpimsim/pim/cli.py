@@ -14,9 +14,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from gradpimsim.bench.update import LAYOUTS, UpdateBench, run_update_bench
 from gradpimsim.config import ConfigError, load_config
 from gradpimsim.config.training import OPTIMIZERS, OptimizerConfig, precision
-from gradpimsim.pim.bench import LAYOUTS, UpdateBench, run_update_bench
 from gradpimsim.pim.errors import LayoutError
 
 

@@ -1,4 +1,4 @@
-"""Timed GradPIM: schedule a :class:`~gradpimsim.pim.kernels.PimProgram` on DDR4 channels.
+"""Timed GradPIM: schedule a :class:`~gradpimsim.pim.program.PimProgram` on DDR4 channels.
 
 The kernels say *what* each bank-group unit does, in dependence order; this module decides
 *when*, command by command, on one :class:`~gradpimsim.dram.device.ChannelDevice` per channel,
@@ -58,22 +58,20 @@ bank group's column path was busy, 1.0 meaning the unit was column-bound all the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.dram.commands import Cmd, Command
-from gradpimsim.dram.device import NCMD, ChannelDevice
-from gradpimsim.pim.channel import INF, PimChannel, UnitResult
-from gradpimsim.pim.config import PimConfig
+from gradpimsim.config.pim import PimConfig
+from gradpimsim.dram.codes import NCMD
+from gradpimsim.dram.commands import Cmd, CommandSink
+from gradpimsim.dram.device import ChannelDevice
+from gradpimsim.pim.channel import PimChannel
 from gradpimsim.pim.functional import PimArray
-from gradpimsim.pim.kernels import PimProgram, UnitKey
+from gradpimsim.pim.program import PimProgram, UnitCounts, UnitKey
 
-__all__ = ["INF", "EngineResult", "PimEngine", "UnitResult", "run_timed"]
-
-CommandSink = Callable[[Command], None]
+__all__ = ["EngineResult", "PimEngine", "UnitCounts", "run_timed"]
 
 
 @dataclass
@@ -84,7 +82,7 @@ class EngineResult:
     tCK_ns: float = 0.0
     channel_cycles: dict[int, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    units: dict[UnitKey, UnitResult] = field(default_factory=dict)
+    units: dict[UnitKey, UnitCounts] = field(default_factory=dict)
     bus_bytes: int = 0
     col_spacing: int = 0
     wall_s: float = 0.0
@@ -152,8 +150,7 @@ class PimEngine:
         self.array = array
         self.refresh = cfg.controller.refresh if refresh is None else refresh
         self.lookahead = lookahead
-        t = cfg.timing
-        self.col_spacing = self.pim.col_to_col or t.tCCD_L
+        self.col_spacing = self.pim.resolved(cfg.timing, cfg.burst_cycles).col_to_col
         self.devices: dict[int, ChannelDevice] = {}
 
     def run(self, program: PimProgram) -> EngineResult:

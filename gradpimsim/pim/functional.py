@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.commands import Cmd
-from gradpimsim.pim.config import PimConfig
-from gradpimsim.pim.kernels import PimProgram
+from gradpimsim.pim.program import PimProgram
 from gradpimsim.pim.store import DramStore
 from gradpimsim.pim.unit import PimInstr, PimUnit
 

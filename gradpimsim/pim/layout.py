@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.address_map import AddressMap
+from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.pim.datapath import COLUMN_BYTES
 from gradpimsim.pim.errors import LayoutError
 

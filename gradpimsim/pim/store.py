@@ -18,7 +18,7 @@ from typing import Protocol, cast
 import numpy as np
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.address_map import AddressMap
+from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.pim import datapath
 
 RowKey = tuple[int, int, int, int, int]

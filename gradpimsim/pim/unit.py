@@ -44,9 +44,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.commands import Cmd
 from gradpimsim.pim import datapath
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.errors import PimCapabilityError
 
 #: Payload bits one PIM_SET carries (address pins A0-A11), and commands per fp32 scalar.

@@ -14,7 +14,7 @@ Per device, with currents in mA, voltages in V and times in cycles of tCK ns (mA
   termination, defaults derived in ``docs/energy.md``);
 - GradPIM (rank-wide unit): ``energy_pj["column_access"]`` per PIM_RD/PIM_WR (an internal
   column access, no I/O), ``energy_pj["op"]`` per PIM_OP, ``energy_pj["set"]`` per PIM_SET
-  (:class:`~gradpimsim.pim.config.PimConfig`).
+  (:class:`~gradpimsim.config.pim.PimConfig`).
 
 A rank is ``devices_per_rank`` devices in lockstep, so every term is multiplied by that.  The
 currents come with each preset (``[power.x8]`` in the speed-bin TOML, from Micron's 8Gb data
@@ -32,8 +32,8 @@ from gradpimsim.config import ConfigError, MemoryConfig
 from gradpimsim.dram.commands import Cmd
 
 if TYPE_CHECKING:
+    from gradpimsim.config.pim import PimConfig
     from gradpimsim.controller.controller import ChannelController
-    from gradpimsim.pim.config import PimConfig
 
 REQUIRED = ("VDD", "IDD0", "IDD2N", "IDD3N", "IDD4R", "IDD4W", "IDD5B")
 
@@ -107,7 +107,7 @@ def io_energies_pj(cfg: MemoryConfig) -> dict[str, float]:
 
 def pim_energies_pj(pim: PimConfig | None = None) -> dict[str, float]:
     """PIM energy (pJ) per column access, PIM_OP and PIM_SET: defaults overridden by ``pim``."""
-    from gradpimsim.pim.config import PIM_ENERGY_PJ
+    from gradpimsim.config.pim import PIM_ENERGY_PJ
 
     return {**PIM_ENERGY_PJ, **(pim.energy_pj if pim is not None else {})}
 

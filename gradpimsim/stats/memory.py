@@ -12,9 +12,9 @@ import numpy as np
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.controller.controller import ChannelController
+from gradpimsim.controller.latency import LatencyHistogram
 from gradpimsim.dram.commands import TRACE_NAME, Cmd
 from gradpimsim.stats.energy import dram_energy
-from gradpimsim.stats.latency import LatencyHistogram
 
 
 def _merge(hists: Sequence[LatencyHistogram]) -> LatencyHistogram:
@@ -25,6 +25,23 @@ def _merge(hists: Sequence[LatencyHistogram]) -> LatencyHistogram:
         total[: h.histogram.size] += h.histogram
     merged._hist = total
     return merged
+
+
+def bus_figures(cfg: MemoryConfig, nbytes: int, cycles: int, columns: int,
+                misses: int) -> dict[str, float]:
+    """The data-bus figures of ``nbytes`` moved in ``cycles`` over every channel, and the row
+    hit rate of ``columns`` column commands of which ``misses`` opened their row: the one
+    place these are computed for a memory summary."""
+    seconds = cycles * cfg.timing.tCK_ns * 1e-9
+    bandwidth = nbytes / seconds / 1e9 if seconds else 0.0
+    peak = cfg.peak_bandwidth_gbs * cfg.org.channels
+    return {
+        "bandwidth_gbs": round(bandwidth, 4),
+        "peak_bandwidth_gbs": round(peak, 4),
+        "utilization": round(bandwidth / peak, 6) if peak else 0.0,
+        "bandwidth_pct_of_peak": round(100.0 * bandwidth / peak, 3) if peak else 0.0,
+        "row_hit_rate": round(1.0 - misses / columns, 6) if columns else 0.0,
+    }
 
 
 def memory_stats(cfg: MemoryConfig, controllers: Sequence[ChannelController],
@@ -42,9 +59,7 @@ def memory_stats(cfg: MemoryConfig, controllers: Sequence[ChannelController],
     misses = sum(c.row_misses for c in controllers)
     # a bulk request moves many bursts: bytes come from bursts served, not requests
     nbytes = sum(c.read_bursts + c.write_bursts for c in controllers) * cfg.org.burst_bytes
-    seconds = cycles * cfg.timing.tCK_ns * 1e-9
-    bandwidth = nbytes / seconds / 1e9 if seconds else 0.0
-    peak = cfg.peak_bandwidth_gbs * cfg.org.channels
+    bus = bus_figures(cfg, nbytes, cycles, columns, misses)
     rl = _merge([c.read_latency for c in controllers])
     wl = _merge([c.write_latency for c in controllers])
     energy = dram_energy(cfg, controllers, end) if cfg.power else {}
@@ -57,15 +72,15 @@ def memory_stats(cfg: MemoryConfig, controllers: Sequence[ChannelController],
         "completion_cycle": end,
         "simulated_ns": round(end * cfg.timing.tCK_ns, 3),
         "bytes": nbytes,
-        "bandwidth_gbs": round(bandwidth, 4),
-        "peak_bandwidth_gbs": round(peak, 4),
-        "bandwidth_pct_of_peak": round(100.0 * bandwidth / peak, 3) if peak else 0.0,
+        "bandwidth_gbs": bus["bandwidth_gbs"],
+        "peak_bandwidth_gbs": bus["peak_bandwidth_gbs"],
+        "bandwidth_pct_of_peak": bus["bandwidth_pct_of_peak"],
         "read_latency_mean": round(rl.mean(), 3),
         "read_latency_p50": rl.percentile(50),
         "read_latency_p99": rl.percentile(99),
         "read_latency_max": rl.max(),
         "write_latency_mean": round(wl.mean(), 3),
-        "row_hit_rate": round(1.0 - misses / columns, 6) if columns else 0.0,
+        "row_hit_rate": bus["row_hit_rate"],
         "refreshes": counts[TRACE_NAME[Cmd.REF]],
         "commands": {k: v for k, v in counts.items() if v},
         "energy_nj": energy,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import gradpimsim
+from gradpimsim.sweep import spec as spec_module
 from gradpimsim.sweep.spec import SweepSpec, load_spec, point_key
 from gradpimsim.sweep.store import ResultStore, load_results
 
@@ -68,6 +69,9 @@ def known_kinds() -> list[str]:
     return list(_RUNNERS)
 
 
+spec_module.known_kinds = known_kinds  # what a spec's kind is checked against (see sweep/spec.py)
+
+
 def get_runner(kind: str) -> Runner:
     _load_lazy()
     try:
@@ -80,9 +84,9 @@ def get_runner(kind: str) -> Runner:
 # -- built-in runners ------------------------------------------------------------------------
 def update_bench_runner(params: dict[str, Any]) -> Metrics:
     """One ``update-bench`` point: host versus GradPIM optimizer step, flat metrics."""
+    from gradpimsim.bench.update import run_update_bench
     from gradpimsim.config import load_config
     from gradpimsim.config.training import OptimizerConfig, precision
-    from gradpimsim.pim.bench import run_update_bench
 
     cfg = load_config(params.get("memory", "ddr4-2400"), channels=params.get("channels"),
                       ranks=params.get("ranks"))

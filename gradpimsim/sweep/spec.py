@@ -107,6 +107,12 @@ def register_schema(kind: str, schema: KindSchema) -> None:
     SCHEMAS[kind] = schema
 
 
+#: The kinds with a runner: set by ``sweep/runner.py`` (the registry) when it is imported, which
+#: importing the ``gradpimsim.sweep`` package always does first; a hook rather than an import,
+#: so that the registry imports this module and not the other way round.
+known_kinds: Callable[[], list[str]] = list
+
+
 def point_key(kind: str, params: Mapping[str, Any], version: str | None = None) -> str:
     """Stable id of a point: sha256 of sorted JSON of kind, params and version; 16 hex digits."""
     blob = json.dumps({"kind": kind, "params": dict(params),
@@ -152,8 +158,6 @@ def load_spec(source: str | Path | Mapping[str, Any] | SweepSpec) -> SweepSpec:
 
 
 def _schema(kind: Any) -> KindSchema:
-    from gradpimsim.sweep.runner import known_kinds  # lazy: the registry imports runners
-
     kinds = known_kinds()
     if isinstance(kind, str) and kind in SCHEMAS and kind not in kinds:
         raise SpecError("kind", f"no runner is registered for {kind!r} yet (it comes from "

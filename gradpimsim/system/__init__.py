@@ -5,8 +5,9 @@ optimizer update on the host and on GradPIM.  Both return result objects with ``
 and pandas DataFrames (``phases_df()``, ``tasks_df()``).
 """
 
+from gradpimsim.system.compare import compare
 from gradpimsim.system.config import RunConfig
 from gradpimsim.system.results import CompareResult, RunResult
-from gradpimsim.system.simulate import compare, simulate
+from gradpimsim.system.simulate import simulate
 
 __all__ = ["CompareResult", "RunConfig", "RunResult", "compare", "simulate"]

@@ -210,7 +210,7 @@ def _run(args: argparse.Namespace) -> int:
 @_user_errors
 def _compare(args: argparse.Namespace) -> int:
     from gradpimsim.cli import UserError
-    from gradpimsim.system.simulate import auto_jobs, compare
+    from gradpimsim.system.compare import auto_jobs, compare
 
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")

@@ -47,7 +47,7 @@ class RunConfig:
     backward: str = "fused"
     #: When updates start (``UPDATE_POLICIES``).
     update_policy: str = "auto"
-    #: Command-bus ties between host traffic and PIM streams (``controller.pim_arbiter``).
+    #: Command-bus ties between host traffic and PIM streams (``arbiter.shared_channel``).
     pim_policy: str = "host-first"
     #: Placement of each parameter's weight, gradient and state (the same in both runs).
     layout: str = "colocated"

@@ -6,7 +6,7 @@ with rows touched, not with 64-byte bursts) and submitted at the current simulat
 transfer's SimPy event fires at the cycle its last data beat is on the bus.
 
 Every channel is the same machinery with or without PIM: a ``SharedChannel`` (host controller
-plus PIM stream scheduler on one device, ``controller.pim_arbiter``).  Without PIM its PIM side
+plus PIM stream scheduler on one device, ``arbiter.shared_channel``).  Without PIM its PIM side
 simply never has work, so the baseline and the PIM run differ only in what is offloaded.
 
 **One process drives every channel, and decides ahead.**  No request can arrive before the next
@@ -32,16 +32,16 @@ from typing import Any
 
 import simpy
 
+from gradpimsim.arbiter.shared_channel import SharedChannel
 from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.address_map import AddressMap
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.controller.bulk import bulk_requests
-from gradpimsim.controller.controller import ChannelController, CommandSink
-from gradpimsim.controller.pim_arbiter import SharedChannel
-from gradpimsim.controller.refresh import INF
+from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.request import Request
-from gradpimsim.dram.commands import Cmd
+from gradpimsim.dram.address_map import AddressMap
+from gradpimsim.dram.codes import INF
+from gradpimsim.dram.commands import Cmd, CommandSink
 from gradpimsim.pim.channel import PimChannel
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.stats.energy import energy_breakdown
 
@@ -78,12 +78,11 @@ class MemorySystem:
         self.channels: list[SharedChannel] = []
         for ch in range(cfg.org.channels):
             sink = sink_factory(ch) if sink_factory is not None else None
-            ctrl = ChannelController(cfg, ch, pim=pim, sink=sink, batch_runs=batch_runs)
-            pch = PimChannel(cfg, pim, ch, dev=ctrl.dev, sink=ctrl.sink, array=array,
-                             refreshing=ctrl.refresh.refreshing)
-            self.controllers.append(ctrl)
-            self.pims.append(pch)
-            self.channels.append(SharedChannel(ctrl, pch, policy))
+            shared = SharedChannel.build(cfg, pim, channel=ch, policy=policy, sink=sink,
+                                         array=array, batch_runs=batch_runs)
+            self.controllers.append(shared.ctrl)
+            self.pims.append(shared.pim)
+            self.channels.append(shared)
         self.read_bytes = 0
         self.write_bytes = 0
         self.requests = 0

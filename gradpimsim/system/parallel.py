@@ -39,7 +39,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
-from gradpimsim.pim.config import PimConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.system.config import RunConfig
 from gradpimsim.system.executor import TaskRecord
 from gradpimsim.system.results import RunResult

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.pim.config import PimConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.system.config import RunConfig
 from gradpimsim.system.executor import PHASES, Executor, TaskRecord
 from gradpimsim.system.memory import MemorySystem
@@ -171,7 +171,7 @@ def collect(run: RunConfig, cfg: MemoryConfig, ex: Executor, memory: MemorySyste
             "commands": {k: v for k, v in sorted(counts.items()) if v}}
     units = cfg.org.channels * cfg.org.ranks * cfg.org.bankgroups
     col_ops = counts.get("PIM_RD", 0) + counts.get("PIM_WR", 0)
-    spacing = pim.col_to_col or cfg.timing.tCCD_L
+    spacing = pim.resolved(cfg.timing, cfg.burst_cycles).col_to_col
     pim_units = {"units": units, "column_ops": col_ops, "ops": counts.get("PIM_OP", 0),
                  "utilization": round(col_ops * spacing / (end * units), 6) if end else 0.0}
     energy = memory.energy(final)

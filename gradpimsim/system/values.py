@@ -22,9 +22,10 @@ import numpy as np
 
 from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy
 from gradpimsim.pim import reference
-from gradpimsim.pim.bench import _fill, _verify
 from gradpimsim.pim.kernels import UpdateTarget
 from gradpimsim.pim.store import DramStore
+from gradpimsim.pim.values import fill_parameters as fill_seeded
+from gradpimsim.pim.values import verify_parameters
 
 
 def fill_parameters(store: DramStore, targets: Sequence[UpdateTarget], opt: OptimizerConfig,
@@ -33,7 +34,7 @@ def fill_parameters(store: DramStore, targets: Sequence[UpdateTarget], opt: Opti
     """Seeded random weights, state and gradients; returns the reference's copies.  With
     ``gradients=False`` the gradient buffers are left zero (a :class:`GradientWriter` stores
     the seeded values when backward writes them)."""
-    refs = _fill(store, list(targets), opt, prec, rng)
+    refs = fill_seeded(store, targets, opt, prec, rng)
     if not gradients:
         for t, r in zip(targets, refs, strict=True):
             store.write_tensor(t.placements["grad"], np.zeros_like(r["grad"]), prec.grad_dtype)
@@ -79,11 +80,6 @@ def last_gradient_writers(program: Sequence[str], nodes: Any) -> dict[str, str]:
     return out
 
 
-def verify_parameters(store: DramStore, targets: Sequence[UpdateTarget],
-                      refs: list[dict[str, Any]], opt: OptimizerConfig, prec: PrecisionPolicy,
-                      step: int) -> list[str]:
-    """Mismatches between the stored parameters and the reference optimizer (empty: exact)."""
-    return _verify(store, list(targets), refs, opt, prec, step)
 
 
 class HostUpdater:
@@ -109,3 +105,7 @@ class HostUpdater:
             store.write_tensor(pl[role], values, "fp32")
         if copy is not None:
             store.write_tensor(pl["weight_copy"], copy, prec.compute_dtype)
+
+
+__all__ = ["GradientWriter", "HostUpdater", "fill_parameters", "last_gradient_writers",
+           "verify_parameters"]

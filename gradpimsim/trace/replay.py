@@ -16,10 +16,11 @@ from typing import Any
 import simpy
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.controller.address_map import AddressMap
-from gradpimsim.controller.controller import ChannelController, CommandSink
+from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.process import ControllerProcess
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.address_map import AddressMap
+from gradpimsim.dram.commands import CommandSink
 from gradpimsim.runtime import simulation_gc
 from gradpimsim.stats.memory import memory_stats
 from gradpimsim.trace.requests import iter_request_chunks
@@ -54,14 +55,12 @@ def replay_trace(
     ctrls = make_controllers(cfg, sink, batch_runs=batch_runs)
     procs = [ControllerProcess(env, c, follow=False) for c in ctrls]
     amap = AddressMap(cfg)
-    bpg = cfg.org.banks_per_group
-    bpr = cfg.org.banks_per_rank
     done = {"submitted": 0}
 
     def source() -> Generator[simpy.Event, Any, None]:
         for chunk in iter_request_chunks(path, chunk_lines=chunk_lines):
             f = amap.decode_array(chunk.addr)
-            bank = (f["ra"] * bpr) + f["bg"] * bpg + f["ba"]
+            bank = amap.flat_banks(f)
             for c, ctrl in enumerate(ctrls):
                 sel = f["ch"] == c if len(ctrls) > 1 else slice(None)
                 ctrl.submit_many(map(

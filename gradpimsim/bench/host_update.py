@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.training import DTYPE_BYTES, OptimizerConfig, PrecisionPolicy
-from gradpimsim.controller.address_map import AddressMap
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.request import Request
+from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.dram.commands import Cmd, Command
 from gradpimsim.pim.kernels import UpdateTarget
 

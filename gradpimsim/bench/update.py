@@ -2,7 +2,7 @@
 
 Both sides use the same placement (``layout``, default the co-located GradPIM layout, which the
 PIM kernels need) and the same memory configuration.  The host side is
-:func:`~gradpimsim.pim.host_update.run_host_update` (bus-bound NPU update on the host
+:func:`~gradpimsim.bench.host_update.run_host_update` (bus-bound NPU update on the host
 controller); the GradPIM side is :class:`~gradpimsim.pim.engine.PimEngine` on the program
 :func:`~gradpimsim.pim.kernels.build_program` generates (steady state: ``step`` 2, the momentum
 buffer is read).  In functional mode the DRAM holds random weights, state and gradients, the
@@ -19,19 +19,19 @@ from typing import Any
 
 import numpy as np
 
+from gradpimsim.bench.host_update import HostResult, host_bound_cycles, run_host_update
 from gradpimsim.config import MemoryConfig
+from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy
 from gradpimsim.dram.commands import Command
 from gradpimsim.host.allocator import Allocator
-from gradpimsim.pim import datapath, reference
 from gradpimsim.pim.bounds import pim_bounds
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.engine import EngineResult, PimEngine
 from gradpimsim.pim.functional import PimArray
-from gradpimsim.pim.host_update import HostResult, host_bound_cycles, run_host_update
 from gradpimsim.pim.kernels import UpdateTarget, build_program, check_supported
 from gradpimsim.pim.layout import ColocatedPolicy, update_tensors
 from gradpimsim.pim.store import DramStore
+from gradpimsim.pim.values import fill_parameters, verify_parameters
 
 LAYOUTS = ("colocated", "naive")
 
@@ -85,50 +85,6 @@ class UpdateBench:
         }
 
 
-def _fill(store: DramStore, targets: list[UpdateTarget], opt: OptimizerConfig,
-          prec: PrecisionPolicy, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """Random weights, state and gradients in DRAM; the reference's own copies."""
-    refs = []
-    for t in targets:
-        n, pl = t.numel, t.placements
-        w = rng.standard_normal(n).astype(np.float32)
-        store.write_tensor(pl["weight"], w, "fp32")
-        state = {}
-        for role in opt.state_roles:
-            s = (rng.standard_normal(n) * 0.01).astype(np.float32)
-            if role == "exp_avg_sq":
-                s = np.abs(s)
-            store.write_tensor(pl[role], s, "fp32")
-            state[role] = s.copy()
-        if prec.grad_dtype == "int8":  # quantized with scale 1.0, as the program assumes
-            g = rng.integers(-128, 128, n).astype(np.int8)
-        else:
-            g = datapath.from_fp32((rng.standard_normal(n) * 0.1).astype(np.float32),
-                                   prec.grad_dtype)
-        store.write_tensor(pl["grad"], g, prec.grad_dtype)
-        refs.append({"master": w.copy(), "state": state, "grad": g})
-    return refs
-
-
-def _verify(store: DramStore, targets: list[UpdateTarget], refs: list[dict[str, Any]],
-            opt: OptimizerConfig, prec: PrecisionPolicy, step: int) -> list[str]:
-    bad = []
-    for t, r in zip(targets, refs, strict=True):
-        copy = reference.mixed_precision_step(opt, prec, r["master"], r["grad"], r["state"], step)
-        got = store.read_tensor(t.placements["weight"], "fp32", t.numel)
-        if not np.array_equal(got.view(np.uint32), r["master"].view(np.uint32)):
-            bad.append(f"{t.name}: master weights differ from the reference")
-        for role, ref_state in r["state"].items():
-            got = store.read_tensor(t.placements[role], "fp32", t.numel)
-            if not np.array_equal(got.view(np.uint32), ref_state.view(np.uint32)):
-                bad.append(f"{t.name}: {role} differs from the reference")
-        if copy is not None:
-            got = store.read_tensor(t.placements["weight_copy"], prec.compute_dtype, t.numel)
-            if not np.array_equal(got, copy):
-                bad.append(f"{t.name}: weight copy differs from the reference")
-    return bad
-
-
 def run_update_bench(cfg: MemoryConfig, params: int, optimizer: OptimizerConfig,
                      precision: PrecisionPolicy, *, pim: PimConfig | None = None,
                      layout: str = "colocated", functional: bool = True, step: int = 2,
@@ -159,7 +115,7 @@ def run_update_bench(cfg: MemoryConfig, params: int, optimizer: OptimizerConfig,
     array = refs = None
     if functional:
         store = DramStore(cfg, alloc.amap)
-        refs = _fill(store, targets, optimizer, precision, np.random.default_rng(seed))
+        refs = fill_parameters(store, targets, optimizer, precision, np.random.default_rng(seed))
         array = PimArray(cfg, store, pim)
     pim_res = PimEngine(cfg, pim, sink=pim_sink, array=array).run(program)
     host_res = run_host_update(targets, optimizer, precision, cfg, sink_factory=host_sink_factory)
@@ -169,7 +125,7 @@ def run_update_bench(cfg: MemoryConfig, params: int, optimizer: OptimizerConfig,
                         pim_bounds(program, cfg, pim), host_bound_cycles(host_res.bus_bytes, cfg),
                         program_s=program_s)
     if functional and array is not None and refs is not None:
-        bench.mismatches = _verify(array.store, targets, refs, optimizer, precision, step)
+        bench.mismatches = verify_parameters(array.store, targets, refs, optimizer, precision, step)
         bench.verified = not bench.mismatches
     return bench
 

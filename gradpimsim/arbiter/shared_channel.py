@@ -48,19 +48,17 @@ import simpy
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.model import ConfigError
-from gradpimsim.controller.controller import ChannelController, CommandSink
+from gradpimsim.config.pim import PimConfig
+from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.process import ControllerProcess
-from gradpimsim.controller.refresh import INF
 from gradpimsim.controller.request import Request
-from gradpimsim.dram.commands import Cmd
+from gradpimsim.dram.codes import ACT, INF, PRE
+from gradpimsim.dram.commands import CommandSink
 from gradpimsim.pim.channel import PimChannel
-from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.unit import PimInstr
 
 POLICIES: Final = ("host-first", "pim-first")
-ACT: Final = int(Cmd.ACT)
-PRE: Final = int(Cmd.PRE)
 #: How close PIM's next command must be (cycles past the host's clock) for the arbiter to
 #: interleave burst by burst (:meth:`SharedChannel._interleave`) instead of letting the host
 #: run up to it: a performance threshold only, the commands are the same either way.
@@ -106,11 +104,12 @@ class SharedChannel:
     @classmethod
     def build(cls, cfg: MemoryConfig, pim: PimConfig | None = None, *, channel: int = 0,
               policy: str = "host-first", sink: CommandSink | None = None,
-              array: PimArray | None = None, lookahead: int = 1024) -> SharedChannel:
+              array: PimArray | None = None, lookahead: int = 1024,
+              batch_runs: bool = True) -> SharedChannel:
         """A controller with the PIM rules (so its sink and checkers know them) and a PIM
-        scheduler on the same device and sink."""
+        scheduler on the same device and sink: the one place a shared channel is wired."""
         pim = pim or PimConfig()
-        ctrl = ChannelController(cfg, channel, pim=pim, sink=sink)
+        ctrl = ChannelController(cfg, channel, pim=pim, sink=sink, batch_runs=batch_runs)
         chan = PimChannel(cfg, pim, channel, dev=ctrl.dev, sink=ctrl.sink, array=array,
                           refreshing=ctrl.refresh.refreshing, lookahead=lookahead)
         return cls(ctrl, chan, policy)

@@ -8,7 +8,7 @@ bank-group and bank bits with low row bits, the usual trick to spread row confli
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,6 +22,14 @@ class Location(NamedTuple):
     bank: int
     row: int
     col: int
+
+
+def flat_bank_index(rank: Any, bankgroup: Any, bank: Any, bankgroups: int,
+                    banks_per_group: int) -> Any:
+    """The flat bank index within a channel (rank-major, then bank group, then bank): the one
+    numbering the device, the controllers and the request builders share.  Works on ints and,
+    element-wise, on numpy arrays of decoded fields."""
+    return (rank * bankgroups + bankgroup) * banks_per_group + bank
 
 
 def _log2(n: int) -> int:
@@ -98,6 +106,11 @@ class AddressMap:
                 raise ValueError(f"{name}={value} out of range 0..{m[name]}")
             addr |= value << s[name]
         return addr
+
+    def flat_banks(self, f: dict[str, np.ndarray]) -> np.ndarray:
+        """The flat bank index of every address of a :meth:`decode_array` result."""
+        return flat_bank_index(f["ra"], f["bg"], f["ba"], self.mask["bg"] + 1,
+                               self.mask["ba"] + 1)
 
     def decode_array(self, addrs: np.ndarray) -> dict[str, np.ndarray]:
         """Vectorized :meth:`decode` of many addresses (uint64) -> arrays per field."""

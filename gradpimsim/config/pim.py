@@ -1,15 +1,16 @@
 """GradPIM unit knobs: the working assumptions of ``docs/gradpim.md`` as data.
 
-Timing knobs left as ``None`` follow the DDR4 rule they mirror (documented per field); the
-controller and the checker each resolve them on their own, from these raw values and the DDR4
-timing, so that a wrong resolution in one cannot hide in the other.
+Timing knobs left as ``None`` follow the DDR4 rule they mirror (documented per field).  The
+simulator applies those defaults in one place, :meth:`PimConfig.resolved`; the protocol checker
+resolves them on its own (``checker/rules.py``), from these raw values and the DDR4 timing, so
+that a wrong resolution in one cannot hide in the other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gradpimsim.config.model import ConfigError
+from gradpimsim.config.model import ConfigError, Timing
 
 PIM_DTYPES = ("fp32", "fp16", "bf16", "int8")
 
@@ -20,6 +21,21 @@ PIM_DTYPES = ("fp32", "fp16", "bf16", "int8")
 #: 2014) = 133 pJ, x3 for logic in a DRAM process (an assumption); ``set`` = one command on the
 #: command/address bus plus a 32-bit register write (an assumption).
 PIM_ENERGY_PJ: dict[str, float] = {"column_access": 2750.0, "op": 400.0, "set": 50.0}
+
+
+@dataclass(frozen=True)
+class PimTiming:
+    """The PIM timing knobs in DRAM cycles with every default applied (see :class:`PimConfig`
+    for what each one means and which DDR4 rule it mirrors)."""
+
+    col_to_col: int
+    write_to_read: int
+    read_to_precharge: int
+    write_recovery: int
+    set_to_set: int
+    set_to_op: int
+    op_latency: int
+    sqrt_div_latency: int
 
 
 @dataclass(frozen=True)
@@ -75,3 +91,22 @@ class PimConfig:
             if d not in PIM_DTYPES:
                 raise ConfigError("pim.dtypes",
                                   f"unknown dtype {d!r}; known: {', '.join(PIM_DTYPES)}")
+
+    def resolved(self, timing: Timing, burst_cycles: int) -> PimTiming:
+        """Every timing knob in cycles, ``None`` replaced by the DDR4 rule it mirrors, for a
+        device with ``timing`` and bursts of ``burst_cycles`` (BL/2) on the data bus."""
+        t = timing
+
+        def knob(value: int | None, default: int) -> int:
+            return value if value is not None else default
+
+        return PimTiming(
+            col_to_col=knob(self.col_to_col, t.tCCD_L),
+            write_to_read=knob(self.write_to_read, burst_cycles + t.tWTR_L),
+            read_to_precharge=knob(self.read_to_precharge, t.AL + t.tRTP),
+            write_recovery=knob(self.write_recovery, burst_cycles + t.tWR),
+            set_to_set=knob(self.set_to_set, t.tMRD),
+            set_to_op=knob(self.set_to_op, t.tMOD),
+            op_latency=self.op_latency,
+            sqrt_div_latency=self.sqrt_div_latency,
+        )

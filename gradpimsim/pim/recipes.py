@@ -1,0 +1,179 @@
+"""Recipes: what the unit computes for an optimizer, and whether it can.
+
+:func:`check_supported` says whether the unit can run an optimizer under a precision policy;
+:func:`scalar_values` and :func:`assign_scalars` put the hyperparameters in scalar registers;
+:class:`Recipe` is the arithmetic of one lane group (16 parameters), decided once per program.
+A new optimizer recipe lands here (and its reference in ``reference.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradpimsim.config.model import ConfigError
+from gradpimsim.config.pim import PimConfig
+from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy
+from gradpimsim.pim import datapath
+from gradpimsim.pim.errors import PimCapabilityError
+from gradpimsim.pim.unit import PimInstr, pim_op
+
+
+def uses_momentum(opt: OptimizerConfig) -> bool:
+    return opt.name in ("momentum", "nesterov") and opt.momentum != 0
+
+
+def check_supported(opt: OptimizerConfig, prec: PrecisionPolicy, pim: PimConfig) -> None:
+    """Raise :class:`PimCapabilityError` unless the unit can run ``opt`` under ``prec``."""
+    if prec.master_dtype != "fp32" or prec.state_dtype != "fp32":
+        raise PimCapabilityError(
+            "precision.master_dtype", "GradPIM keeps fp32 master weights and optimizer state "
+            f"(got master {prec.master_dtype}, state {prec.state_dtype})")
+    for role, dtype in (("grad", prec.grad_dtype), ("weight copy", prec.compute_dtype)):
+        if dtype not in pim.dtypes:
+            raise PimCapabilityError("pim.dtypes", f"{role} dtype {dtype!r} is not one the unit "
+                                     f"converts (pim.dtypes = {list(pim.dtypes)})")
+    if opt.needs_sqrt_div and not pim.has_sqrt_div:
+        raise PimCapabilityError(
+            "pim.has_sqrt_div", f"{opt.name} needs a square root and a division, which the "
+            "paper's GradPIM unit lacks; enable the extension with pim.has_sqrt_div = true")
+    if opt.name == "nesterov" and (opt.momentum <= 0 or opt.dampening != 0):
+        raise ConfigError("optimizer.dampening",
+                          "Nesterov momentum requires a momentum and zero dampening")
+
+
+# --- scalars ------------------------------------------------------------------------------
+
+def scalar_values(opt: OptimizerConfig, prec: PrecisionPolicy, step: int, grad_scale: float,
+                   copy_scale: float) -> dict[str, float]:
+    """Every hyperparameter the program needs, as the fp32 value its register holds."""
+    s: dict[str, float] = {"one": 1.0}
+    if prec.grad_dtype == "int8" or grad_scale != 1.0:
+        s["grad_scale"] = grad_scale
+    if prec.has_weight_copy and prec.compute_dtype == "int8":
+        s["copy_inv_scale"] = float(datapath.int8_inverse_scale(copy_scale))
+    if opt.name in ("adam", "adamw"):
+        if opt.weight_decay != 0:
+            if opt.name == "adamw":
+                s["decay"] = 1.0 - opt.lr * opt.weight_decay
+            else:
+                s["wd"] = opt.weight_decay
+        s["beta1"], s["one_minus_beta1"] = opt.beta1, 1.0 - opt.beta1
+        s["beta2"], s["one_minus_beta2"] = opt.beta2, 1.0 - opt.beta2
+        s["bias_correction2_sqrt"] = math.sqrt(1.0 - opt.beta2 ** step)
+        s["eps"] = opt.eps
+        s["neg_step_size"] = -(opt.lr / (1.0 - opt.beta1 ** step))
+    else:
+        if opt.weight_decay != 0:
+            s["wd"] = opt.weight_decay
+        if uses_momentum(opt):
+            s["momentum"] = opt.momentum
+            s["one_minus_dampening"] = 1.0 - opt.dampening
+        s["neg_lr"] = -opt.lr
+    return s
+
+
+def assign_scalars(values: dict[str, float], pim: PimConfig) -> dict[str, tuple[int, float]]:
+    """Registers for the scalars, one per distinct fp32 value."""
+    by_bits: dict[int, int] = {}
+    out = {}
+    for name, v in values.items():
+        bits = int(np.float32(v).view(np.uint32))
+        if bits not in by_bits:
+            by_bits[bits] = len(by_bits)
+        out[name] = (by_bits[bits], float(np.float32(v)))
+    if len(by_bits) > pim.scalar_registers:
+        raise PimCapabilityError(
+            "pim.scalar_registers", f"the update needs {len(by_bits)} distinct scalars "
+            f"({', '.join(values)}) but the unit has {pim.scalar_registers} scalar registers")
+    return out
+
+
+# --- the arithmetic of one lane group -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the kernel computes, decided once per program."""
+
+    opt: OptimizerConfig
+    grad_dtype: str
+    copy_dtype: str | None
+    first_step: bool
+    scale_grad: bool
+    s: dict[str, int]  # scalar name -> register
+
+    @property
+    def adam(self) -> bool:
+        return self.opt.name in ("adam", "adamw")
+
+    @property
+    def momentum(self) -> bool:
+        return uses_momentum(self.opt)
+
+    @property
+    def nesterov(self) -> bool:
+        return self.opt.name == "nesterov"
+
+    @property
+    def state_roles(self) -> tuple[str, ...]:
+        if self.adam:
+            return ("exp_avg", "exp_avg_sq")
+        return ("momentum",) if self.momentum else ()
+
+    @property
+    def read_state(self) -> bool:
+        return self.adam or not self.first_step
+
+    @property
+    def temps(self) -> tuple[str, ...]:
+        t = ("G",) if self.grad_dtype != "fp32" else ()
+        return t + (("T",) if self.adam else ())
+
+    def ops(self, r: dict[str, int], gpart: int, cpart: int) -> list[PimInstr]:
+        """PIM_OPs of one lane group; ``r`` maps operand names to vector registers."""
+        s, out = self.s, []
+        gs = s.get("grad_scale", -1) if self.scale_grad else -1
+        if self.grad_dtype != "fp32":
+            G = r["G"]
+            out.append(pim_op("cvt", G, r["grad"], self.grad_dtype, "fp32", gpart, gs))
+        else:
+            G = r["grad"]
+            if gs >= 0:
+                out.append(pim_op("scale", G, G, gs))
+        W = r["weight"]
+        one = s["one"]
+        if self.adam:
+            M, V, T = r["exp_avg"], r["exp_avg_sq"], r["T"]
+            if "decay" in s:
+                out.append(pim_op("scale", W, W, s["decay"]))
+            elif "wd" in s:
+                out.append(pim_op("axpby", G, W, one, s["wd"]))
+            out.append(pim_op("axpby", M, G, s["beta1"], s["one_minus_beta1"]))
+            out.append(pim_op("mul", T, G, G))
+            out.append(pim_op("axpby", V, T, s["beta2"], s["one_minus_beta2"]))
+            out.append(pim_op("sqrt", T, V))
+            out.append(pim_op("divs", T, T, s["bias_correction2_sqrt"]))
+            out.append(pim_op("adds", T, T, s["eps"]))
+            out.append(pim_op("div", T, M, T))
+            out.append(pim_op("axpby", W, T, one, s["neg_step_size"]))
+        else:
+            if "wd" in s:
+                out.append(pim_op("axpby", G, W, one, s["wd"]))
+            D = G
+            if self.momentum:
+                M = r["momentum"]
+                if self.first_step:
+                    out.append(pim_op("mov", M, G))
+                else:
+                    out.append(pim_op("axpby", M, G, s["momentum"], s["one_minus_dampening"]))
+                if self.nesterov:
+                    out.append(pim_op("axpby", G, M, one, s["momentum"]))
+                else:
+                    D = M
+            out.append(pim_op("axpby", W, D, one, s["neg_lr"]))
+        if self.copy_dtype is not None:
+            out.append(pim_op("cvt", r["weight_copy"], W, "fp32", self.copy_dtype, cpart,
+                              s.get("copy_inv_scale", -1)))
+        return out
