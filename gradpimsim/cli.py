@@ -2,20 +2,21 @@
 
 Each subcommand lives beside the part of the machine it drives (``checker/cli.py``,
 ``graph/cli.py``...) and registers itself through an ``add_parser(subparsers)`` function that sets
-``func``; this module only wires them together and turns user errors into exit code 2 with a
-one-line message (never a traceback).
+``func``; this module only wires them together and is the one error boundary of every subcommand
+(:mod:`gradpimsim.errors`): an error in the user's input is one line and exit code 2, a bug is
+one line saying so and exit code 3, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-from rich.console import Console
-
 import gradpimsim
+from gradpimsim.errors import EXIT_INTERRUPTED, EXIT_USER, UserError, describe, print_error
 
 #: Modules that contribute subcommands, in the order they appear in ``--help``.
 SUBCOMMAND_MODULES = (
@@ -29,11 +30,7 @@ SUBCOMMAND_MODULES = (
     "gradpimsim.stats.plot_cli",
 )
 
-err = Console(stderr=True)
-
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit code 2."""
+__all__ = ["UserError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,23 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gradpimsim.config import ConfigError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USER
     try:
         return int(args.func(args) or 0)
-    except (UserError, ConfigError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        return 2
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        return 130
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # the boundary: every other exception becomes one line
+        code, message = describe(exc)
+        if code != EXIT_USER and os.environ.get("GRADPIMSIM_DEBUG"):
+            raise
+        print_error(message, internal=code != EXIT_USER)
+        return code
 
 
 if __name__ == "__main__":

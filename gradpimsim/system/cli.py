@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gradpimsim.options import positive_int
 from gradpimsim.system.config import LAYOUTS, PIM_POLICIES, RunConfig
 
 if TYPE_CHECKING:  # the simulator itself is imported when a command runs, not for --help
@@ -41,7 +42,7 @@ def add_parser(subparsers: Any) -> None:
         description="Simulate one training iteration of WORKLOAD twice, with the update on the "
         "host and on GradPIM, and print both with the speedup.")
     _common(cmp_)
-    cmp_.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+    cmp_.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
                       help="processes: 2 simulates both runs at the same time, each in its own "
                       "process; 1 runs them one after the other in this one (default: 2 with "
                       "2+ cores unless the workload is small, e.g. mlp-small, where starting a "
@@ -56,10 +57,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", "-c", "--config", dest="memory", default="ddr4-2400",
                    metavar="PRESET|FILE", help="memory preset, .toml or DRAMsim3 .ini "
                    "(default ddr4-2400)")
-    p.add_argument("--channels", type=int, help="override the number of channels")
-    p.add_argument("--ranks", type=int, help="override the number of ranks per channel")
-    p.add_argument("--batch", type=int, help="batch size (default: the workload's)")
-    p.add_argument("--seq-len", type=int, help="sequence length (sequence models)")
+    p.add_argument("--channels", type=positive_int, help="override the number of channels")
+    p.add_argument("--ranks", type=positive_int, help="override the number of ranks per channel")
+    p.add_argument("--batch", type=positive_int, help="batch size (default: the workload's)")
+    p.add_argument("--seq-len", type=positive_int, help="sequence length (sequence models)")
     p.add_argument("--optimizer", default="momentum", metavar="NAME",
                    help="sgd, momentum, nesterov, adam, adamw (default momentum)")
     p.add_argument("--precision", default="mixed", metavar="POLICY",
@@ -69,12 +70,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="placement of each parameter's weight/gradient/state (both runs)")
     p.add_argument("--pim-policy", choices=PIM_POLICIES, default="host-first",
                    help="who wins command-bus ties between NPU traffic and PIM streams")
-    p.add_argument("--step", type=int, default=2, help="optimizer step simulated (default 2)")
+    p.add_argument("--step", type=positive_int, default=2,
+                   help="optimizer step simulated (default 2)")
     p.add_argument("--functional", action="store_true",
                    help="update real values too and verify them (small models only)")
     p.add_argument("--no-batch", action="store_true",
                    help="one scheduler decision per command (slow; for cross-checks)")
-    p.add_argument("--bin-cycles", type=int, default=10_000,
+    p.add_argument("--bin-cycles", type=positive_int, default=10_000,
                    help="bandwidth-over-time bin width in DRAM cycles (default 10000)")
     p.add_argument("--out", metavar="DIR",
                    help="write results.json, tasks.csv and timeline.json to DIR")
@@ -82,6 +84,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cmd-trace", metavar="FILE",
                    help="stream every DRAM command to FILE (DRAMsim3 layout; .gz compresses; "
                    "compare writes FILE's baseline and pim variants)")
+    p.add_argument("--force", action="store_true",
+                   help="replace output files that gradpimsim did not write")
 
 
 def _config(args: argparse.Namespace, pim: bool) -> RunConfig:
@@ -146,6 +150,13 @@ def _trace_file(path: str | None, suffix: str) -> Any:
     return CommandTraceFile(p)
 
 
+def _discard(files: dict[str, Any]) -> None:
+    """A run failed: remove its unfinished command traces (a worker's too)."""
+    for f in files.values():
+        if f is not None:
+            f.discard()
+
+
 def _close(files: dict[str, Any], finished: dict[str, Any]) -> list[Path]:
     """Finish the trace files of the runs in ``finished``; paths of those written.
 
@@ -161,17 +172,23 @@ def _close(files: dict[str, Any], finished: dict[str, Any]) -> list[Path]:
 
 @_user_errors
 def _run(args: argparse.Namespace) -> int:
+    from gradpimsim.system.preflight import preflight_run
     from gradpimsim.system.results import results_dict
     from gradpimsim.system.simulate import simulate
 
     run = _config(args, args.pim)
+    preflight_run(args, run, ("",))
     cfg = run.memory_config()
     trace = _trace_file(args.cmd_trace, "")
     t0 = time.perf_counter()
-    with _progress() as prog:
-        res = simulate(run, progress=_Progress(prog, "GradPIM" if run.pim else "baseline",
-                                               cfg.timing.tCK_ns),
-                       sink_factory=trace)
+    try:
+        with _progress() as prog:
+            res = simulate(run, progress=_Progress(prog, "GradPIM" if run.pim else "baseline",
+                                                   cfg.timing.tCK_ns),
+                           sink_factory=trace)
+    except BaseException:
+        _discard({"run": trace})
+        raise
     name = "pim" if run.pim else "baseline"
     paths = _close({name: trace}, {name: res})
     console.print(results_table({name: res}, None, run))
@@ -182,11 +199,13 @@ def _run(args: argparse.Namespace) -> int:
 @_user_errors
 def _compare(args: argparse.Namespace) -> int:
     from gradpimsim.cli import UserError
+    from gradpimsim.system.preflight import preflight_run
     from gradpimsim.system.simulate import auto_jobs, compare
 
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     run = _config(args, False)
+    preflight_run(args, run, ("baseline", "pim") if args.cmd_trace else ())
     jobs = args.jobs if args.jobs is not None else auto_jobs(run)
     cfg = run.memory_config()
     traces: dict[str, Any] = {}
@@ -197,8 +216,12 @@ def _compare(args: argparse.Namespace) -> int:
         traces[name] = _trace_file(args.cmd_trace, name)
         return _Progress(prog, labels[name], cfg.timing.tCK_ns), traces[name]
 
-    with _progress() as prog:
-        result = compare(run, per_run=per_run, jobs=jobs)
+    try:
+        with _progress() as prog:
+            result = compare(run, per_run=per_run, jobs=jobs)
+    except BaseException:
+        _discard(traces)
+        raise
     runs = result.runs()
     paths = _close(traces, runs)
     console.print(results_table(runs, result.speedup, run))

@@ -14,8 +14,11 @@ GradPIM tools with their own names still read.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import os
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, repeat
 from pathlib import Path
@@ -82,6 +85,30 @@ def _open_text(path: Path, mode: str) -> IO[str]:
     if path.suffix.lower() == ".gz":
         return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
     return open(path, mode, encoding="utf-8", buffering=1 << 20)  # noqa: SIM115
+
+
+def _open_fd(fd: int, path: Path) -> IO[str]:
+    """A text writer on an already created file descriptor (gzip if ``path`` ends in .gz)."""
+    raw = os.fdopen(fd, "wb", buffering=1 << 20)
+    if path.suffix.lower() == ".gz":
+        gz = gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0)
+        return _Closing(io.TextIOWrapper(gz, encoding="utf-8"), raw)  # type: ignore[return-value]
+    return io.TextIOWrapper(raw, encoding="utf-8")
+
+
+class _Closing:
+    """A gzip text stream that also closes the file under it (GzipFile leaves a fileobj open)."""
+
+    def __init__(self, text: io.TextIOWrapper, raw: IO[bytes]) -> None:
+        self._text = text
+        self._raw = raw
+
+    def write(self, s: str) -> int:
+        return self._text.write(s)
+
+    def close(self) -> None:
+        self._text.close()
+        self._raw.close()
 
 
 class CommandTraceReader:
@@ -265,12 +292,23 @@ def read_command_trace(path: str | Path) -> Iterator[Command]:
     return iter(CommandTraceReader(path))
 
 
-class CommandTraceWriter:
-    """Write commands as trace lines, buffered; a context manager.  ``.gz`` paths are compressed."""
+#: First line of every command trace gradpimsim writes: what marks the file as its own
+#: (:mod:`gradpimsim.io_safety`), and a comment to every reader of the format.
+TRACE_HEADER = "gradpimsim command trace"
 
-    def __init__(self, path: str | Path, *, header: str | None = None) -> None:
+
+class CommandTraceWriter:
+    """Write commands as trace lines, buffered; a context manager.  ``.gz`` paths are compressed.
+
+    ``fd``: write to this already created file (an exclusive temporary file) instead of opening
+    ``path``; ``path`` then only chooses compression.
+    """
+
+    def __init__(self, path: str | Path, *, header: str | None = None,
+                 fd: int | None = None) -> None:
         self.path = Path(path)
-        self._fh: IO[str] | None = _open_text(self.path, "w")
+        self._fh: IO[str] | None = (_open_text(self.path, "w") if fd is None
+                                    else _open_fd(fd, self.path))
         self._buf: list[str] = []
         self.count = 0
         if header:
@@ -321,39 +359,61 @@ class CommandTraceFile:
 
     Unlike a writer, it can be pickled before it is used: nothing is opened until the simulator
     asks for a channel's sink.  That lets ``compare(jobs=2)`` send it to the worker process that
-    simulates the run; the worker closes it when the run ends.  Commands go to a ``.partial.``
-    name, renamed to ``path`` by :meth:`close`, so a reader never mistakes half a trace for a
-    whole one.
+    simulates the run; the worker closes it when the run ends.  Commands go to a temporary file
+    beside ``path`` (``.partial.<random token>.<name>``, created exclusively: see
+    :mod:`gradpimsim.io_safety`), renamed to ``path`` by :meth:`close`, so a reader never mistakes
+    half a trace for a whole one.  The token is chosen here, so the process that made this object
+    can :meth:`discard` what a worker left behind when the run failed.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._writer: CommandTraceWriter | None = None
+    def __init__(self, path: str | Path, header: str = TRACE_HEADER) -> None:
+        from gradpimsim.io_safety import partial_name
 
-    @property
-    def partial_path(self) -> Path:
-        return self.path.with_name(f".partial.{self.path.name}")
+        self.path = Path(path)
+        self.header = header
+        self.token = secrets.token_hex(8)
+        self.partial_path = partial_name(self.path, self.token)
+        self._writer: CommandTraceWriter | None = None
 
     def __call__(self, channel: int) -> Callable[[Command], None]:
         """The sink for ``channel`` (every channel writes to the same file, in issue order)."""
         if self._writer is None:
-            self._writer = CommandTraceWriter(self.partial_path)
+            from gradpimsim.io_safety import create_partial
+
+            fd, _ = create_partial(self.path, self.token)
+            self._writer = CommandTraceWriter(self.partial_path, header=self.header, fd=fd)
         return self._writer.write
 
     def close(self) -> bool:
         """Finish the file and give it its name; False if this copy never wrote anything."""
         if self._writer is None:
             return False
+        from gradpimsim.io_safety import commit
+
         self._writer.close()
         self._writer = None
-        os.replace(self.partial_path, self.path)
+        commit(self.partial_path, self.path)
         return True
+
+    def discard(self) -> None:
+        """Drop an unfinished file (a failed or interrupted run), in this process or a worker's."""
+        if self._writer is not None:
+            with contextlib.suppress(OSError):
+                self._writer.close()
+            self._writer = None
+        with contextlib.suppress(OSError):
+            os.unlink(self.partial_path)
 
     def __getstate__(self) -> dict[str, Any]:
         if self._writer is not None:  # an open file cannot follow the object elsewhere
             raise TypeError(f"{self.path}: cannot pickle a command trace file being written")
-        return {"path": self.path}
+        return {"path": self.path, "header": self.header, "token": self.token}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        from gradpimsim.io_safety import partial_name
+
         self.path = state["path"]
+        self.header = state.get("header", TRACE_HEADER)
+        self.token = state["token"]
+        self.partial_path = partial_name(self.path, self.token)
         self._writer = None
