@@ -40,6 +40,10 @@ class OutputError(UserError):
     """An output path cannot or must not be written (checked before any simulation starts)."""
 
 
+class InputError(UserError):
+    """An input file cannot be read as the text or JSON it should be (file and line named)."""
+
+
 class BoundsError(UserError):
     """The input asks for more memory or work than can be done; the message gives the estimate."""
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from gradpimsim.errors import OutputError, clip, os_error_message
+from gradpimsim.errors import InputError, OutputError, clip, os_error_message
 
 #: The mark of gradpimsim's JSON files (the value of their top-level, or graph, ``schema``).
 JSON_MARK = b'"schema": "gradpimsim.'
@@ -148,10 +148,10 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _check_writable_dir(option: str, directory: Path) -> None:
     if not directory.exists():
-        raise OutputError(f"{option} {clip(directory, 300)}: the directory does not exist; "
-                          "create it first or choose another place")
+        raise OutputError(f"{option}: cannot write in {clip(directory, 300)}: the directory "
+                          "does not exist; create it first or choose another place")
     if not directory.is_dir():
-        raise OutputError(f"{option} {clip(directory, 300)}: not a directory")
+        raise OutputError(f"{option}: cannot write in {clip(directory, 300)}: not a directory")
     try:  # the real test (permissions, read-only mounts, quotas...), whoever we run as
         fd, probe = _create_exclusive(directory, "write-test")
     except OSError as exc:
@@ -291,3 +291,77 @@ def discard(tmp: Path | None) -> None:
     if tmp is not None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+# ---------------------------------------------------------------------------- reading inputs
+#: Largest configuration-like text file read whole (TOML, JSON, .ini, specs, results).
+MAX_INPUT_BYTES = 256 * 2**20
+
+
+def read_input_text(path: str | Path, *, limit: int = MAX_INPUT_BYTES) -> str:
+    """The UTF-8 text of an input file read whole, or a one-line :class:`InputError`: not
+    found, a directory, unreadable, larger than ``limit``, or not UTF-8 (with the byte offset)."""
+    from gradpimsim.errors import unicode_message
+
+    p = Path(path)
+    shown = clip(p, 300)
+    if p.is_dir():
+        raise InputError(f"{shown}: is a directory; give a file")
+    try:
+        size = p.stat().st_size
+        if size > limit:
+            raise InputError(f"{shown}: {size:,} bytes is too large for this kind of file "
+                             f"(at most {limit:,}); check the path")
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise InputError(os_error_message(exc)) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(unicode_message(exc, shown)) from None
+
+
+def load_json_input(path: str | Path, *, limit: int = MAX_INPUT_BYTES) -> Any:
+    """Strict JSON of an input file: errors name ``file:line:column``; ``NaN``/``Infinity``
+    and nesting deeper than :data:`MAX_JSON_DEPTH` are refused."""
+    text = read_input_text(path, limit=limit)
+    return parse_json(text, str(clip(path, 300)))
+
+
+#: Deepest nesting of arrays/objects accepted in an input JSON file.
+MAX_JSON_DEPTH = 64
+
+
+def _json_depth_ok(text: str) -> bool:
+    """Nesting depth at most :data:`MAX_JSON_DEPTH` (brackets outside strings), in one pass."""
+    import re
+
+    depth = 0
+    for m in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', text):
+        tok = m.group()
+        if tok in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return False
+        elif tok in "]}":
+            depth -= 1
+    return True
+
+
+def parse_json(text: str, source: str) -> Any:
+    import json
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
+    if not _json_depth_ok(text):
+        raise InputError(f"{source}: nested more than {MAX_JSON_DEPTH} levels deep; this is "
+                         "not a gradpimsim file")
+    try:
+        return json.loads(text, parse_constant=no_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{source}: invalid JSON: {exc}") from None
+
+

@@ -25,6 +25,7 @@ from gradpimsim.graph.schema import (
     tensor_bytes,
     total_flops,
 )
+from gradpimsim.options import positive_int
 
 out = Console()
 
@@ -128,7 +129,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from gradpimsim.graph.io import save_graph
+    from gradpimsim.io_safety import output, preflight
 
+    preflight([output("--output", args.output, "json")],
+              [args.name if Path(args.name).exists() else None], force=args.force)
     g = load_any(args.name, args.batch, args.seq_len)
     save_graph(g, args.output)
     out.print(f"wrote {args.output} ({g.number_of_nodes()} nodes)")
@@ -153,8 +157,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("name", help="zoo name (see `workloads list`) or a .json/.csv/.onnx file")
-        sp.add_argument("--batch", type=int, default=None, help="batch size")
-        sp.add_argument("--seq-len", type=int, default=None, help="sequence length")
+        sp.add_argument("--batch", type=positive_int, default=None, help="batch size")
+        sp.add_argument("--seq-len", type=positive_int, default=None, help="sequence length")
 
     show = sub.add_parser("show", help="layers, parameters, FLOPs, bytes, update traffic")
     common(show)
@@ -165,5 +169,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     exp = sub.add_parser("export", help="write a workload as node-link JSON")
     common(exp)
     exp.add_argument("-o", "--output", required=True, help="output .json path")
+    exp.add_argument("--force", action="store_true",
+                     help="replace an output file that gradpimsim did not write")
     exp.set_defaults(func=_guard(_cmd_export))
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -178,15 +178,19 @@ def default_workers() -> int:
 
 def run_sweep(spec_or_path: str | Path | Mapping[str, Any] | SweepSpec, out: str | Path, *,
               workers: int | None = None, scheduler: str | None = None, serial: bool = False,
-              retry_failed: bool = False, progress: bool = True) -> Any:
+              retry_failed: bool = False, progress: bool = True, repair: bool = False,
+              security: Any = None, connect_timeout: float = 10.0,
+              max_points: int | None = None) -> Any:
     """Run every point of the spec not yet in ``out``; return the whole table as a DataFrame.
 
     ``serial`` runs in this process without Dask; otherwise ``scheduler`` (an address) connects
     to a running Dask scheduler, or a local cluster of ``workers`` single-threaded worker
-    processes is started (default :func:`default_workers`).
+    processes is started (default :func:`default_workers`); ``security`` is Dask's TLS
+    ``Security`` for it (see :mod:`gradpimsim.sweep.remote`).  A corrupt table stops the sweep
+    (file and line) unless ``repair`` moves its bad rows aside.
     """
-    spec = load_spec(spec_or_path)
-    store = ResultStore(out)
+    spec = load_spec(spec_or_path, max_points=max_points)
+    store = ResultStore(out, repair=repair)
     status = store.status()
     if retry_failed:
         store.drop(k for k, s in status.items() if s != "ok")
@@ -203,19 +207,23 @@ def run_sweep(spec_or_path: str | Path | Mapping[str, Any] | SweepSpec, out: str
                 store.append(row)
                 bar.update(row["status"] == "ok")
         else:
-            _run_dask(spec.kind, todo, store, bar, n_workers, scheduler)
+            _run_dask(spec.kind, todo, store, bar, n_workers, scheduler, security,
+                      connect_timeout)
     finally:
         bar.close()
     return load_results(out)
 
 
 def _run_dask(kind: str, todo: list[tuple[str, dict[str, Any]]], store: ResultStore,
-              bar: _Progress, n_workers: int, scheduler: str | None) -> None:
+              bar: _Progress, n_workers: int, scheduler: str | None, security: Any = None,
+              connect_timeout: float = 10.0) -> None:
     from dask.distributed import Client, LocalCluster, as_completed
+
+    from gradpimsim.sweep.remote import connect
 
     cluster = None
     if scheduler:
-        client = Client(scheduler)
+        client = connect(scheduler, security, connect_timeout)
     else:
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)

@@ -152,7 +152,7 @@ def check_input_file(option: str, path: str) -> None:
     if p.is_dir():
         raise UserError(f"{option} {clip(path, 300)}: is a directory; give a file")
     if not p.exists():
-        raise UserError(f"{option} {clip(path, 300)}: not found; check the path")
+        raise UserError(f"{option} {clip(path, 300)}: not found (no such file); check the path")
     if not os.access(p, os.R_OK):
         raise UserError(f"{option} {clip(path, 300)}: not readable; check its permissions")
 

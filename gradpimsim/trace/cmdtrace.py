@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from gradpimsim.dram.commands import TRACE_NAME, Cmd, Command
+from gradpimsim.errors import clip_repr
 
 __all__ = [
     "CommandTraceError",
@@ -125,10 +126,34 @@ class CommandTraceReader:
     error (commands before a bad line are still delivered before the error is raised).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, channel: int | None = None) -> None:
         self.path = Path(path)
         self.line_no = 0
         self._names = dict(_BY_NAME)  # grows with PIM spellings met in this file
+        #: What channel ``-1`` stands for (see :meth:`file_channel`); found on first need.
+        self._wild = channel
+        self._channels: dict[str, int] = dict(_UINT)
+
+    def file_channel(self) -> int:
+        """The channel that ``-1`` stands for.  DRAMsim3 writes one command trace per channel
+        and gives the commands it makes for refresh (the REF and the precharges before it)
+        channel -1: they belong to the file's channel, that of its first command with a
+        channel (0 when it has none; ``channel=`` overrides)."""
+        if self._wild is None:
+            self._wild = 0
+            try:
+                with _open_text(self.path, "r") as fh:
+                    for n, line in enumerate(fh):
+                        parts = line.split("#", 1)[0].split()
+                        if len(parts) == 8 and parts[2].isdigit():
+                            self._wild = int(parts[2])
+                            break
+                        if n > 1_000_000:
+                            break
+            except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError):
+                pass  # the reading proper reports it, with the line
+            self._channels["-1"] = self._wild
+        return self._wild
 
     def __iter__(self) -> Iterator[Command]:
         return chain.from_iterable(cmds for _, cmds in self.chunks())
@@ -184,7 +209,10 @@ class CommandTraceReader:
             try:
                 # Dictionary decoding accepts only in-range spellings (channel and rank >= 0,
                 # bank group, bank and column >= -1), so only clk and row need a range check.
-                ch, rk = (list(map(_UINT.__getitem__, tok[i::8])) for i in (2, 3))
+                if "-1" not in self._channels and "-1" in tok[2::8]:
+                    self.file_channel()
+                ch = list(map(self._channels.__getitem__, tok[2::8]))
+                rk = list(map(_UINT.__getitem__, tok[3::8]))
                 bg, bk = (list(map(_SMALL.__getitem__, tok[i::8])) for i in (4, 5))
                 col = list(map(_SMALL_HEX.__getitem__, tok[7::8]))
             except KeyError:
@@ -230,7 +258,7 @@ class CommandTraceReader:
         if len(parts) != 8:
             raise self._error(
                 f"expected 8 fields '<clk> <cmd> <channel> <rank> <bankgroup> <bank> "
-                f"<row> <col>', got {len(parts)}: {line.strip()!r}"
+                f"<row> <col>', got {len(parts)}: {clip_repr(line.strip())}"
             )
         c = self._names.get(parts[1])
         if c is None:
@@ -248,6 +276,8 @@ class CommandTraceReader:
             col = int(parts[7], 16)
         except ValueError:
             raise self._error(self._bad_number(parts)) from None
+        if ch == -1:
+            ch = self.file_channel()
         if clk < 0 or ch < 0 or rk < 0 or bg < -1 or bk < -1 or row < -1 or col < -1:
             raise self._error(self._out_of_range(clk, ch, rk, bg, bk, row, col))
         return _NEW(Command, (clk, c, ch, rk, bg, bk, row, col))
@@ -257,7 +287,8 @@ class CommandTraceReader:
         known = ", ".join(n for c, n in TRACE_NAME.items() if c < Cmd.PIM_RD)
         if name == "refresh_bank":
             return "per-bank refresh (refresh_bank) is not a DDR4 command; DDR4 refreshes all banks"
-        return f"unknown command {name!r}; known: {known}, PIM_<RD|LD|WR|ST|OP|SET|MRS|CFG...>"
+        return (f"unknown command {clip_repr(name)}; known: {known}, "
+                "PIM_<RD|LD|WR|ST|OP|SET|MRS|CFG...>")
 
     @staticmethod
     def _bad_number(parts: list[str]) -> str:
@@ -269,14 +300,14 @@ class CommandTraceReader:
                 int(parts[i], 16 if i >= 6 else 10)
             except ValueError:
                 kind = "a hex number (0x1f)" if i >= 6 else "a decimal integer"
-                return f"{label} must be {kind}, got {parts[i]!r}"
+                return f"{label} must be {kind}, got {clip_repr(parts[i])}"
         return "malformed number"  # pragma: no cover - every field parsed
 
     @staticmethod
     def _out_of_range(*values: int) -> str:
         labels = ("clk", "channel", "rank", "bankgroup", "bank", "row", "col")
         for label, value in zip(labels, values, strict=True):
-            low = 0 if label in ("clk", "channel", "rank") else -1
+            low = 0 if label in ("clk", "rank") else -1
             if value < low:
                 return f"{label} must be >= {low}, got {value}"
         return "field out of range"  # pragma: no cover
