@@ -56,12 +56,14 @@ def clip(text: object, limit: int = MAX_ECHO) -> str:
     return f"{s[:limit]}... ({len(s) - limit:,} more characters)"
 
 
-def clip_repr(text: object, limit: int = MAX_ECHO) -> str:
-    """``repr`` of echoed input, cut like :func:`clip` (so quotes show where it starts)."""
+def clip_repr(text: object, limit: int = MAX_ECHO, total: int | None = None) -> str:
+    """``repr`` of echoed input, cut like :func:`clip` (so quotes show where it starts).
+    ``total``: the length of the whole input when ``text`` is already a prefix of it."""
     s = text if isinstance(text, str) else str(text)
-    if len(s) <= limit:
+    n = max(len(s), total or 0)
+    if n <= limit:
         return repr(s)
-    return f"{s[:limit]!r}... ({len(s) - limit:,} more characters)"
+    return f"{s[:limit]!r}... ({n - limit:,} more characters)"
 
 
 def one_line(message: str) -> str:

@@ -33,8 +33,8 @@ def add_parser(subparsers: Any) -> None:
                    "against")
     p.add_argument("--tls-cert", metavar="FILE", help="with --scheduler: this client's certificate")
     p.add_argument("--tls-key", metavar="FILE", help="with --scheduler: this client's private key")
-    p.add_argument("--connect-timeout", type=finite_float(0.1, 600), default=10.0, metavar="S",
-                   help="seconds to wait for --scheduler to answer (default 10)")
+    p.add_argument("--connect-timeout", type=finite_float(0.1, 600), default=5.0, metavar="S",
+                   help="seconds to wait for --scheduler to answer (default 5)")
     p.add_argument("--max-points", type=positive_int, default=DEFAULT_MAX_POINTS, metavar="N",
                    help=f"refuse a spec of more points than this, before expanding it "
                    f"(default {DEFAULT_MAX_POINTS:,})")

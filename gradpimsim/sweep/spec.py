@@ -262,6 +262,8 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "sweep",
     _check_memory(points)
     if kind == "update-bench":
         _check_bench_bounds(points)
+    elif kind == "iteration":
+        _check_iteration_bounds(points)
     name = data.get("name", default_name)
     if not isinstance(name, str):
         raise SpecError("name", f"must be a string, got {type(name).__name__}")
@@ -287,6 +289,32 @@ def _check_bench_bounds(points: list[dict[str, Any]]) -> None:
                                bool(p.get("functional", True)))
         except BoundsError as exc:
             raise SpecError(f"point {i + 1} (params = {p['params']:,})", str(exc)) from None
+
+
+def _check_iteration_bounds(points: list[dict[str, Any]]) -> None:
+    """Every iteration point's workload fits in its memory (DRAM capacity) before any runs."""
+    from gradpimsim.bounds import check_workload
+    from gradpimsim.config import load_config
+    from gradpimsim.config.training import OptimizerConfig, precision
+    from gradpimsim.errors import BoundsError
+    from gradpimsim.graph.cli import load_any
+    from gradpimsim.graph.schema import GraphError
+
+    seen: set[tuple[Any, ...]] = set()
+    for i, p in enumerate(points):
+        combo = tuple(p.get(k) for k in ("workload", "batch", "seq_len", "memory", "channels",
+                                          "ranks", "optimizer", "precision"))
+        if combo in seen:
+            continue
+        seen.add(combo)
+        try:
+            cfg = load_config(p.get("memory") or "ddr4-2400", channels=p.get("channels"),
+                              ranks=p.get("ranks"))
+            graph = load_any(p["workload"], batch=p.get("batch"), seq_len=p.get("seq_len"))
+            check_workload(graph, cfg, OptimizerConfig(p.get("optimizer") or "momentum"),
+                           precision(p.get("precision") or "mixed"))
+        except (BoundsError, GraphError, KeyError) as exc:
+            raise SpecError(f"point {i + 1} ({p.get('workload')!r})", str(exc)) from None
 
 
 def _check_memory(points: list[dict[str, Any]]) -> None:

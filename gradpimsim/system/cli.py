@@ -42,7 +42,7 @@ def add_parser(subparsers: Any) -> None:
         description="Simulate one training iteration of WORKLOAD twice, with the update on the "
         "host and on GradPIM, and print both with the speedup.")
     _common(cmp_)
-    cmp_.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
+    cmp_.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
                       help="processes: 2 simulates both runs at the same time, each in its own "
                       "process; 1 runs them one after the other in this one (default: 2 with "
                       "2+ cores unless the workload is small, e.g. mlp-small, where starting a "

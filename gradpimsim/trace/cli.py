@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,7 @@ def run_trace(args: argparse.Namespace) -> int:
             TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,
+            disable=not sys.stderr.isatty(),  # a log or a pipe gets no progress lines
         ) as progress:
             task = progress.add_task(f"replaying {escape(Path(args.trace).name)}", total=None)
             result = replay_trace(
