@@ -116,12 +116,12 @@ def invocation(draw: st.DrawFn, sub: str, box: Sandbox) -> tuple[list[str], set[
         return str(box.root / name)
 
     def maybe(option: str, values: st.SearchStrategy[str]) -> list[str]:
-        return [option, draw(values)] if draw(st.booleans()) else []
+        return [option, draw(values)] if draw(st.integers(0, 3)) == 0 else []
 
-    ints = st.sampled_from(BAD_INTS)
+    ints = st.sampled_from(BAD_INTS) | st.sampled_from(["1", "2", "4"])
     bad_or_missing = st.sampled_from([str(box.bad), str(box.root / "dir"),
                                       str(box.root / "missing.x")])
-    config = st.sampled_from(PRESETS + [str(box.bad)])
+    config = st.sampled_from(["ddr4-2400"] * 6 + PRESETS + [str(box.bad)] * 3)
     force = ["--force"] if draw(st.booleans()) else []
     if sub == "trace":
         src = draw(st.sampled_from([str(box.trace)]) | bad_or_missing)
@@ -196,7 +196,7 @@ def _declared(rel: str, outputs: set[str]) -> bool:
 
 @pytest.mark.no_checker
 @pytest.mark.parametrize("sub", SUBCOMMANDS)
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_cli_fuzz(sub: str, data: st.DataObject) -> None:
