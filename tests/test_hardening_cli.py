@@ -99,6 +99,18 @@ def test_non_utf8_inputs_are_one_line(tmp_path: Path, make: str,
     assert rc == 2 and "UTF-8" in _one_clear_line(err)
 
 
+@pytest.mark.parametrize(("make", "needle"), [("dir", "Is a directory"), ("bytes", "UTF-8")])
+def test_unreadable_npu_preset_is_one_line_through_the_boundary(
+        tmp_path: Path, make: str, needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    npu = tmp_path / "npu.toml"
+    if make == "dir":
+        npu.mkdir()
+    else:
+        npu.write_bytes(b"\xff\xfe[npu]\n")
+    rc, _, err = _run(["run", "mlp-small", "--npu", str(npu)], capsys)
+    assert rc == 2 and needle in _one_clear_line(err)
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ('base = "ddr4-2400"\n[controller]\naddress_mapping = 5\n', "controller.address_mapping"),
     ('base = "ddr4-2400"\n[controller]\nscheduler = ["fr-fcfs"]\n', "controller.scheduler"),

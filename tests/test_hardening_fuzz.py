@@ -92,6 +92,7 @@ class Sandbox:
         self.foreign = root / "foreign.json"
         self.foreign.write_text('{"not": "ours"}\n')
         (root / "dir").mkdir()
+        (root / "d.csv").mkdir()  # a directory with a file's name
         (root / "dir" / "results.json").write_text('{"someone": "else"}\n')
 
     def snapshot(self) -> dict[str, str]:
@@ -108,8 +109,11 @@ def invocation(draw: st.DrawFn, sub: str, box: Sandbox) -> tuple[list[str], set[
     """(argv, declared outputs relative to the sandbox: names and directory prefixes)."""
     outputs: set[str] = set()
 
-    def out_path(suffix: str) -> str:
+    def out_path(suffix: str, src: str = "") -> str:
+        """An output name; "input" aims it at the command's input, which must survive."""
         choice = draw(st.sampled_from(["fresh", "foreign", "input", "dir", "missing"]))
+        if choice == "input" and src:
+            return src  # not declared: the command must refuse to write it
         name = {"fresh": f"out{suffix}", "foreign": "foreign.json", "input": box.bad.name,
                 "dir": "dir", "missing": f"nope/out{suffix}"}[choice]
         outputs.add(name)
@@ -120,7 +124,7 @@ def invocation(draw: st.DrawFn, sub: str, box: Sandbox) -> tuple[list[str], set[
 
     ints = st.sampled_from(BAD_INTS) | st.sampled_from(["1", "2", "4"])
     bad_or_missing = st.sampled_from([str(box.bad), str(box.root / "dir"),
-                                      str(box.root / "missing.x")])
+                                      str(box.root / "d.csv"), str(box.root / "missing.x")])
     config = st.sampled_from(["ddr4-2400"] * 6 + PRESETS + [str(box.bad)] * 3)
     force = ["--force"] if draw(st.booleans()) else []
     if sub == "trace":
@@ -128,22 +132,22 @@ def invocation(draw: st.DrawFn, sub: str, box: Sandbox) -> tuple[list[str], set[
         argv = ["trace", src, *maybe("-c", config), *maybe("--channels", ints),
                 *maybe("--ranks", ints)]
         if draw(st.booleans()):
-            argv += ["--json", out_path(".json")]
+            argv += ["--json", out_path(".json", src)]
         if draw(st.booleans()):
-            argv += ["--cmd-trace", out_path(".trace")]
+            argv += ["--cmd-trace", out_path(".trace", src)]
         argv += [f for f in ("--wrap", "--check") if draw(st.booleans())] + force
     elif sub == "check":
         src = draw(st.sampled_from([str(box.cmds)]) | bad_or_missing)
         argv = ["check", src, "-c", draw(config), *maybe("--end-clk", ints),
                 *maybe("--show", ints), *maybe("--keep", ints), *maybe("--channel", ints)]
         if draw(st.booleans()):
-            argv += ["--json", out_path(".json")]
+            argv += ["--json", out_path(".json", src)]
         argv += force
     elif sub in ("show", "export"):
         name = draw(st.sampled_from(["mlp-small", "no-such-model"]) | bad_or_missing)
         argv = ["workloads", sub, name, *maybe("--batch", ints)]
         if sub == "export":
-            argv += ["-o", out_path(".json"), *force]
+            argv += ["-o", out_path(".json", name if os.path.isfile(name) else ""), *force]
     elif sub == "update-bench":
         params = draw(st.sampled_from(["64", "128"]) | ints)
         argv = ["update-bench", "--params", params, "-c", draw(config),
@@ -153,7 +157,9 @@ def invocation(draw: st.DrawFn, sub: str, box: Sandbox) -> tuple[list[str], set[
             argv += ["--json", out_path(".json")]
         argv += force
     elif sub in ("run", "compare"):
-        argv = [sub, draw(bad_or_missing), "-c", draw(config), *maybe("--batch", ints),
+        workload = draw(st.sampled_from(["mlp-small"]) | bad_or_missing)
+        npu = draw(bad_or_missing) if workload == "mlp-small" else "default"
+        argv = [sub, workload, "-c", draw(config), "--npu", npu, *maybe("--batch", ints),
                 *maybe("--channels", ints), *maybe("--bin-cycles", ints)]
         if draw(st.booleans()):
             argv += ["--out", out_path("")]
