@@ -273,6 +273,14 @@ def test_bracketed_text_survives(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert rc == 2 and "missing section [timing]" in _one_clear_line(err)
 
 
+@pytest.mark.parametrize("name", ["[/]", "[bold]mine[/bold]", "a[b"])
+def test_names_with_brackets_print_as_written(tmp_path: Path, name: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "c.toml").write_text(f'base = "ddr4-2400"\nname = {json.dumps(name)}\n')
+    rc, out, err = _run(["presets", str(tmp_path / "c.toml")], capsys)
+    assert rc == 0 and name in out and "Traceback" not in err
+
+
 def test_long_message_is_not_wrapped_off_a_terminal(tmp_path: Path) -> None:
     deep = tmp_path / ("a-directory-with-a-long-name-" * 4)
     deep.mkdir()

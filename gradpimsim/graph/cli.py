@@ -11,6 +11,7 @@ from pathlib import Path
 
 import networkx as nx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gradpimsim.config import ConfigError
@@ -84,7 +85,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     pol = precision(args.precision)
     opt = OptimizerConfig(args.optimizer)
     params = param_count(g)
-    summary = Table(title=f"{g.graph.get('name', args.name)}", show_header=False)
+    summary = Table(title=escape(f"{g.graph.get('name', args.name)}"), show_header=False)
     summary.add_column("what")
     summary.add_column("value", justify="right")
     rows = [
@@ -111,7 +112,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
         count = sum(numel(p["shape"]) for p in d["params"].values())
         if not args.all and not count and not d["flops"]:
             continue
-        layers.add_row(n, d["op"], "x".join(map(str, d["out_shape"])), f"{count:,}",
+        layers.add_row(escape(str(n)), escape(d["op"]), "x".join(map(str, d["out_shape"])),
+                       f"{count:,}",
                        _fmt_flops(d["flops"]),
                        _fmt_bytes(tensor_bytes(d["out_shape"], d.get("out_dtype", "fp32"))))
     out.print(layers)
@@ -135,7 +137,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
               [args.name if Path(args.name).exists() else None], force=args.force)
     g = load_any(args.name, args.batch, args.seq_len)
     save_graph(g, args.output)
-    out.print(f"wrote {args.output} ({g.number_of_nodes()} nodes)")
+    out.print(f"wrote {escape(args.output)} ({g.number_of_nodes()} nodes)")
     return 0
 
 

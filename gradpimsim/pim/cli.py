@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gradpimsim.config import ConfigError, load_config
@@ -121,8 +122,8 @@ def bench_table(b: UpdateBench) -> Table:
     cfg = b.cfg
     tck = cfg.timing.tCK_ns
     h, p, pb = b.host, b.pim, b.pim_bounds
-    table = Table(title=f"update-bench: {b.params:,} params, {b.optimizer.name}, "
-                  f"{b.precision.name}, {cfg.name}, {b.layout} layout",
+    table = Table(title=escape(f"update-bench: {b.params:,} params, {b.optimizer.name}, "
+                               f"{b.precision.name}, {cfg.name}, {b.layout} layout"),
                   show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("host (NPU over the bus)", justify="right")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -248,7 +249,7 @@ def _finish(args: argparse.Namespace, data: dict[str, Any], runs: dict[str, RunR
     if args.out:
         paths += write_outputs(args.out, data, runs, timeline=not args.no_timeline)
     for p in paths:
-        console.print(f"[dim]wrote {p}[/]")
+        console.print(f"[dim]wrote {escape(str(p))}[/]")
     console.print(f"[dim]{wall:.1f} s wall[/]")
     if interrupted:
         console.print("[yellow]interrupted: the figures above cover the tasks finished so far"
@@ -269,7 +270,7 @@ def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunCon
              f", {run.optimizer} / {run.precision}")
     if any(r.interrupted for r in runs.values()):
         title += " (INTERRUPTED: partial)"
-    t = Table(title=title, header_style="bold")
+    t = Table(title=escape(title), header_style="bold")
     t.add_column("metric")
     labels = {"baseline": "host update", "pim": "GradPIM"}
     for name in runs:
