@@ -191,9 +191,9 @@ def preflight(outputs: Iterable[Output | None], inputs: Iterable[str | Path | No
             if _same_file(p, other.path):
                 raise OutputError(f"{name}: also given to {other.option}; give each output its "
                                   "own file")
-        for src in ins:
-            if (src.exists() and p.exists() and _same_file(p, src)) or \
-                    os.path.abspath(p) == os.path.abspath(src):
+        for src in ins:  # (a preset name is not a file: only existing inputs count)
+            if src.exists() and (_same_file(p, src) if p.exists() else
+                                 os.path.abspath(p) == os.path.abspath(src)):
                 raise OutputError(f"{name}: this is an input of the command; writing it would "
                                   "destroy it, choose another output name")
         if p.is_dir():

@@ -261,6 +261,13 @@ def test_planted_symlink_at_the_old_temporary_name_redirects_nothing(
     assert json.loads((tmp_path / "s.json").read_text())["requests"] == 50
 
 
+def test_gzip_outputs_are_ours_to_replace(small_trace: Path, tmp_path: Path) -> None:
+    cmds = tmp_path / "c.trace.gz"
+    for _ in range(2):  # the second run replaces the first's file without --force
+        assert main(["trace", str(small_trace), "--cmd-trace", str(cmds)]) == 0
+    assert gzip.decompress(cmds.read_bytes()).startswith(b"# gradpimsim")
+
+
 # ------------------------------------------------------------------ 4. unclear messages
 def test_bracketed_text_survives(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ini = tmp_path / "x.ini"
@@ -455,10 +462,3 @@ def test_tls_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert rc == 2 and "--tls-key" in _one_clear_line(err)
     rc, _, err = _run(["sweep", str(spec), "--scheduler", "tls://10.0.0.1:8786"], capsys)
     assert rc == 2 and "--tls-ca-file" in _one_clear_line(err)
-
-
-def test_gzip_outputs_are_ours_to_replace(small_trace: Path, tmp_path: Path) -> None:
-    cmds = tmp_path / "c.trace.gz"
-    for _ in range(2):  # the second run replaces the first's file without --force
-        assert main(["trace", str(small_trace), "--cmd-trace", str(cmds)]) == 0
-    assert gzip.decompress(cmds.read_bytes()).startswith(b"# gradpimsim")
