@@ -109,3 +109,39 @@ def test_real_tables_with_quirks_import() -> None:
     assert gpt.nodes["Linear1"]["params"]["weight"]["shape"] == [4800, 1600]
     tr = import_scalesim(REFERENCE / "Transformer.csv")  # section label row, repeated names
     assert "Attn_Xmap_2" in tr
+
+
+def test_output_size_conventions(tmp_path: Path) -> None:
+    """conv1 of ResNet: 224x224 input, 7x7 filter, stride 2.  PyTorch pads 3: (224+6-7)//2+1
+    = 112; unpadded floor: (224-7)//2+1 = 109; SCALE-Sim: ceil((224-7+2)/2) = 110."""
+    path = tmp_path / "conv1.csv"
+    path.write_text(", ".join(("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height",
+                               "Filter Width", "Channels", "Num Filter", "Strides")) +
+                    ",\nconv1,224,224,7,7,3,64,2,\nconv2,56,56,3,3,64,64,1,\n")
+    sizes = {p: import_scalesim(path, padding=p).nodes["conv1"]["out_shape"][2:]
+             for p in ("same", "valid", "scalesim")}
+    assert sizes == {"same": [112, 112], "valid": [109, 109], "scalesim": [110, 110]}
+    g = import_scalesim(path, padding="scalesim")
+    assert g.nodes["conv1"]["attrs"]["padding"] == [0, 0, 1, 1]  # (110-1)*2+7 = 225 rows read
+    assert g.nodes["conv1"]["flops"] == 2 * 64 * 110 * 110 * 3 * 7 * 7
+    assert g.nodes["conv2"]["out_shape"][2:] == [54, 54]  # stride 1: (56-3)+1 either way
+    with pytest.raises(GraphError, match="padding must be one of"):
+        import_scalesim(path, padding="full")
+
+
+@needs_reference
+def test_resnet18_table_in_scalesim_arithmetic() -> None:
+    """SCALE-Sim's ceil((H-R+S)/S) differs from (H-R)//S+1 on the 7 strided rows of 21
+    (where S does not divide H-R); the rows are read back from the table itself."""
+    rows = [line.split(",") for line in (REFERENCE / "Resnet18.csv").read_text().splitlines()[1:]
+            if line.strip()]
+    ceil_mode = import_scalesim(REFERENCE / "Resnet18.csv", padding="scalesim")
+    floor_mode = import_scalesim(REFERENCE / "Resnet18.csv", padding="valid")
+    differ = 0
+    for row in rows:
+        name, (h, w, r, s, _, _, st) = row[0], (int(v) for v in row[1:8])
+        expect = [-(-(h - r + st) // st), -(-(w - s + st) // st)]
+        if ceil_mode.nodes[name]["op"] == "conv2d":
+            assert ceil_mode.nodes[name]["out_shape"][2:] == expect, name
+            differ += floor_mode.nodes[name]["out_shape"][2:] != expect
+    assert differ == 7

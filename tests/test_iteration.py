@@ -9,10 +9,8 @@ import pytest
 
 from gradpimsim.cli import main
 from gradpimsim.graph.io import save_graph
-from gradpimsim.host.npu import NPUModel
-from gradpimsim.host.training import expand_training
 from gradpimsim.system.config import RunConfig
-from gradpimsim.system.simulate import compare, simulate
+from gradpimsim.system.simulate import compare, plan, simulate
 from workloads.mlp import mlp
 
 
@@ -64,14 +62,8 @@ def test_traffic_exactly_once_and_update_offloaded(tiny: str) -> None:
 
 
 def _plan(run: RunConfig, path: str):  # type: ignore[no-untyped-def]
-    from gradpimsim.host.allocator import Allocator, place_schedule
-    from gradpimsim.pim.layout import ColocatedPolicy
-
-    schedule = expand_training(run_graph(path, run.batch), run.optimizer_config(),
-                               run.precision_policy())
-    alloc = Allocator(run.memory_config(), ColocatedPolicy())
-    place_schedule(schedule, alloc)
-    return schedule, alloc, NPUModel().schedule_costs(schedule)
+    p = plan(run)
+    return p.schedule, p.alloc, p.costs
 
 
 def _segs(alloc, tr) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
@@ -205,3 +197,14 @@ def test_resnet18_small_batch_end_to_end(online_checker: list) -> None:  # type:
     assert all(t.end >= 0 for t in base.tasks + pim.tasks)
     assert res.speedup is not None and res.speedup > 1.0
     assert pim.energy_nj["total"] < base.energy_nj["total"]
+    assert not base.schedule_violations and not pim.schedule_violations
+
+
+def test_legacy_model_reproduces_0_1_cycles_bit_for_bit() -> None:
+    """Continuity: no fusion, the legacy task order and the old NPU reproduce the cycles
+    gradpimsim 0.1 (main at 5e546af) reported for ResNet-18 at batch 1 on one DDR4-2400
+    channel: 27,960,179 (host update) and 20,028,181 (GradPIM) cycles."""
+    for pim, cycles in ((False, 27_960_179), (True, 20_028_181)):
+        res = simulate(RunConfig.legacy(workload="resnet18", batch=1, pim=pim))
+        assert res.cycles == cycles
+        assert not res.schedule_violations

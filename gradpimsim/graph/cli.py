@@ -1,7 +1,9 @@
 """``gradpimsim workloads``: list the zoo, inspect a workload, export it as JSON.
 
 ``show`` accepts a zoo name or a graph file (node-link ``.json``, SCALE-Sim ``.csv``, ``.onnx``)
-so users can inspect their own networks the same way as the built-in ones.
+so users can inspect their own networks the same way as the built-in ones, and, with
+``--allow-python``, a PyTorch model from ``python:MODULE:FUNCTION`` (see
+``graph/importers/python_entry.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from rich.table import Table
 
 from gradpimsim.config import ConfigError
 from gradpimsim.config.training import OPTIMIZERS, PRECISIONS, OptimizerConfig, precision
+from gradpimsim.graph.importers.python_entry import AllowPython
 from gradpimsim.graph.schema import (
     GraphError,
     activation_bytes,
@@ -47,7 +50,12 @@ def _fmt_flops(n: float) -> str:
 
 
 def load_any(name: str, batch: int | None = None, seq_len: int | None = None) -> nx.DiGraph:
-    """A zoo workload by name, or a graph file by path (JSON, SCALE-Sim CSV, ONNX)."""
+    """A zoo workload by name, a graph file by path (JSON, SCALE-Sim CSV, ONNX), or a
+    ``python:MODULE:FUNCTION`` entry point (allowed by ``--allow-python`` only)."""
+    from gradpimsim.graph.importers.python_entry import is_python_spec, load_python
+
+    if is_python_spec(name):
+        return load_python(name, batch=batch, seq_len=seq_len)
     path = Path(name)
     if path.suffix.lower() in (".json", ".csv", ".onnx"):
         if not path.exists():
@@ -59,7 +67,7 @@ def load_any(name: str, batch: int | None = None, seq_len: int | None = None) ->
             from gradpimsim.graph.importers.scalesim import import_scalesim
             return import_scalesim(path, batch=batch or 1)
         from gradpimsim.graph.importers.onnx import import_onnx
-        return import_onnx(path)
+        return import_onnx(path, batch=batch)
     import workloads
     return workloads.get_workload(name, batch=batch, seq_len=seq_len)
 
@@ -126,7 +134,55 @@ def _cmd_show(args: argparse.Namespace) -> int:
         mark = " *" if name == opt.name else ""
         upd.add_row(name + mark, str(r), str(w), _fmt_bytes(r * params), _fmt_bytes(w * params))
     out.print(upd)
+    if args.traffic:
+        _traffic_tables(g, args)
     return 0
+
+
+def _traffic_tables(g: nx.DiGraph, args: argparse.Namespace) -> None:
+    """``show --traffic``: the iteration's planned DRAM bytes by phase, tensor class and pass
+    (the NPU's transfers, tiling included, in whole bursts; ``host.traffic``)."""
+    from gradpimsim.host.npu import NPUModel
+    from gradpimsim.host.traffic import CLASSES, by_layer, by_phase_and_class, traffic_rows
+    from gradpimsim.host.training import Dataflow, expand_training
+
+    npu = NPUModel(args.npu)
+    flow = Dataflow(args.fusion, args.task_order, args.backward,
+                    npu.cfg.residency_budget if args.fusion == "full" else 0)
+    schedule = expand_training(g, OptimizerConfig(args.optimizer), precision(args.precision),
+                               flow)
+    rows = traffic_rows(schedule, npu.schedule_costs(schedule))
+    phases = by_phase_and_class(rows)
+    title = (f"DRAM traffic of one iteration (host update; fusion {flow.fusion}, "
+             f"{flow.order} order, {flow.backward} backward, NPU {npu.cfg.name})")
+    t = Table(title=title)
+    t.add_column("tensor class")
+    for ph in ("forward", "backward", "update"):
+        t.add_column(f"{ph} read / written", justify="right")
+    t.add_column("total", justify="right")
+    grand = 0
+    for cls in CLASSES:
+        cells, total = [], 0
+        for ph in ("forward", "backward", "update"):
+            v = phases.get(ph, {}).get(cls, {"read": 0, "write": 0})
+            cells.append(f"{_fmt_bytes(v['read'])} / {_fmt_bytes(v['write'])}")
+            total += v["read"] + v["write"]
+        if total:
+            t.add_row(cls, *cells, _fmt_bytes(total))
+            grand += total
+    t.add_row("[bold]all[/]", "", "", "", f"[bold]{_fmt_bytes(grand)}[/]")
+    out.print(t)
+    layers = Table(title="DRAM traffic per pass (read + written; updates: one row)")
+    layers.add_column("pass (anchor layer)", overflow="fold")
+    for ph in ("forward", "backward", "update"):
+        layers.add_column(ph, justify="right")
+    update_total = 0
+    for layer, v in by_layer(rows).items():
+        if v["forward"] or v["backward"]:
+            layers.add_row(layer, _fmt_bytes(v["forward"]), _fmt_bytes(v["backward"]), "")
+        update_total += v["update"]
+    layers.add_row("optimizer updates (all parameters)", "", "", _fmt_bytes(update_total))
+    out.print(layers)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -158,15 +214,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=_guard(_cmd_list))
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("name", help="zoo name (see `workloads list`) or a .json/.csv/.onnx file")
+        sp.add_argument("name", help="zoo name (see `workloads list`), a .json/.csv/.onnx "
+                        "file, or python:MODULE:FUNCTION[@SHAPES] (needs --allow-python)")
         sp.add_argument("--batch", type=positive_int, default=None, help="batch size")
         sp.add_argument("--seq-len", type=positive_int, default=None, help="sequence length")
+        sp.add_argument("--allow-python", action=AllowPython)
 
     show = sub.add_parser("show", help="layers, parameters, FLOPs, bytes, update traffic")
     common(show)
     show.add_argument("--optimizer", default="momentum", choices=OPTIMIZERS)
     show.add_argument("--precision", default="mixed", choices=list(PRECISIONS))
     show.add_argument("--all", action="store_true", help="list every node, views included")
+    show.add_argument("--traffic", action="store_true",
+                      help="also break the iteration's DRAM traffic down by phase, tensor "
+                      "class and pass, under the dataflow options below")
+    from gradpimsim.host.fusion import FUSION_POLICIES
+    from gradpimsim.host.npu import DEFAULT_NPU
+    from gradpimsim.host.training import BACKWARD_PASSES, TASK_ORDERS
+
+    show.add_argument("--npu", default=DEFAULT_NPU, metavar="PRESET|FILE",
+                      help=f"with --traffic: NPU preset or .toml (default {DEFAULT_NPU})")
+    show.add_argument("--fusion", choices=FUSION_POLICIES, default="full",
+                      help="with --traffic: fusion policy (default full)")
+    show.add_argument("--task-order", choices=TASK_ORDERS, default="autograd",
+                      help="with --traffic: task order (default autograd)")
+    show.add_argument("--backward", choices=BACKWARD_PASSES, default="fused",
+                      help="with --traffic: fused or split backward passes (default fused)")
     show.set_defaults(func=_guard(_cmd_show))
     exp = sub.add_parser("export", help="write a workload as node-link JSON")
     common(exp)

@@ -46,6 +46,8 @@ from gradpimsim.config.model import ConfigError
 from gradpimsim.host.training import Access, TrainingSchedule
 
 DATAFLOWS = ("ws", "os", "is")
+#: DMA chunk alignment of the current model: one DDR4 burst.
+DMA_ALIGN = 64
 
 
 @dataclass(frozen=True)
@@ -60,16 +62,21 @@ class Transfer:
 
 @dataclass(frozen=True)
 class NPUConfig:
-    """Systolic-array NPU parameters (defaults are ``presets/default.toml``)."""
+    """Systolic-array NPU parameters (defaults are the default preset, ``presets/small.toml``)."""
 
-    name: str = "default"
-    rows: int = 128
-    cols: int = 128
+    name: str = "small"
+    rows: int = 32
+    cols: int = 32
     freq_ghz: float = 1.0
-    buffer_bytes: int = 24 * 2**20
-    vector_lanes: int = 128
+    buffer_bytes: int = 8 * 2**20
+    vector_lanes: int = 32
     dataflow: str = "ws"
     dma_chunk_bytes: int = 65536
+    #: On-chip residency budget of ``fusion="full"`` (``host.residency``); None: half the
+    #: buffer (the other half streams the consuming pass's operands).
+    resident_bytes: int | None = None
+    #: What the preset says about itself (shown by ``gradpimsim workloads npus``).
+    description: str = ""
 
     def __post_init__(self) -> None:
         for f in ("rows", "cols", "buffer_bytes", "vector_lanes", "dma_chunk_bytes"):
@@ -78,9 +85,37 @@ class NPUConfig:
                 raise ConfigError(f"npu.{f}", f"must be a positive integer, got {v!r}")
         if not self.freq_ghz > 0:
             raise ConfigError("npu.freq_ghz", f"must be > 0, got {self.freq_ghz!r}")
+        rb = self.resident_bytes
+        if rb is not None and (isinstance(rb, bool) or not isinstance(rb, int) or rb < 0
+                               or rb > self.buffer_bytes):
+            raise ConfigError("npu.resident_bytes", f"must be an integer from 0 to buffer_bytes "
+                                                    f"({self.buffer_bytes}), got {rb!r}")
+        if not isinstance(self.description, str):
+            raise ConfigError("npu.description", "must be a string")
         if self.dataflow not in DATAFLOWS:
             raise ConfigError("npu.dataflow", f"unknown dataflow {self.dataflow!r}; "
                                               f"choose one of {', '.join(DATAFLOWS)}")
+
+
+    @property
+    def residency_budget(self) -> int:
+        """Bytes a pass may leave in the buffer for the next (``resident_bytes`` resolved)."""
+        return self.buffer_bytes // 2 if self.resident_bytes is None else self.resident_bytes
+
+    @property
+    def peak_flops(self) -> float:
+        """Peak MAC throughput of the array in FLOP/s (2 FLOPs per MAC)."""
+        return 2.0 * self.rows * self.cols * self.freq_ghz * 1e9
+
+    def flop_per_byte(self, bandwidth_gbs: float) -> float:
+        """Peak FLOPs per byte of a memory of ``bandwidth_gbs`` GB/s: the ridge point."""
+        return self.peak_flops / (bandwidth_gbs * 1e9)
+
+
+#: Preset names that were renamed (results written under the old name reproduce).
+PRESET_ALIASES = {"default": "large"}
+#: The preset a run uses unless told otherwise (see ``presets/small.toml`` for why).
+DEFAULT_NPU = "small"
 
 
 def npu_preset_names() -> list[str]:
@@ -96,9 +131,10 @@ def npu_from_dict(values: Mapping[str, Any]) -> NPUConfig:
     return NPUConfig(**values)
 
 
-def load_npu_config(name_or_path: str | Path = "default") -> NPUConfig:
+def load_npu_config(name_or_path: str | Path = DEFAULT_NPU) -> NPUConfig:
     """An NPU configuration from a preset name or a TOML file (same keys as the preset)."""
     path = Path(name_or_path)
+    name_or_path = PRESET_ALIASES.get(str(name_or_path), name_or_path)
     if path.suffix == ".toml" and path.exists():
         text = path.read_text()
     elif str(name_or_path) in npu_preset_names():
@@ -131,8 +167,12 @@ class TaskCost:
 class NPUModel:
     """Analytical systolic-array NPU; feed it task attribute dicts of a training task DAG."""
 
-    def __init__(self, config: NPUConfig | str | Path = "default") -> None:
+    def __init__(self, config: NPUConfig | str | Path = DEFAULT_NPU, *, align: int = 1) -> None:
         self.cfg = config if isinstance(config, NPUConfig) else load_npu_config(config)
+        #: DMA chunk boundaries fall on multiples of ``align`` bytes of a tensor (a DDR4 burst
+        #: in the current model, so every chunk moves whole bursts and bytes can be counted by
+        #: hand; 1 in the legacy model, which split chunks at any byte).
+        self.align = align
 
     # -- compute ------------------------------------------------------------------------------
     def gemm_cycles(self, m: int, n: int, k: int, groups: int = 1) -> int:
@@ -167,8 +207,14 @@ class NPUModel:
         return self.cost(task).transfers
 
     def schedule_costs(self, schedule: TrainingSchedule) -> dict[str, TaskCost]:
-        """Costs of every task of an iteration, keyed by task id."""
-        return {t: self.cost(schedule.dag.nodes[t]) for t in schedule.order()}
+        """Costs of every task of an iteration, keyed by task id (DMA chunks burst aligned
+        unless the schedule is in the legacy order)."""
+        align = self.align
+        self.align = 1 if schedule.dataflow.order == "legacy" else DMA_ALIGN
+        try:
+            return {t: self.cost(schedule.dag.nodes[t]) for t in schedule.order()}
+        finally:
+            self.align = align
 
     def _plan(self, reads: list[Access], writes: list[Access],
               roles: Mapping[str, Sequence[str]]) -> tuple[str, int, list[Transfer]]:
@@ -195,18 +241,19 @@ class NPUModel:
         out: list[Transfer] = self._stream(other, [])
         if plan == "b_resident":
             for p in range(blocks_b):
-                out += self._stream(_part(b, p, blocks_b), [])
-                out += self._stream(a, _part(c, p, blocks_b))
+                out += self._stream(_part(b, p, blocks_b, self.align), [])
+                out += self._stream(a, _part(c, p, blocks_b, self.align))
             return plan, blocks_b, out
         if plan == "a_resident":
             for p in range(blocks_a):
-                out += self._stream(_part(a, p, blocks_a), [])
-                out += self._stream(b, _part(c, p, blocks_a))
+                out += self._stream(_part(a, p, blocks_a, self.align), [])
+                out += self._stream(b, _part(c, p, blocks_a, self.align))
             return plan, blocks_a, out
         for i in range(side):
             for j in range(side):
-                out += self._stream(_part(a, i, side) + _part(b, j, side), [])
-                out += self._stream([], _part(c, i * side + j, side * side))
+                ab = _part(a, i, side, self.align) + _part(b, j, side, self.align)
+                out += self._stream(ab, [])
+                out += self._stream([], _part(c, i * side + j, side * side, self.align))
         return plan, side * side, out
 
     def _stream(self, reads: Iterable[Access], writes: Iterable[Access]) -> list[Transfer]:
@@ -218,23 +265,31 @@ class NPUModel:
         chunk = self.cfg.dma_chunk_bytes
         pieces = max(-(-x.nbytes // chunk) for x, _ in streams)
         out = []
+        align = self.align
         for k in range(pieces):
             for x, w in streams:
                 lo, hi = x.nbytes * k // pieces, x.nbytes * (k + 1) // pieces
+                if align > 1:
+                    lo = lo // align * align
+                    hi = x.nbytes if k + 1 == pieces else hi // align * align
                 if hi > lo:
                     out.append(Transfer(x.tensor, x.offset + lo, hi - lo, w))
         return out
 
 
-def _part(group: Sequence[Access], p: int, parts: int) -> list[Access]:
-    """Block ``p`` of ``parts`` equal blocks of every range in ``group``."""
+def _part(group: Sequence[Access], p: int, parts: int, align: int = 1) -> list[Access]:
+    """Block ``p`` of ``parts`` equal blocks of every range in ``group`` (block boundaries on
+    multiples of ``align`` bytes)."""
     out = []
     for x in group:
         lo, hi = x.nbytes * p // parts, x.nbytes * (p + 1) // parts
+        if align > 1:
+            lo = lo // align * align
+            hi = x.nbytes if p + 1 == parts else hi // align * align
         if hi > lo:
             out.append(Access(x.tensor, x.offset + lo, hi - lo))
     return out
 
 
-__all__ = ["DATAFLOWS", "NPUConfig", "NPUModel", "TaskCost", "Transfer", "load_npu_config",
-           "npu_from_dict", "npu_preset_names"]
+__all__ = ["DATAFLOWS", "DEFAULT_NPU", "DMA_ALIGN", "NPUConfig", "NPUModel", "PRESET_ALIASES",
+           "TaskCost", "Transfer", "load_npu_config", "npu_from_dict", "npu_preset_names"]

@@ -19,8 +19,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gradpimsim.graph.importers.python_entry import AllowPython
+from gradpimsim.host.fusion import FUSION_POLICIES
+from gradpimsim.host.npu import DEFAULT_NPU
+from gradpimsim.host.training import BACKWARD_PASSES, TASK_ORDERS
 from gradpimsim.options import positive_int
-from gradpimsim.system.config import LAYOUTS, PIM_POLICIES, RunConfig
+from gradpimsim.system.config import LAYOUTS, PIM_POLICIES, UPDATE_POLICIES, RunConfig
 
 if TYPE_CHECKING:  # the simulator itself is imported when a command runs, not for --help
     from gradpimsim.system.executor import TaskRecord
@@ -53,8 +57,10 @@ def add_parser(subparsers: Any) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("workload", metavar="WORKLOAD",
-                   help="built-in workload (see `gradpimsim workloads list`) or a graph file "
-                   "(.json, SCALE-Sim .csv, .onnx)")
+                   help="built-in workload (see `gradpimsim workloads list`), a graph file "
+                   "(.json, SCALE-Sim .csv, .onnx) or python:MODULE:FUNCTION[@SHAPES] "
+                   "(needs --allow-python)")
+    p.add_argument("--allow-python", action=AllowPython)
     p.add_argument("--memory", "-c", "--config", dest="memory", default="ddr4-2400",
                    metavar="PRESET|FILE", help="memory preset, .toml or DRAMsim3 .ini "
                    "(default ddr4-2400)")
@@ -66,7 +72,23 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="sgd, momentum, nesterov, adam, adamw (default momentum)")
     p.add_argument("--precision", default="mixed", metavar="POLICY",
                    help="fp32, mixed (fp16), mixed-bf16, mixed-int8 (default mixed)")
-    p.add_argument("--npu", default="default", metavar="PRESET|FILE", help="NPU preset or .toml")
+    p.add_argument("--npu", default=DEFAULT_NPU, metavar="PRESET|FILE",
+                   help=f"NPU preset (edge, small, mid, large; default {DEFAULT_NPU}) or .toml")
+    p.add_argument("--fusion", choices=FUSION_POLICIES, default="full",
+                   help="which layers the NPU fuses into one pass (default full: elementwise "
+                   "layers and BatchNorm fused, outputs kept on chip when they fit; none: "
+                   "every layer round-trips DRAM, as before 0.2)")
+    p.add_argument("--task-order", choices=TASK_ORDERS, default="autograd",
+                   help="backward in autograd order (default), or legacy: every data "
+                   "gradient before any weight gradient (needs --fusion none --backward split)")
+    p.add_argument("--backward", choices=BACKWARD_PASSES, default="fused",
+                   help="a layer's data and weight gradients in one pass that reads the "
+                   "output gradient once (fused, default) or in two passes (split)")
+    p.add_argument("--update-policy", choices=UPDATE_POLICIES, default="auto",
+                   help="when an update starts: overlap (as soon as its gradient is complete "
+                   "and its weights are no longer read; the host then runs it between "
+                   "backward passes), after-backward, or auto (default: the host after "
+                   "backward, GradPIM overlapped)")
     p.add_argument("--layout", choices=LAYOUTS, default="colocated",
                    help="placement of each parameter's weight/gradient/state (both runs)")
     p.add_argument("--pim-policy", choices=PIM_POLICIES, default="host-first",
@@ -94,6 +116,8 @@ def _config(args: argparse.Namespace, pim: bool) -> RunConfig:
                      memory=args.memory, channels=args.channels, ranks=args.ranks,
                      optimizer=args.optimizer, precision=args.precision, npu=args.npu,
                      pim=pim, pim_policy=args.pim_policy, layout=args.layout,
+                     fusion=args.fusion, task_order=args.task_order, backward=args.backward,
+                     update_policy=args.update_policy,
                      functional=args.functional, step=args.step,
                      batch_runs=not args.no_batch, bin_cycles=args.bin_cycles)
 
@@ -102,6 +126,7 @@ def _user_errors(func: Any) -> Any:
     """Our input errors (unknown workload, layout the units cannot reach) are exit-2 errors."""
     def wrapped(args: argparse.Namespace) -> int:
         from gradpimsim.cli import UserError
+        from gradpimsim.config.model import ConfigError
         from gradpimsim.graph.schema import GraphError
         from gradpimsim.host.allocator import OutOfMemory
         from gradpimsim.pim.errors import LayoutError
@@ -109,6 +134,8 @@ def _user_errors(func: Any) -> Any:
         try:
             return int(func(args))
         except (GraphError, LayoutError) as exc:
+            raise UserError(str(exc)) from None
+        except ConfigError as exc:
             raise UserError(str(exc)) from None
         except OutOfMemory as exc:
             raise UserError(f"the workload does not fit in memory: {exc}; use more channels "
@@ -255,7 +282,10 @@ def _finish(args: argparse.Namespace, data: dict[str, Any], runs: dict[str, RunR
         console.print("[yellow]interrupted: the figures above cover the tasks finished so far"
                       + (f"; saved in {args.out}" if args.out else "") + "[/]")
         return 130
-    if any(r.verified is False for r in runs.values()):
+    if any(r.verified is False or r.schedule_violations for r in runs.values()):
+        for r in runs.values():
+            for v in r.schedule_violations[:5]:
+                console.print(f"[red]schedule violation: {escape(v)}[/]")
         return 1
     return 0
 
@@ -300,6 +330,9 @@ def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunCon
                  "pim_op"):
         if any(r.energy_nj.get(comp) for r in rs):
             row(f"  {comp}", lambda r, c=comp: f"{r.energy_nj.get(c, 0) / 1e3:,.1f} uJ")
+    row("schedule verified (hazards)",
+        lambda r: "yes" if not r.schedule_violations
+        else f"NO: {len(r.schedule_violations)} violations")
     row("wall time", lambda r: f"{r.wall_s:.1f} s")
     if speedup is not None:
         t.add_row("[bold]speedup (host / GradPIM)[/]", "", f"[bold]{speedup:.3f}x[/]")

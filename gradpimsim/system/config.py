@@ -13,9 +13,16 @@ from typing import Any
 
 from gradpimsim.config import ConfigError, MemoryConfig, load_config
 from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy, precision
+from gradpimsim.host.fusion import FUSION_POLICIES
+from gradpimsim.host.npu import DEFAULT_NPU
+from gradpimsim.host.training import BACKWARD_PASSES, TASK_ORDERS, Dataflow
 
 PIM_POLICIES = ("host-first", "pim-first")
 LAYOUTS = ("colocated", "naive")
+#: When an update may start: ``overlap`` as soon as its parameter's hazards allow,
+#: ``after-backward`` once the whole backward pass is done; ``auto``: the host baseline
+#: after backward (``optimizer.step()`` after ``loss.backward()``), GradPIM overlapped.
+UPDATE_POLICIES = ("auto", "overlap", "after-backward")
 
 
 @dataclass(frozen=True)
@@ -30,8 +37,16 @@ class RunConfig:
     ranks: int | None = None
     optimizer: str = "momentum"
     precision: str = "mixed"
-    npu: str = "default"
+    npu: str = DEFAULT_NPU
     pim: bool = False
+    #: Which layers the NPU fuses into one pass (``host.fusion``).
+    fusion: str = "full"
+    #: Task order: ``autograd`` or ``legacy`` (before 0.2; needs fusion none, split backward).
+    task_order: str = "autograd"
+    #: A pass's data and weight gradients in one pass (``fused``) or two (``split``).
+    backward: str = "fused"
+    #: When updates start (``UPDATE_POLICIES``).
+    update_policy: str = "auto"
     #: Command-bus ties between host traffic and PIM streams (``controller.pim_arbiter``).
     pim_policy: str = "host-first"
     #: Placement of each parameter's weight, gradient and state (the same in both runs).
@@ -55,6 +70,13 @@ class RunConfig:
         if self.pim_policy not in PIM_POLICIES:
             raise ConfigError("pim_policy", f"unknown policy {self.pim_policy!r}; choose one "
                                             f"of {', '.join(PIM_POLICIES)}")
+        for name, choices in (("fusion", FUSION_POLICIES), ("task_order", TASK_ORDERS),
+                              ("backward", BACKWARD_PASSES),
+                              ("update_policy", UPDATE_POLICIES)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(name, f"unknown value {getattr(self, name)!r}; choose one "
+                                        f"of {', '.join(choices)}")
+        self.dataflow(0)  # the combination must be valid (legacy needs none + split)
         if self.layout not in LAYOUTS:
             raise ConfigError("layout", f"unknown layout {self.layout!r}; choose one of "
                                         f"{', '.join(LAYOUTS)}")
@@ -64,6 +86,23 @@ class RunConfig:
             raise ConfigError("bin_cycles", "must be >= 1")
         self.optimizer_config()  # validate names early: errors name the field
         self.precision_policy()
+
+    def dataflow(self, resident_bytes: int) -> Dataflow:
+        """The NPU dataflow of this run, with the NPU's residency budget."""
+        return Dataflow(self.fusion, self.task_order, self.backward,
+                        resident_bytes if self.fusion == "full" else 0)
+
+    def resolved_update_policy(self) -> str:
+        """``update_policy`` with ``auto`` resolved for this run (host or PIM)."""
+        if self.update_policy != "auto":
+            return self.update_policy
+        return "overlap" if self.pim else "after-backward"
+
+    @classmethod
+    def legacy(cls, **kw: Any) -> RunConfig:
+        """The model of gradpimsim 0.1: no fusion, data gradients first, the large NPU."""
+        return cls(**{"fusion": "none", "task_order": "legacy", "backward": "split",
+                      "npu": "large", **kw})
 
     def optimizer_config(self) -> OptimizerConfig:
         return OptimizerConfig(self.optimizer)

@@ -137,6 +137,7 @@ class MemorySystem:
         """Move the byte ranges ``(addr, nbytes)``; the event fires when the last beat is done."""
         env = self.env
         now = int(env.now)
+        self.flush(now)  # decisions before ``now`` must not see these requests
         event = env.event()
         group = _Group(0, event)
         callback = self._completion(group)
@@ -221,6 +222,7 @@ class MemorySystem:
                 timer.callbacks.append(lambda _e: event.succeed(state["end"]))
 
         now = int(env.now)
+        self.flush(now)  # decisions before ``now`` (refresh postponement) must not see it
         for ch, (u, p) in per_channel.items():
             self.channels[ch].pim.advance(now)  # nothing of it issues before now
             self.channels[ch].add_program(u, p, on_done=finished)

@@ -54,6 +54,12 @@ class RunResult:
     #: With ``compare(jobs=2)`` that is the run's own worker; in one process it includes
     #: whatever ran before (with ``jobs=1`` the PIM run's figure covers the baseline too).
     peak_rss_mb: float | None = None
+    #: What the schedule verifier found (``system.verify``): empty when every data hazard of
+    #: the iteration was respected.
+    schedule_violations: list[str] = field(default_factory=list)
+    #: Planned DRAM bytes of the NPU's transfers by phase and tensor class
+    #: (``host.traffic.by_phase_and_class``); they add up to ``dram`` read and write bytes.
+    traffic: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
     @property
     def time_us(self) -> float:
@@ -68,6 +74,8 @@ class RunResult:
             "tasks_done": sum(1 for t in self.tasks if t.end >= 0),
             "tasks_total": len(self.tasks), "interrupted": self.interrupted,
             "verified": self.verified, "mismatches": self.mismatches[:20],
+            "schedule_ok": not self.schedule_violations, "traffic": self.traffic,
+            "schedule_violations": self.schedule_violations[:20],
             "wall_s": round(self.wall_s, 3), "peak_rss_mb": self.peak_rss_mb,
             "config": self.config.to_dict(), "memory": self.memory,
         }

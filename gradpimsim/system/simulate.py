@@ -15,17 +15,20 @@ import resource
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import simpy
 
+from gradpimsim.config import MemoryConfig
 from gradpimsim.controller.controller import CommandSink
 from gradpimsim.graph.cli import load_any
 from gradpimsim.graph.schema import activation_bytes, param_bytes
 from gradpimsim.host.allocator import Allocator, place_schedule
-from gradpimsim.host.npu import NPUModel
-from gradpimsim.host.training import expand_training, group_tensor_name
+from gradpimsim.host.npu import NPUModel, TaskCost
+from gradpimsim.host.traffic import by_phase_and_class, traffic_rows
+from gradpimsim.host.training import TrainingSchedule, expand_training, group_tensor_name
 from gradpimsim.pim.config import PimConfig
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.kernels import UpdateTarget, build_program, check_supported
@@ -36,7 +39,14 @@ from gradpimsim.system.config import RunConfig
 from gradpimsim.system.executor import Executor, TaskRecord
 from gradpimsim.system.memory import MemorySystem
 from gradpimsim.system.results import CompareResult, RunResult, collect
-from gradpimsim.system.values import HostUpdater, fill_parameters, verify_parameters
+from gradpimsim.system.values import (
+    GradientWriter,
+    HostUpdater,
+    fill_parameters,
+    last_gradient_writers,
+    verify_parameters,
+)
+from gradpimsim.system.verify import verify_schedule
 
 ProgressHook = Callable[[TaskRecord, int, int], None]
 SinkFactory = Callable[[int], CommandSink | None]
@@ -44,33 +54,57 @@ SinkFactory = Callable[[int], CommandSink | None]
 RUNS = ("baseline", "pim")
 
 
+@dataclass
+class Plan:
+    """Everything an iteration is decided from before it runs: the task DAG, what each task
+    costs the NPU and where every tensor lives (the traffic audit reads this too)."""
+
+    cfg: MemoryConfig
+    schedule: TrainingSchedule
+    npu: NPUModel
+    costs: dict[str, TaskCost]
+    alloc: Allocator
+
+
+def plan(run: RunConfig) -> Plan:
+    """Expand, cost and place the iteration ``run`` describes (no simulation)."""
+    cfg = run.memory_config()
+    graph = load_any(run.workload, batch=run.batch, seq_len=run.seq_len)
+    npu = NPUModel(run.npu)
+    schedule = expand_training(graph, run.optimizer_config(), run.precision_policy(),
+                               run.dataflow(npu.cfg.residency_budget))
+    costs = npu.schedule_costs(schedule)
+    alloc = Allocator(cfg, ColocatedPolicy() if run.layout == "colocated" else "naive")
+    place_schedule(schedule, alloc)
+    return Plan(cfg, schedule, npu, costs, alloc)
+
+
 def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
              sink_factory: SinkFactory | None = None,
              pim_config: PimConfig | None = None) -> RunResult:
     """Simulate one iteration as configured (``run.pim`` chooses where the update runs)."""
     wall = time.perf_counter()
-    cfg = run.memory_config()
     opt = run.optimizer_config()
     prec = run.precision_policy()
     pim = pim_config or PimConfig()
     if run.pim:
         check_supported(opt, prec, pim)  # an update the unit cannot do is an error, up front
-    graph = load_any(run.workload, batch=run.batch, seq_len=run.seq_len)
-    schedule = expand_training(graph, opt, prec)
-    npu = NPUModel(run.npu)
-    costs = npu.schedule_costs(schedule)
-    alloc = Allocator(cfg, ColocatedPolicy() if run.layout == "colocated" else "naive")
-    place_schedule(schedule, alloc)
+    p = plan(run)
+    cfg, schedule, npu, costs, alloc = p.cfg, p.schedule, p.npu, p.costs, p.alloc
 
     env = simpy.Environment()
     store = array = None
     refs: dict[str, Any] = {}
     targets = {pid: _target(pid, roles, opt, prec, alloc) for pid, roles in
                schedule.groups.items()}
+    grad_writer = None
     if run.functional:
         store = DramStore(cfg, alloc.amap)
         refs = fill_parameters(store, list(targets.values()), opt, prec,
-                               np.random.default_rng(run.seed))
+                               np.random.default_rng(run.seed), gradients=False)
+        grad_writer = GradientWriter(store, targets, dict(zip(targets, refs, strict=True)),
+                                     prec, last_gradient_writers(schedule.program,
+                                                                 schedule.dag.nodes))
         if run.pim:
             array = PimArray(cfg, store, pim)
     memory = MemorySystem(env, cfg, pim=pim, policy=run.pim_policy, array=array,
@@ -95,7 +129,9 @@ def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
 
     executor = Executor(env, cfg, schedule, costs, npu, alloc, memory,
                         pim_program=pim_program if run.pim else None,
-                        on_task_done=on_task_done, on_host_update=host_update)
+                        update_policy=run.resolved_update_policy(),
+                        on_task_done=on_task_done, on_host_update=host_update,
+                        on_write_done=grad_writer)
     windows = _window_snapshots(env, executor, memory)
     interrupted = False
     try:
@@ -105,6 +141,10 @@ def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
         interrupted = True
     result = collect(run, cfg, executor, memory, windows, wall_s=time.perf_counter() - wall,
                      interrupted=interrupted, pim=pim)
+    result.schedule_violations = verify_schedule(schedule.program, schedule.dag.nodes,
+                                                 executor.records.values())
+    result.traffic = by_phase_and_class(traffic_rows(schedule, costs, executor.npu_tasks,
+                                                     cfg.org.burst_bytes))
     if run.functional and store is not None and not interrupted:
         result.mismatches = verify_parameters(store, list(targets.values()), refs, opt, prec,
                                               run.step)

@@ -15,9 +15,17 @@ Mapping:
   ``[batch, Channels]`` input; other conv rows become ``conv2d`` on NCHW.
 * depthwise rows, written ``Channels = 1, Num Filter = 1`` and marked ``#dw`` or named ``*dw*``,
   become depthwise convolutions whose channel count is the one of the layer feeding them.
-* ``padding="same"`` (default) pads ``(kernel - 1) // 2``: SCALE-Sim tables list the unpadded
-  input size of padded convolutions (the shipped ResNet tables do), so this rebuilds the real
-  network's shapes; ``"valid"`` reproduces SCALE-Sim's own ``(H - R) // S + 1`` arithmetic.
+* ``padding`` picks the output-size arithmetic, and no choice is right for every table:
+
+  - ``"same"`` (default) pads ``(kernel - 1) // 2``, PyTorch's floor arithmetic
+    ``(H + 2P - R) // S + 1``: SCALE-Sim tables list the unpadded input size of padded
+    convolutions (the shipped ResNet tables do), so this rebuilds the real network's shapes;
+  - ``"valid"`` pads nothing, PyTorch's ``(H - R) // S + 1``;
+  - ``"scalesim"`` is SCALE-Sim's own arithmetic, ``ceil((H - R + S) / S)``: no padding, but a
+    stride that does not divide ``H - R`` yields one more row and column than ``"valid"``
+    (7 of the 21 rows of SCALE-Sim's ResNet-18 table: 110 x 110 for conv1, not 109 x 109).
+    The graph records it as padding after the input (``padding`` ``[top, left, bottom,
+    right]``), so the layer's MACs are the ones SCALE-Sim simulates.
 * GEMM rows become ``linear`` (weight ``[N, K]``) on ``[M, K]``, except those named in
   ``activation_gemms``, which become weightless ``matmul`` of two ``[M,K]``/``[K,N]`` inputs.
 * Convolutions get no bias, linear layers get one (torchvision's convention); both settable.
@@ -42,6 +50,7 @@ from gradpimsim.graph.schema import GraphError
 CONV_COLUMNS = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width",
                 "Channels", "Num Filter", "Strides")
 GEMM_COLUMNS = ("Layer", "M", "N", "K")
+PADDINGS = ("same", "valid", "scalesim")
 
 
 def _fields(line: str) -> tuple[list[str], str]:
@@ -60,8 +69,9 @@ def import_scalesim(path: str | Path, batch: int = 1, *, name: str | None = None
                     activation_gemms: Iterable[str] = ()) -> nx.DiGraph:
     """Read a SCALE-Sim topology file into a schema-valid graph (errors name file:line)."""
     p = Path(path)
-    if padding not in ("same", "valid"):
-        raise GraphError("scalesim", f"padding must be 'same' or 'valid', got {padding!r}")
+    if padding not in PADDINGS:
+        raise GraphError("scalesim", f"padding must be one of {', '.join(PADDINGS)}, got "
+                                     f"{padding!r}")
     try:
         lines = p.read_text().splitlines()
     except OSError as exc:
@@ -142,6 +152,7 @@ def import_scalesim(path: str | Path, batch: int = 1, *, name: str | None = None
                 raise GraphError(where, f"filter {r}x{s} larger than IFMAP {h}x{w}")
             depthwise = c == 1 and f == 1 and r * s > 1 and (
                 "dw" in comment.lower() or "dw" in layer.lower())
+            groups = 1
             if depthwise:
                 prod = next((t for t in reversed(made) if len(t.shape) == 4
                              and t.shape[2:] == (h, w)), None)
@@ -149,12 +160,15 @@ def import_scalesim(path: str | Path, batch: int = 1, *, name: str | None = None
                     raise GraphError(where, "depthwise row (channels = filters = 1) but no "
                                             f"earlier layer produces a {h}x{w} feature map to "
                                             "take the channel count from")
-                ch = prod.shape[1]
-                made.append(b.conv2d(prod, node, ch, (r, s), stride, (pad_h, pad_w),
-                                     groups=ch, bias=conv_bias))
-                continue
-            x = source(node, (batch, c, h, w))
-            made.append(b.conv2d(x, node, f, (r, s), stride, (pad_h, pad_w), bias=conv_bias))
+                x, f = prod, prod.shape[1]
+                groups = f
+            else:
+                x = source(node, (batch, c, h, w))
+            if padding == "scalesim":
+                made.append(_scalesim_conv(b, x, node, f, r, s, stride, groups, conv_bias))
+            else:
+                made.append(b.conv2d(x, node, f, (r, s), stride, (pad_h, pad_w),
+                                     groups=groups, bias=conv_bias))
         except GraphError as exc:
             if exc.where.startswith(str(p)):
                 raise
@@ -162,3 +176,22 @@ def import_scalesim(path: str | Path, batch: int = 1, *, name: str | None = None
     if not made:
         raise GraphError(str(p), "no layer rows")
     return b.build()
+
+
+def scalesim_out(size: int, kernel: int, stride: int) -> int:
+    """SCALE-Sim's output extent: ``ceil((size - kernel + stride) / stride)``."""
+    return -(-(size - kernel + stride) // stride)
+
+
+def _scalesim_conv(b: GraphBuilder, x: Tensor, node: str, filters: int, r: int, s: int,
+                   stride: int, groups: int, bias: bool) -> Tensor:
+    """A convolution with SCALE-Sim's output size: PyTorch's arithmetic over an input padded
+    after its last row and column by what the ceiling adds."""
+    n, c, h, w = x.shape
+    ho, wo = scalesim_out(h, r, stride), scalesim_out(w, s, stride)
+    after_h, after_w = (ho - 1) * stride + r - h, (wo - 1) * stride + s - w
+    params = {"weight": (filters, c // groups, r, s), **({"bias": (filters,)} if bias else {})}
+    macs = n * filters * ho * wo * (c // groups) * r * s
+    return b.node(node, "conv2d", [x], (n, filters, ho, wo), params=params, flops=2 * macs,
+                  kernel=[r, s], stride=[stride, stride], padding=[0, 0, after_h, after_w],
+                  groups=groups, dilation=1, bias=bias)

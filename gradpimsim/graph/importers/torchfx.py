@@ -1,15 +1,20 @@
-"""PyTorch ``nn.Module`` -> workload graph via ``torch.fx`` (optional extra: PyTorch).
+"""PyTorch ``nn.Module`` -> workload graph (optional extra: PyTorch).
 
-The module is traced symbolically and its shapes propagated on the ``meta`` device (a deep copy
-of the module is moved there), so no weights are read and no real computation runs; any batch
-size is cheap.  Node names are the traced names with ``_`` kept as fx writes them, except module
-calls, which keep the module's qualified name (``layer1.0.conv1``) so parameter ids read like
-``state_dict`` keys; a module called twice gets ``#2``, ``#3`` suffixes.
+:func:`import_torch` traces the module with ``torch.export`` where PyTorch has it (2.1 and
+later; :mod:`.torch_export` maps its ATen graph, and it traces Hugging Face models), and with
+``torch.fx`` otherwise or when export fails (for Hugging Face models through
+``transformers.utils.fx`` where that exists).  ``tracer="export"`` or ``"fx"`` picks one.
+Tracing runs the module's Python code with fake or meta tensors: no weights are read, no real
+computation runs, and any batch size is cheap.
 
-Module calls map like the ONNX importer's ops (Conv2d, Linear, BatchNorm2d, LayerNorm, ReLU,
-ReLU6, GELU, Tanh, Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Embedding, Dropout,
-Identity, Flatten, Softmax); other modules keep their class name in lowercase and own their
-parameters, so the parameter count is always the module's.  Functions and methods map
+The ``torch.fx`` path: shapes are propagated on the ``meta`` device (a deep copy of the module
+is moved there).  Node names are the traced names with ``_`` kept as fx writes them, except
+module calls, which keep the module's qualified name (``layer1.0.conv1``) so parameter ids read
+like ``state_dict`` keys; a module called twice gets ``#2``, ``#3`` suffixes.  Module calls map
+like the ONNX importer's ops (Conv2d, Linear, BatchNorm2d, LayerNorm, ReLU, ReLU6, GELU, Tanh,
+Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Embedding, Dropout, Identity, Flatten,
+Softmax); other modules keep their class name in lowercase and own their parameters, so the
+parameter count is always the module's.  Functions and methods map
 ``add``/``mul``/``matmul``/``relu``/``softmax``/``flatten``/``reshape``/``view``; tensors the
 module reads directly (``get_attr``), such as a tied weight in ``F.linear``, become
 ``shared_params`` of the reading node when another node owns them.
@@ -17,7 +22,9 @@ module reads directly (``get_attr``), such as a tied weight in ``F.linear``, bec
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -27,40 +34,100 @@ import networkx as nx
 from gradpimsim.graph.builder import GraphBuilder, Tensor
 from gradpimsim.graph.schema import ELEMENTWISE_FLOPS, GraphError, numel
 
+TRACERS = ("auto", "export", "fx")
+
 
 def _require_torch() -> Any:
     try:
         import torch
         import torch.fx  # noqa: F401
     except ModuleNotFoundError:
-        raise GraphError("torch", "torch.fx import needs PyTorch (pip install torch)") from None
+        raise GraphError("torch", "importing a PyTorch model needs PyTorch "
+                                  "(pip install torch)") from None
     return torch
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = next((t.strip() for t in text if t.strip()), type(exc).__name__)
+    return line if len(line) <= 240 else line[:237] + "..."
 
 
 def import_torch(module: Any, input_shapes: Sequence[Sequence[int]],
                  input_dtypes: Sequence[str] | None = None, *, name: str | None = None,
-                 input_names: Sequence[str] | None = None) -> nx.DiGraph:
+                 input_names: Sequence[str] | None = None,
+                 tracer: str = "auto") -> nx.DiGraph:
     """Trace ``module`` with inputs of ``input_shapes`` (dtypes ``fp32`` or ``int64``)."""
     torch = _require_torch()
+    if tracer not in TRACERS:
+        raise GraphError("torch", f"tracer must be one of {TRACERS}, got {tracer!r}")
+    dtypes = list(input_dtypes or ["fp32"] * len(input_shapes))
+    if len(dtypes) != len(input_shapes):
+        raise GraphError(type(module).__name__, f"{len(input_shapes)} input shapes but "
+                                                f"{len(dtypes)} dtypes")
+    label = name or type(module).__name__.lower()
+    batch = int(input_shapes[0][0]) if input_shapes and input_shapes[0] else 1
+    failures = []
+    export = getattr(torch, "export", None)
+    if tracer in ("auto", "export") and export is not None:
+        from gradpimsim.graph.importers.torch_export import convert_exported
+
+        args = tuple(torch.zeros(tuple(s), dtype=torch.long if dt == "int64" else torch.float32)
+                     for s, dt in zip(input_shapes, dtypes, strict=True))
+        try:
+            ep = export.export(module, args, strict=False)
+        except Exception as exc:  # any failure of user code or of the tracer
+            failures.append(f"torch.export: {_first_line(exc)}")
+        else:
+            return convert_exported(torch, ep, label, batch, input_names)
+    elif tracer == "export":
+        failures.append(f"torch.export: not in PyTorch {torch.__version__}")
+    if tracer in ("auto", "fx"):
+        try:
+            return _import_fx(torch, module, input_shapes, dtypes, label, batch, input_names)
+        except _TraceError as exc:
+            failures.append(f"torch.fx: {exc}")
+    raise GraphError(type(module).__name__, "cannot trace the module: " + "; ".join(failures))
+
+
+class _TraceError(Exception):
+    """torch.fx could not trace or shape-propagate the module."""
+
+
+def _fx_trace(module: Any, input_names: Sequence[str] | None) -> Any:
+    """``torch.fx.symbolic_trace``, or Hugging Face's tracer for its own models."""
     import torch.fx as fx
+
+    try:
+        from transformers import PreTrainedModel  # type: ignore[import-not-found]
+        from transformers.utils import fx as hf_fx  # type: ignore[import-not-found]
+    except ImportError:
+        PreTrainedModel = hf_fx = None  # noqa: N806
+    if PreTrainedModel is not None and isinstance(module, PreTrainedModel):
+        return hf_fx.symbolic_trace(module, input_names=list(input_names or ["input_ids"]))
+    return fx.symbolic_trace(module)
+
+
+def _import_fx(torch: Any, module: Any, input_shapes: Sequence[Sequence[int]],
+               dtypes: list[str], label: str, batch: int,
+               input_names: Sequence[str] | None) -> nx.DiGraph:
     from torch.fx.passes.shape_prop import ShapeProp
 
     try:
-        gm = fx.symbolic_trace(module)
+        gm = _fx_trace(module, input_names)
     except Exception as exc:
-        raise GraphError(type(module).__name__,
-                         f"torch.fx cannot trace the module: {exc}") from None
-    dtypes = list(input_dtypes or ["fp32"] * len(input_shapes))
+        raise _TraceError(_first_line(exc)) from None
     meta_gm = copy.deepcopy(gm).to("meta")
     args = [torch.zeros(tuple(s), dtype=torch.long if dt == "int64" else torch.float32,
                         device="meta") for s, dt in zip(input_shapes, dtypes, strict=True)]
     try:
-        ShapeProp(meta_gm).propagate(*args)
+        with contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints its traceback
+            ShapeProp(meta_gm).propagate(*args)
     except Exception as exc:
-        raise GraphError(type(module).__name__, f"shape propagation failed: {exc}") from None
+        cause = exc.__cause__ or exc
+        raise _TraceError(f"shape propagation failed: {_first_line(cause)}") from None
     shapes = {n.name: n.meta.get("tensor_meta") for n in meta_gm.graph.nodes}
-    batch = int(input_shapes[0][0]) if input_shapes and input_shapes[0] else 1
-    b = GraphBuilder(name or type(module).__name__.lower(), batch)
+    b = GraphBuilder(label, batch)
     mods = dict(gm.named_modules())
     owners: dict[int, str] = {}  # id(parameter) -> "<node>.<name>"
     for mname, mod in mods.items():
@@ -83,8 +150,8 @@ def import_torch(module: Any, input_shapes: Sequence[Sequence[int]],
         if n.op == "placeholder":
             i = placeholders
             placeholders += 1
-            label = input_names[i] if input_names else n.name
-            tensors[n.name] = b.input(label, shape_of(n), dtypes[i])
+            in_name = input_names[i] if input_names else n.name
+            tensors[n.name] = b.input(in_name, shape_of(n), dtypes[i])
             continue
         if n.op in ("output", "get_attr"):
             continue
@@ -177,6 +244,8 @@ def _function(b: GraphBuilder, n: Any, acts: list[Tensor], shape: list[int], gm:
         return b.act(acts[0], nid, "gelu")
     if tgt in (torch.softmax, F.softmax) or name == "softmax":
         return b.softmax(acts[0], nid)
+    if tgt is F.adaptive_avg_pool2d and len(shape) == 4 and shape[-1] == shape[-2]:
+        return b.adaptive_avgpool(acts[0], nid, shape[-1])
     is_view = tgt in (torch.flatten, operator.getitem) or name in (
         "flatten", "view", "reshape", "contiguous", "squeeze", "unsqueeze", "getitem")
     if is_view and acts and numel(shape) == numel(acts[0].shape):
