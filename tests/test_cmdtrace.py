@@ -109,7 +109,7 @@ def test_command_names(name: str, cmd: Cmd | None) -> None:
     ("0 activate 0 1.5 0 0 0x1 0x0\n", 1, "rank must be a decimal integer"),
     ("-4 activate 0 0 0 0 0x1 0x0\n", 1, "clk must be >= 0"),
     ("4 activate 0 0 -2 0 0x1 0x0\n", 1, "bankgroup must be >= -1"),
-    ("4 activate -1 0 0 0 0x1 0x0\n", 1, "channel must be >= 0"),
+    ("4 activate -2 0 0 0 0x1 0x0\n", 1, "channel must be >= -1"),  # -1: the file's (DRAMsim3)
 ])
 def test_malformed_lines_name_file_and_line(tmp_path: Path, text: str, line: int,
                                             words: str) -> None:

@@ -19,11 +19,14 @@ PACKAGE = Path(gradpimsim.__file__).parent
 
 #: Layers, lowest first.  Packages on one layer are peers: neither imports the other.
 LAYERS: list[set[str]] = [
+    {"errors"},  # exceptions and one-line messages every layer raises
+    {"options", "io_safety"},  # typed options; safe reads and writes
     {"config", "runtime"},  # configuration as data; a process-level helper
     {"dram", "graph"},  # the device; workload graphs
     {"trace"},  # command and request trace formats (an edge: replay sits with system)
     {"controller", "pim", "host", "checker"},  # the host side, the PIM side; checker beside
-    {"arbiter", "stats", "gradpimsim"},  # above both sides; reports (edge); the package root
+    {"arbiter", "stats", "gradpimsim", "bounds"},  # above both sides; reports (edge); the
+                                                   # package root; up-front size estimates
     {"system", "bench"},  # a full iteration; the update bench
     {"sweep"},  # many runs of either
     {"cli"},  # every command-line front end

@@ -218,9 +218,12 @@ def test_ctrl_c_stops_both_workers(tmp_path: Path) -> None:
          "--out", str(out), "--cmd-trace", str(trace)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        partial = [tmp_path / f".partial.cmds.{name}.txt" for name in ("baseline", "pim")]
+        def partial() -> list[Path]:  # (temporary names carry a random token)
+            return [p for name in ("baseline", "pim")
+                    for p in tmp_path.glob(f".partial.*.cmds.{name}.txt")]
+
         deadline = time.monotonic() + 120
-        while not all(p.exists() and p.stat().st_size > 0 for p in partial):
+        while len(partial()) < 2 or not all(p.stat().st_size > 0 for p in partial()):
             assert proc.poll() is None and time.monotonic() < deadline, "never started"
             time.sleep(0.05)  # both are simulating: each has written commands
         os.killpg(proc.pid, signal.SIGINT)

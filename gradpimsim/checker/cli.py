@@ -20,6 +20,7 @@ from gradpimsim.checker.report import CheckReport
 from gradpimsim.checker.rules import RULES
 from gradpimsim.config import ConfigError, MemoryConfig, load_config
 from gradpimsim.config.pim import PimConfig
+from gradpimsim.options import int_range, nonneg_int
 from gradpimsim.trace.cmdtrace import CommandTraceError
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_UNUSABLE = 0, 1, 2
@@ -43,18 +44,29 @@ def add_parser(subparsers: Any) -> None:
                    help="accept GradPIM commands and check the PIM rules (default PIM knobs)")
     p.add_argument("--json", metavar="FILE|-", help="write the report as JSON ('-': stdout; the "
                    "summary then goes to stderr)")
-    p.add_argument("--show", type=int, default=10, metavar="N",
+    p.add_argument("--show", type=int_range(0, 1 << 20), default=10, metavar="N",
                    help="violations to print in detail (default 10)")
-    p.add_argument("--keep", type=int, default=1000, metavar="N",
+    p.add_argument("--keep", type=int_range(0, 1 << 24), default=1000, metavar="N",
                    help="violations to keep for the JSON report (default 1000)")
-    p.add_argument("--end-clk", type=int, default=None, metavar="CLK",
+    p.add_argument("--end-clk", type=nonneg_int, default=None, metavar="CLK",
                    help="check refresh obligations up to this clock (default: last command)")
+    p.add_argument("--channel", type=nonneg_int, default=None, metavar="N",
+                   help="the channel of commands written with channel -1 (DRAMsim3 writes one "
+                   "file per channel and marks refresh commands so; default: the channel of "
+                   "the file's other commands, else 0)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a --json file that gradpimsim did not write")
     p.set_defaults(func=run)
 
 
+#: The mark of ``check --json`` reports (see ``gradpimsim.io_safety``).
+REPORT_SCHEMA = "gradpimsim.check/1"
+
+
 def _error(message: str) -> int:
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False,
-                               soft_wrap=True)
+    from gradpimsim.errors import print_error
+
+    print_error(message)
     return EXIT_UNUSABLE
 
 
@@ -69,32 +81,34 @@ def _load(spec: str) -> MemoryConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Check the trace and report; returns the exit code."""
-    if args.show < 0 or args.keep < 0:
-        return _error("--show and --keep must be >= 0")
+    from gradpimsim.io_safety import output, preflight
+
     try:
         cfg = _load(args.config)
     except ConfigError as exc:
         return _error(str(exc))
+    preflight([output("--json", args.json, "json")], [args.trace, args.config], force=args.force)
+    if args.channel is not None and args.channel >= cfg.org.channels:
+        return _error(f"--channel {args.channel}: {cfg.name} has {cfg.org.channels} channel(s), "
+                      f"0 to {cfg.org.channels - 1}")
     pim = PimConfig() if args.pim else None
     try:
         report = check_trace(args.trace, cfg, pim, keep=max(args.keep, args.show),
-                             end_clk=args.end_clk)
+                             end_clk=args.end_clk, channel=args.channel)
     except CommandTraceError as exc:
         return _error(str(exc))
     console = Console(stderr=args.json == "-", highlight=False)
     print_summary(console, report, args.trace, cfg, args.show)
     if args.json:
-        data = {"trace": str(args.trace), **report.to_dict()}
+        from gradpimsim.io_safety import atomic_write_text
+
+        data = {"schema": REPORT_SCHEMA, "trace": str(args.trace), **report.to_dict()}
         data["violations"] = data["violations"][: args.keep]
-        text = json.dumps(data, indent=2)
+        text = json.dumps(data, indent=2, allow_nan=False)
         if args.json == "-":
             sys.stdout.write(text + "\n")
         else:
-            try:
-                with open(args.json, "w", encoding="utf-8") as fh:
-                    fh.write(text + "\n")
-            except OSError as exc:
-                return _error(f"cannot write {args.json}: {exc.strerror or exc}")
+            atomic_write_text(args.json, text + "\n")
     return EXIT_OK if report.ok else EXIT_VIOLATIONS
 
 

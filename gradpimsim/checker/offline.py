@@ -21,8 +21,13 @@ def check_trace(
     *,
     keep: int = 1000,
     end_clk: int | None = None,
+    channel: int | None = None,
 ) -> CheckReport:
     """Check every command of a DRAMsim3-style command trace (plain or ``.gz``).
+
+    Commands with channel -1 (DRAMsim3's refresh commands) belong to the file's channel:
+    ``channel``, or the channel of its first command that has one (see
+    :meth:`CommandTraceReader.file_channel`).
 
     Raises :class:`CommandTraceError` (file and line) when the trace cannot be judged: malformed
     lines, unknown commands, addresses outside ``cfg``, or a clock going backwards in a channel.
@@ -32,7 +37,7 @@ def check_trace(
     would trigger it constantly (a third of the run time) while creating no cycles at all.
     """
     checker = ProtocolChecker(cfg, pim, keep=keep)
-    reader = CommandTraceReader(path)
+    reader = CommandTraceReader(path, channel=channel)
     dispatch = checker._machine.dispatch  # one call per command (see core._Machine)
     gc_was_enabled = gc.isenabled()
     gc.disable()

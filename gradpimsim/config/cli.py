@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gradpimsim.config.model import ControllerConfig, Organization, Timing
@@ -41,7 +42,7 @@ def run(args: Any) -> int:
         return 0
     if args.name:
         cfg = load_config(args.name)
-        table = Table(title=cfg.name)
+        table = Table(title=escape(cfg.name))
         table.add_column("field")
         table.add_column("value", justify="right")
         for section in ("org", "timing", "controller"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from gradpimsim.config.model import (
     Organization,
     Timing,
 )
+from gradpimsim.errors import clip, clip_repr
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +170,15 @@ def parse_ini(text: str, source: str = "<ini>") -> dict[str, dict[str, Entry]]:
             continue
         if line.startswith("["):
             if not line.endswith("]") or len(line) < 3:
-                raise ConfigError("section", f"{source}:{lineno}: malformed section header {raw!r}")
+                raise ConfigError("section", f"{source}:{lineno}: malformed section header "
+                                  f"{clip_repr(raw)}")
             current = line[1:-1].strip().lower()
             sections.setdefault(current, {})
             continue
         if "=" not in line:
             where = current or "ini"
-            raise ConfigError(where,
-                              f"{source}:{lineno}: expected `key = value`, got {raw.strip()!r}")
+            raise ConfigError(where, f"{source}:{lineno}: expected `key = value`, got "
+                              f"{clip_repr(raw.strip())}")
         key, value = (part.strip() for part in line.split("=", 1))
         if current is None:
             raise ConfigError(key, f"{source}:{lineno}: key outside any [section]")
@@ -216,20 +219,23 @@ class _Section:
 
     def int(self, key: str, default: str | None = None) -> int:
         value = self.raw(key, default)
-        if not _INT.fullmatch(value):
-            raise self.error(key, f"expected an integer, got {value!r}")
+        if not _INT.fullmatch(value) or len(value) > 12:
+            raise self.error(key, f"expected an integer (at most 12 digits), got "
+                             f"{clip_repr(value)}")
         return int(value)
 
     def float(self, key: str, default: str | None = None) -> float:
         value = self.raw(key, default)
         if not _FLOAT.fullmatch(value):
-            raise self.error(key, f"expected a number, got {value!r}")
+            raise self.error(key, f"expected a number, got {clip_repr(value)}")
+        if not math.isfinite(float(value)):
+            raise self.error(key, f"must be a finite number, got {clip_repr(value)}")
         return float(value)
 
     def bool(self, key: str, default: str | None = None) -> bool:
         value = self.raw(key, default)
         if value.lower() not in _BOOLS:
-            raise self.error(key, f"expected true or false, got {value!r}")
+            raise self.error(key, f"expected true or false, got {clip_repr(value)}")
         return _BOOLS[value.lower()]
 
     def protocol(self) -> None:
@@ -237,12 +243,14 @@ class _Section:
         protocol = self.raw("protocol")
         if protocol.upper() != "DDR4":
             raise self.error("protocol",
-                             f"only DDR4 configurations can be imported, got {protocol!r}")
+                             f"only DDR4 configurations can be imported, got "
+                             f"{clip_repr(protocol)}")
 
     def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
         value = self.raw(key, default)
         if value.upper() not in choices:
-            raise self.error(key, f"unknown value {value!r}; expected one of {', '.join(choices)}")
+            raise self.error(key, f"unknown value {clip_repr(value)}; expected one of "
+                             f"{', '.join(choices)}")
         return value.upper()
 
 
@@ -256,12 +264,13 @@ def _check_keys(sections: dict[str, dict[str, Entry]], source: str) -> list[str]
             continue
         if sec not in _KNOWN:
             known = ", ".join(f"[{s}]" for s in (*_KNOWN, *IGNORED_SECTIONS))
-            raise ConfigError(sec, f"unknown section [{sec}] in {source}; known sections: {known}")
+            raise ConfigError(clip(sec), f"unknown section [{clip(sec)}] in {source}; known "
+                              f"sections: {known}")
         canonical = _CANONICAL[sec]
         for low, entry in entries.items():
             if low not in canonical:
                 raise ConfigError(
-                    f"{sec}.{entry.key}",
+                    f"{sec}.{clip(entry.key)}",
                     f"unknown key in [{sec}] ({source}:{entry.line}); known keys: "
                     f"{', '.join(_KNOWN[sec])}",
                 )
@@ -348,7 +357,8 @@ def _controller(system: _Section, notes: list[str], extras: dict[str, Any]) -> d
     mapping = system.raw("address_mapping", SYSTEM_DEFAULTS["address_mapping"]).lower()
     fields_ = [mapping[i:i + 2] for i in range(0, len(mapping), 2)]
     if len(mapping) != 12 or sorted(fields_) != sorted(MAPPING_FIELDS):
-        raise system.error("address_mapping", f"{mapping!r} must name each of ro, ch, ra, ba, bg, "
+        raise system.error("address_mapping", f"{clip_repr(mapping)} must name each of ro, ch, "
+                           "ra, ba, bg, "
                            "co exactly once, most significant first, e.g. 'rochrababgco'")
     row_policy = system.choice("row_buf_policy", tuple(ROW_BUFFER_POLICIES),
                                SYSTEM_DEFAULTS["row_buf_policy"])
@@ -404,13 +414,16 @@ _FIELD_TO_INI = {
 
 def read_dramsim3_ini(path: str | Path) -> Dramsim3Import:
     """Import a DRAMsim3 DDR4 ``.ini`` file, with notes on what was ignored or approximated."""
+    from gradpimsim.errors import InputError
+    from gradpimsim.io_safety import read_input_text
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("config", f"file not found: {path}")
+    if not path.exists():
+        raise ConfigError("config", f"file not found: {clip(path, 300)}")
     try:
-        text = path.read_text(encoding="utf-8", errors="strict")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("config", f"cannot read {path}: {exc}") from None
+        text = read_input_text(path, limit=16 * 2**20)
+    except InputError as exc:
+        raise ConfigError("config", str(exc)) from None
     source = str(path)
     sections = parse_ini(text, source)
     # The protocol first: another protocol's file would otherwise fail on its own keys.

@@ -8,8 +8,11 @@ and every error names the field and what would fix it, because users edit these 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from gradpimsim.errors import clip, clip_repr
 
 SCHEDULERS = ("fr-fcfs", "fcfs")
 PAGE_POLICIES = ("open", "closed", "adaptive")
@@ -197,17 +200,54 @@ class MemoryConfig:
         return dataclasses.asdict(self)
 
 
-def _require_int(section: str, obj: Any, minimum: int) -> None:
+#: Accepted range of every integer field: (minimum, maximum).  The maxima are far beyond any DDR4
+#: system yet keep a typo (``channels = 16384``, ``tREFI = 1e9``) from reaching the simulator.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "org.channels": (1, 1024), "org.ranks": (1, 64), "org.bankgroups": (1, 16),
+    "org.banks_per_group": (1, 16), "org.rows": (1, 1 << 22), "org.columns": (1, 1 << 16),
+    "org.bus_width": (1, 1024), "timing.AL": (0, 1 << 24),
+}
+#: Default ranges per section (timing in cycles; controller depths and counts).
+SECTION_INT_RANGES = {"org": (1, 1 << 24), "timing": (1, 1 << 24), "controller": (0, 1 << 24)}
+#: Clock period accepted, in ns (DDR4 runs at 0.625-1.6 ns).
+TCK_RANGE_NS = (0.1, 100.0)
+
+
+def _type_name(f: dataclasses.Field[Any]) -> str:
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+
+
+def _check_types(section: str, obj: Any) -> None:
+    """Every field has its declared type (bool is not an int, a string is not a bool) and, for
+    integers, a value in range; errors name the field and what is accepted."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if f.type in ("int", int):
+        where = f"{section}.{f.name}"
+        kind = _type_name(f)
+        if kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(
-                    f"{section}.{f.name}",
-                    f"must be an integer number of cycles/units, got {value!r}",
-                )
-            if value < minimum and not (f.name == "AL" and value == 0):
-                raise ConfigError(f"{section}.{f.name}", f"must be >= {minimum}, got {value}")
+                raise ConfigError(where, f"must be an integer number of cycles/units, got "
+                                  f"{_shown(value)}")
+            low, high = INT_RANGES.get(where, SECTION_INT_RANGES[section])
+            if not low <= value <= high:
+                raise ConfigError(where, f"must be between {low:,} and {high:,}, got "
+                                  f"{_shown(value)}")
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(where, f"must be true or false (a TOML boolean, unquoted), "
+                                  f"got {_shown(value)}")
+        elif kind == "str":
+            if not isinstance(value, str):
+                raise ConfigError(where, f"must be a string, got {_shown(value)}")
+        elif kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(where, f"must be a number, got {_shown(value)}")
+            if not math.isfinite(value):
+                raise ConfigError(where, f"must be a finite number, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    return clip_repr(value) if isinstance(value, str) else clip(repr(value))
 
 
 def _check(cond: bool, fld: str, message: str) -> None:
@@ -218,8 +258,10 @@ def _check(cond: bool, fld: str, message: str) -> None:
 def validate(cfg: MemoryConfig) -> None:
     """Reject inconsistent configurations with an error naming the field and the fix."""
     o, t, c = cfg.org, cfg.timing, cfg.controller
-    _require_int("org", o, 1)
-    _require_int("timing", t, 1)
+    _check(isinstance(cfg.name, str), "name", f"must be a string, got {_shown(cfg.name)}")
+    _check_types("org", o)
+    _check_types("timing", t)
+    _check_types("controller", c)
     for name in ("channels", "ranks", "bankgroups", "banks_per_group", "rows", "columns"):
         _check(
             _is_pow2(getattr(o, name)),
@@ -247,7 +289,9 @@ def validate(cfg: MemoryConfig) -> None:
         "org.bankgroups",
         "x16 DDR4 dies have 2 bank groups; set bankgroups = 2",
     )
-    _check(isinstance(t.tCK_ns, (int, float)) and t.tCK_ns > 0, "timing.tCK_ns", "must be > 0 ns")
+    low, high = TCK_RANGE_NS
+    _check(low <= t.tCK_ns <= high, "timing.tCK_ns",
+           f"must be between {low} and {high} ns (DDR4: 0.625 to 1.6), got {t.tCK_ns!r}")
     burst = o.burst_length // 2
     _check(
         t.tRAS >= t.tRCD,
@@ -276,7 +320,6 @@ def validate(cfg: MemoryConfig) -> None:
     )
     _check(t.tWPRE in (1, 2), "timing.tWPRE", "write preamble is 1 or 2 cycles")
     _check(t.tRPRE in (1, 2), "timing.tRPRE", "read preamble is 1 or 2 cycles")
-    _require_int("controller", c, 0)
     _check(
         c.scheduler in SCHEDULERS,
         "controller.scheduler",
@@ -302,11 +345,13 @@ def validate(cfg: MemoryConfig) -> None:
         f"JEDEC allows at most 8 postponed REFs, got {c.max_postponed_refreshes}",
     )
     _check_mapping(c.address_mapping)
+    _check(isinstance(cfg.power, dict), "power", "must be a table of name = number entries")
     for key, value in cfg.power.items():
         _check(
-            isinstance(value, (int, float)) and value >= 0,
+            isinstance(key, str) and not isinstance(value, bool)
+            and isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1e6,
             f"power.{key}",
-            f"must be a non-negative number, got {value!r}",
+            f"must be a finite number between 0 and 1e6 (mA, V or pJ/bit), got {_shown(value)}",
         )
 
 

@@ -73,6 +73,25 @@ def preset(name: str, *, ranks: int | None = None, channels: int | None = None) 
     )
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML configuration file as a dict; every failure is a one-line ``ConfigError``."""
+    from gradpimsim.errors import InputError, clip
+    from gradpimsim.io_safety import read_input_text
+
+    if not path.exists():
+        raise ConfigError("config", f"file not found: {clip(path, 300)}")
+    try:
+        text = read_input_text(path, limit=16 * 2**20)
+    except InputError as exc:
+        raise ConfigError("config", str(exc)) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{clip(path, 300)}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError("config", f"{clip(path, 300)}: nested too deeply") from None
+
+
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     for key in values:
@@ -103,6 +122,9 @@ def from_dict(data: dict[str, Any], *, source: str = "<dict>") -> MemoryConfig:
             raise ConfigError(
                 key, f"unknown section in {source}; allowed: {', '.join(sorted(allowed))}"
             )
+    for key in ("name", "base"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(key, f"must be a string in {source}, e.g. base = \"ddr4-2400\"")
     if "base" in data:
         base = preset(str(data["base"]))
         org = dataclasses.asdict(base.org)
@@ -145,13 +167,7 @@ def load_config(
 
         cfg = load_dramsim3_ini(path)
     elif suffix == ".toml":
-        if not path.is_file():
-            raise ConfigError("config", f"file not found: {path}")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("config", f"{path}: not valid TOML ({exc})") from None
-        cfg = from_dict(data, source=str(path))
+        cfg = from_dict(read_toml(path), source=str(path))
     else:
         cfg = preset(str(spec))
     changes: dict[str, Any] = dict(overrides)

@@ -56,7 +56,7 @@ from gradpimsim.config import MemoryConfig
 from gradpimsim.config.pim import PimConfig
 from gradpimsim.controller.merge_run import MergeRuns
 from gradpimsim.controller.queues import drain_flips
-from gradpimsim.dram.codes import ACT, INF, PRE, RD, WR
+from gradpimsim.dram.codes import ACT, INF, PRE, RD, REF, WR
 from gradpimsim.dram.commands import Command, CommandSink
 
 #: Observers attached to every controller built, e.g. the test suite's online protocol checker:
@@ -91,6 +91,13 @@ class ChannelController(MergeRuns):
         if OBSERVER_FACTORIES:
             sink = _chain([f(cfg, channel, pim) for f in OBSERVER_FACTORIES], sink)
         super().__init__(cfg, channel, pim, sink, batch_runs)
+        #: Idle-gap fast path (:meth:`_skip_idle_refreshes`): only with no command stream to
+        #: write, since the skipped REFs are counted, not emitted one by one.
+        self.skip_idle = sink is None
+        self._idle_mark = -1
+        self._idle_others = -1
+        #: Whole tREFI periods of an idle gap accounted in closed form.
+        self.idle_periods_skipped = 0
 
     # ------------------------------------------------------------------ main loop
     def next_event(self) -> int:
@@ -129,10 +136,61 @@ class ChannelController(MergeRuns):
                 self._admit_ready()
                 continue
             if t_ref <= t:
+                if self.skip_idle and self.reads + self.writes == 0 and \
+                        self._skip_idle_refreshes(t, t_arr if t_arr < lim else lim):
+                    continue
                 self.refresh_due = self.refresh.next_check(t)
                 self._refresh_check()
                 continue
             self._issue_top()
+
+    def _skip_idle_refreshes(self, t: int, until: int) -> bool:
+        """Idle-gap fast path: account whole tREFI periods of an idle gap in closed form.
+
+        At a refresh check at ``t`` (a tREFI boundary), when nothing is queued, every bank is
+        closed, no rank is refreshing, each rank owes exactly one REF and the device allows a
+        REF at ``t`` (no timing from the past reaches beyond ``t``), the next period is the
+        previous one translated by tREFI: each rank refreshes once at the same offset.  Once
+        that state held at two consecutive boundaries with only REFs between them, every
+        period up to ``until`` (the next admission or the run's limit) is the same, so ``k`` of
+        them are counted (REFs issued, last REF, largest gap = tREFI) and the clock jumps to the
+        boundary after them, which is simulated as usual.  The device's timing state needs no
+        update: the REFs of that boundary raise it to exactly what the skipped ones would have
+        left (timing state only rises).  Without the fast path an idle gap costs a few events per
+        tREFI (a request at cycle 10^18 would never finish); with it, two periods.
+        """
+        ref = self.refresh
+        period = ref.tREFI
+        dev = self.dev
+        bpr = dev.banks_per_rank
+        others = sum(self.cmd_counts) - self.cmd_counts[REF]
+        steady = (ref.enabled and self.horizon >= INF and self.external_busy is None
+                  and not self.watching and not any(ref.refreshing)
+                  and all(row < 0 for row in dev.open_row))
+        if steady:
+            for rank in range(dev.ranks):
+                if t // period - ref.issued[rank] != 1 or dev.earliest(REF, rank * bpr) > t:
+                    steady = False
+                    break
+        if not steady:
+            self._idle_mark = -1
+            return False
+        k = (until - t) // period
+        if self._idle_mark != t - period or self._idle_others != others or k < 1:
+            self._idle_mark = t
+            self._idle_others = others
+            return False
+        for rank in range(dev.ranks):
+            ref.issued[rank] += k
+            ref.last_ref[rank] += k * period
+            if period > ref.gaps_max[rank]:
+                ref.gaps_max[rank] = period
+        self.cmd_counts[REF] += k * dev.ranks
+        self.refresh_due = t + k * period
+        self._idle_mark = self.refresh_due - period
+        self.idle_periods_skipped += k
+        self.events += 1
+        return True
 
     def drain(self) -> int:
         """Run until every submitted request completed; return the last completion cycle."""

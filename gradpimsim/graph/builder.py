@@ -122,7 +122,7 @@ class GraphBuilder:
         ho, wo = conv_out(h, kh, sh, ph, dilation), conv_out(w, kw, sw, pw, dilation)
         if ho < 1 or wo < 1:
             raise GraphError(f"node {name!r}", f"kernel {kh}x{kw} larger than input {h}x{w}")
-        params = {"weight": (out_channels, c // groups, kh, kw)}
+        params: dict[str, Sequence[int]] = {"weight": (out_channels, c // groups, kh, kw)}
         if bias:
             params["bias"] = (out_channels,)
         macs = n * out_channels * ho * wo * (c // groups) * kh * kw
@@ -165,8 +165,9 @@ class GraphBuilder:
         hidden unit and step (gate nonlinearities, cell and hidden updates).
         """
         b, s, i = x.shape
-        params = {"weight_ih": (4 * hidden, i), "weight_hh": (4 * hidden, hidden),
-                  "bias_ih": (4 * hidden,), "bias_hh": (4 * hidden,)}
+        params: dict[str, Sequence[int]] = {
+            "weight_ih": (4 * hidden, i), "weight_hh": (4 * hidden, hidden),
+            "bias_ih": (4 * hidden,), "bias_hh": (4 * hidden,)}
         flops = 2 * b * s * 4 * hidden * (i + hidden) + 10 * b * s * hidden
         return self.node(name, "lstm", [x], (b, s, hidden), params=params, flops=flops,
                          hidden=hidden, input_size=i)

@@ -9,9 +9,11 @@ so users can inspect their own networks the same way as the built-in ones, and, 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gradpimsim.config import ConfigError
@@ -32,6 +34,7 @@ from gradpimsim.graph.schema import (
     tensor_bytes,
     total_flops,
 )
+from gradpimsim.options import positive_int
 
 out = Console()
 
@@ -72,7 +75,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     pol = precision(args.precision)
     opt = OptimizerConfig(args.optimizer)
     params = param_count(g)
-    summary = Table(title=f"{g.graph.get('name', args.name)}", show_header=False)
+    summary = Table(title=escape(f"{g.graph.get('name', args.name)}"), show_header=False)
     summary.add_column("what")
     summary.add_column("value", justify="right")
     rows = [
@@ -99,7 +102,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
         count = sum(numel(p["shape"]) for p in d["params"].values())
         if not args.all and not count and not d["flops"]:
             continue
-        layers.add_row(n, d["op"], "x".join(map(str, d["out_shape"])), f"{count:,}",
+        layers.add_row(escape(str(n)), escape(d["op"]), "x".join(map(str, d["out_shape"])),
+                       f"{count:,}",
                        _fmt_flops(d["flops"]),
                        _fmt_bytes(tensor_bytes(d["out_shape"], d.get("out_dtype", "fp32"))))
     out.print(layers)
@@ -165,10 +169,13 @@ def _traffic_tables(g: nx.DiGraph, args: argparse.Namespace) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from gradpimsim.graph.io import save_graph
+    from gradpimsim.io_safety import output, preflight
 
+    preflight([output("--output", args.output, "json")],
+              [args.name if Path(args.name).exists() else None], force=args.force)
     g = load_any(args.name, args.batch, args.seq_len)
     save_graph(g, args.output)
-    out.print(f"wrote {args.output} ({g.number_of_nodes()} nodes)")
+    out.print(f"wrote {escape(args.output)} ({g.number_of_nodes()} nodes)")
     return 0
 
 
@@ -191,8 +198,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("name", help="zoo name (see `workloads list`), a .json/.csv/.onnx "
                         "file, or python:MODULE:FUNCTION[@SHAPES] (needs --allow-python)")
-        sp.add_argument("--batch", type=int, default=None, help="batch size")
-        sp.add_argument("--seq-len", type=int, default=None, help="sequence length")
+        sp.add_argument("--batch", type=positive_int, default=None, help="batch size")
+        sp.add_argument("--seq-len", type=positive_int, default=None, help="sequence length")
         sp.add_argument("--allow-python", action=AllowPython)
 
     show = sub.add_parser("show", help="layers, parameters, FLOPs, bytes, update traffic")
@@ -219,5 +226,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     exp = sub.add_parser("export", help="write a workload as node-link JSON")
     common(exp)
     exp.add_argument("-o", "--output", required=True, help="output .json path")
+    exp.add_argument("--force", action="store_true",
+                     help="replace an output file that gradpimsim did not write")
     exp.set_defaults(func=_guard(_cmd_export))
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

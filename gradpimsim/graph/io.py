@@ -15,6 +15,7 @@ from typing import Any
 
 import networkx as nx
 
+from gradpimsim.errors import clip
 from gradpimsim.graph.schema import SCHEMA_VERSION, GraphError, validate
 
 
@@ -44,11 +45,18 @@ def from_node_link(data: Any, source: str = "graph") -> nx.DiGraph:
     links = data.get("links", data.get("edges"))
     if not isinstance(nodes, list) or not isinstance(links, list):
         raise GraphError(source, "needs a 'nodes' list and a 'links' list")
+    graph = data.get("graph") or {}
+    if not isinstance(graph, dict):
+        raise GraphError(f"{source}: graph", "must be an object of graph attributes (name, "
+                         "batch, seq_len)")
     g = nx.DiGraph()
-    g.graph.update(data.get("graph") or {})
+    g.graph.update(graph)
     for i, entry in enumerate(nodes):
         if not isinstance(entry, dict) or "id" not in entry:
             raise GraphError(f"{source}: nodes[{i}]", "each node needs an 'id'")
+        if not isinstance(entry["id"], str) or not entry["id"]:
+            raise GraphError(f"{source}: nodes[{i}]", f"'id' must be a non-empty string, got "
+                             f"{clip(repr(entry['id']), 60)}")
         attrs = {k: v for k, v in entry.items() if k != "id"}
         if entry["id"] in g:
             raise GraphError(f"node {entry['id']!r}", "duplicate node id")
@@ -58,9 +66,10 @@ def from_node_link(data: Any, source: str = "graph") -> nx.DiGraph:
             raise GraphError(f"{source}: links[{i}]", "each link needs 'source' and 'target'")
         u, v = entry["source"], entry["target"]
         for end in (u, v):
-            if end not in g:
-                raise GraphError(f"{source}: links[{i}] ({u!r} -> {v!r})",
-                                 f"dangling edge: node {end!r} does not exist")
+            if not isinstance(end, str) or end not in g:
+                raise GraphError(f"{source}: links[{i}] ({clip(repr(u), 60)} -> "
+                                 f"{clip(repr(v), 60)})",
+                                 f"dangling edge: node {clip(repr(end), 60)} does not exist")
         if g.has_edge(u, v):
             raise GraphError(f"node {v!r}", f"duplicate edge from {u!r}")
         g.add_edge(u, v, **{k: val for k, val in entry.items() if k not in ("source", "target")})
@@ -72,23 +81,33 @@ def dumps(g: nx.DiGraph) -> str:
 
 
 def loads(text: str, source: str = "graph") -> nx.DiGraph:
+    """Parse node-link JSON text (strict: no NaN, bounded nesting) and validate the graph."""
+    from gradpimsim.errors import InputError
+    from gradpimsim.io_safety import parse_json
+
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GraphError(f"{source}:{exc.lineno}:{exc.colno}", f"invalid JSON: {exc.msg}") from None
+        data = parse_json(text, source)
+    except InputError as exc:
+        where, _, message = str(exc).partition(": ")
+        raise GraphError(where, message) from None
     return from_node_link(data, source)
 
 
 def save_graph(g: nx.DiGraph, path: str | Path) -> None:
-    """Validate ``g`` and write it as node-link JSON."""
-    Path(path).write_text(dumps(g))
+    """Validate ``g`` and write it as node-link JSON (atomically, see ``io_safety``)."""
+    from gradpimsim.io_safety import atomic_write_text
+
+    atomic_write_text(path, dumps(g))
 
 
 def load_graph(path: str | Path) -> nx.DiGraph:
     """Read a node-link JSON file and validate it (raises :class:`GraphError`)."""
+    from gradpimsim.errors import InputError
+    from gradpimsim.io_safety import read_input_text
+
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise GraphError(str(p), f"cannot read: {exc.strerror}") from None
-    return loads(text, str(p))
+        text = read_input_text(p)
+    except InputError as exc:
+        raise GraphError(str(clip(p, 300)), f"cannot read: {exc}") from None
+    return loads(text, str(clip(p, 300)))

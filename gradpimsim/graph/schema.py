@@ -134,8 +134,9 @@ def _check_node(g: nx.DiGraph, node: str) -> None:
         raise GraphError(where, f"'out_shape' must be a list of positive ints, "
                                 f"got {data['out_shape']!r}")
     dtype = data.get("out_dtype", "fp32")
-    if dtype not in TENSOR_DTYPE_BYTES:
-        raise GraphError(where, f"unknown out_dtype {dtype!r}")
+    if not isinstance(dtype, str) or dtype not in TENSOR_DTYPE_BYTES:
+        raise GraphError(where, f"unknown out_dtype {_shown(dtype)}; known: "
+                         f"{', '.join(TENSOR_DTYPE_BYTES)}")
     flops = data["flops"]
     if not isinstance(flops, int) or isinstance(flops, bool) or flops < 0:
         raise GraphError(where, f"'flops' must be a non-negative int, got {flops!r}")
@@ -145,18 +146,42 @@ def _check_node(g: nx.DiGraph, node: str) -> None:
     for pname, spec in params.items():
         if not isinstance(spec, dict) or not _is_shape(spec.get("shape")):
             raise GraphError(where, f"parameter {pname!r} needs a 'shape' of positive ints")
-        if spec.get("dtype", "fp32") not in DTYPE_BYTES:
-            raise GraphError(where, f"parameter {pname!r} has unknown dtype {spec.get('dtype')!r}")
+        if not isinstance(spec.get("dtype", "fp32"), str) or \
+                spec.get("dtype", "fp32") not in DTYPE_BYTES:
+            raise GraphError(where, f"parameter {pname!r} has unknown dtype "
+                             f"{_shown(spec.get('dtype'))}; known: {', '.join(DTYPE_BYTES)}")
     if data["op"] == "input" and data["in_shapes"]:
         raise GraphError(where, "an 'input' node takes no inputs")
     if not isinstance(data.get("attrs", {}), dict):
         raise GraphError(where, "'attrs' must be a dict")
+    shared = data.get("shared_params", {})
+    if not isinstance(shared, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in shared.items()):
+        raise GraphError(where, "'shared_params' must map local names to \"<node>.<param>\" "
+                         "strings")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:60]}..."
+
+
+def _check_graph_attrs(g: nx.DiGraph) -> None:
+    for key in ("batch", "seq_len"):
+        v = g.graph.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise GraphError(f"graph.{key}", f"must be a positive integer, got {_shown(v)}")
+    for key in ("name", "schema"):
+        v = g.graph.get(key)
+        if v is not None and not isinstance(v, str):
+            raise GraphError(f"graph.{key}", f"must be a string, got {_shown(v)}")
 
 
 def validate(g: nx.DiGraph) -> nx.DiGraph:
     """Check ``g`` against the schema; return it unchanged or raise :class:`GraphError`."""
     if not isinstance(g, nx.DiGraph) or g.is_multigraph():
         raise GraphError("graph", "a workload must be a networkx DiGraph")
+    _check_graph_attrs(g)
     if g.number_of_nodes() == 0:
         raise GraphError("graph", "the graph has no nodes")
     for node in g.nodes:
@@ -168,13 +193,16 @@ def validate(g: nx.DiGraph) -> nx.DiGraph:
         for src, _, e in g.in_edges(node, data=True):
             edge = f"edge {src!r} -> {node!r}"
             idx = e.get("index")
-            if not isinstance(idx, int) or not 0 <= idx < len(data["in_shapes"]):
+            if not isinstance(idx, int) or isinstance(idx, bool) or \
+                    not 0 <= idx < len(data["in_shapes"]):
                 raise GraphError(edge, f"input slot 'index' {idx!r} is not one of the "
                                        f"{len(data['in_shapes'])} inputs of {node!r}")
             if idx in slots:
                 raise GraphError(where, f"input slot {idx} fed twice (by {slots[idx]!r} and "
                                         f"{src!r})")
             slots[idx] = src
+            if not isinstance(e.get("shape", []), (list, tuple)):
+                raise GraphError(edge, f"edge 'shape' must be a list, got {_shown(e['shape'])}")
             shape = list(e.get("shape", []))
             produced = list(g.nodes[src]["out_shape"])
             if shape != produced:

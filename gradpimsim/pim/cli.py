@@ -9,15 +9,21 @@ GradPIM).  A request the unit cannot execute is a user error (exit 2), never a h
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gradpimsim.bench.update import LAYOUTS, UpdateBench, run_update_bench
 from gradpimsim.config import ConfigError, load_config
 from gradpimsim.config.training import OPTIMIZERS, OptimizerConfig, precision
+from gradpimsim.options import positive_int
 from gradpimsim.pim.errors import LayoutError
+
+#: The mark of ``update-bench --json`` files (see ``gradpimsim.io_safety``).
+BENCH_SCHEMA = "gradpimsim.update-bench/1"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -28,19 +34,20 @@ def add_parser(subparsers: Any) -> None:
         "gradient, weights and state over the memory bus, versus GradPIM units updating them "
         "inside the DRAM; prints both, their closed-form bounds and the speedup.",
     )
-    p.add_argument("--params", type=int, required=True, metavar="N", help="parameters to update")
+    p.add_argument("--params", type=positive_int, required=True, metavar="N",
+                   help="parameters to update")
     p.add_argument("--optimizer", default="momentum", metavar="NAME",
                    help=f"optimizer ({', '.join(OPTIMIZERS)}; default momentum, momentum 0.9)")
     p.add_argument("--precision", default="mixed", metavar="NAME",
                    help="precision policy (fp32, mixed, mixed-bf16, mixed-int8; default mixed)")
     p.add_argument("--config", "-c", default="ddr4-2400", metavar="PRESET|FILE",
                    help="memory preset or file (default ddr4-2400)")
-    p.add_argument("--channels", type=int, help="override the number of channels")
-    p.add_argument("--ranks", type=int, help="override the number of ranks per channel")
+    p.add_argument("--channels", type=positive_int, help="override the number of channels")
+    p.add_argument("--ranks", type=positive_int, help="override the number of ranks per channel")
     p.add_argument("--layout", choices=LAYOUTS, default="colocated",
                    help="placement of weights/state/gradient (both sides use it; GradPIM "
                    "needs colocated)")
-    p.add_argument("--step", type=int, default=2,
+    p.add_argument("--step", type=positive_int, default=2,
                    help="optimizer step (default 2: steady state, the momentum buffer is read)")
     p.add_argument("--no-functional", action="store_true",
                    help="timing only: do not execute and verify the update on real values")
@@ -48,6 +55,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--cmd-trace", metavar="FILE",
                    help="write GradPIM's command stream to FILE (DRAMsim3 layout, PIM_* names; "
                    "channel by channel, each in clock order; .gz compresses)")
+    p.add_argument("--force", action="store_true",
+                   help="replace output files that gradpimsim did not write")
     p.set_defaults(func=run_update_bench_cli)
 
 
@@ -57,25 +66,38 @@ def run_update_bench_cli(args: argparse.Namespace) -> int:
         raise ConfigError("params", "--params must be >= 1")
     if args.step < 1:
         raise ConfigError("step", "--step counts from 1")
+    from gradpimsim.bounds import check_update_bench
+    from gradpimsim.io_safety import commit, create_partial, discard, output, preflight
+
     cfg = load_config(args.config, channels=args.channels, ranks=args.ranks)
     momentum = 0.9 if args.optimizer in ("momentum", "nesterov") else 0.0
     opt = OptimizerConfig(args.optimizer, momentum=momentum)
     prec = precision(args.precision)
-    writer = None
+    check_update_bench(cfg, args.params, opt, prec, not args.no_functional)
+    preflight([output("--json", args.json, "json"),
+               output("--cmd-trace", args.cmd_trace, "cmd-trace")], [args.config],
+              force=args.force)
+    writer = partial = None
     if args.cmd_trace:
         from gradpimsim.trace.cmdtrace import CommandTraceWriter
 
-        writer = CommandTraceWriter(args.cmd_trace, header=f"gradpimsim update-bench "
+        fd, partial = create_partial(Path(args.cmd_trace))
+        writer = CommandTraceWriter(partial, fd=fd, header=f"gradpimsim update-bench "
                                     f"{args.params} params, {opt.name}, {prec.name}, {cfg.name}")
     try:
         bench = run_update_bench(cfg, args.params, opt, prec, layout=args.layout,
                                  functional=not args.no_functional, step=args.step,
                                  pim_sink=writer.write if writer is not None else None)
+        if writer is not None and partial is not None:
+            writer.close()
+            commit(partial, Path(args.cmd_trace))
+            writer = partial = None
     except LayoutError as exc:
         raise ConfigError("layout", f"{args.layout!r}: {exc}") from None
     finally:
         if writer is not None:
             writer.close()
+        discard(partial)
     console = Console()
     console.print(bench_table(bench))
     if bench.verified is not None:
@@ -87,7 +109,7 @@ def run_update_bench_cli(args: argparse.Namespace) -> int:
     if args.json:
         from gradpimsim.trace.cli import write_json_atomic
 
-        write_json_atomic(args.json, bench.to_dict())
+        write_json_atomic(args.json, {"schema": BENCH_SCHEMA, **bench.to_dict()})
     return 0 if bench.verified in (None, True) else 1
 
 
@@ -100,8 +122,8 @@ def bench_table(b: UpdateBench) -> Table:
     cfg = b.cfg
     tck = cfg.timing.tCK_ns
     h, p, pb = b.host, b.pim, b.pim_bounds
-    table = Table(title=f"update-bench: {b.params:,} params, {b.optimizer.name}, "
-                  f"{b.precision.name}, {cfg.name}, {b.layout} layout",
+    table = Table(title=escape(f"update-bench: {b.params:,} params, {b.optimizer.name}, "
+                               f"{b.precision.name}, {cfg.name}, {b.layout} layout"),
                   show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("host (NPU over the bus)", justify="right")

@@ -182,15 +182,19 @@ def default_workers() -> int:
 
 def run_sweep(spec_or_path: str | Path | Mapping[str, Any] | SweepSpec, out: str | Path, *,
               workers: int | None = None, scheduler: str | None = None, serial: bool = False,
-              retry_failed: bool = False, progress: bool = True) -> Any:
+              retry_failed: bool = False, progress: bool = True, repair: bool = False,
+              security: Any = None, connect_timeout: float = 5.0,
+              max_points: int | None = None) -> Any:
     """Run every point of the spec not yet in ``out``; return the whole table as a DataFrame.
 
     ``serial`` runs in this process without Dask; otherwise ``scheduler`` (an address) connects
     to a running Dask scheduler, or a local cluster of ``workers`` single-threaded worker
-    processes is started (default :func:`default_workers`).
+    processes is started (default :func:`default_workers`); ``security`` is Dask's TLS
+    ``Security`` for it (see :mod:`gradpimsim.sweep.remote`).  A corrupt table stops the sweep
+    (file and line) unless ``repair`` moves its bad rows aside.
     """
-    spec = load_spec(spec_or_path)
-    store = ResultStore(out)
+    spec = load_spec(spec_or_path, max_points=max_points)
+    store = ResultStore(out, repair=repair)
     status = store.status()
     if retry_failed:
         store.drop(k for k, s in status.items() if s != "ok")
@@ -199,6 +203,11 @@ def run_sweep(spec_or_path: str | Path | Mapping[str, Any] | SweepSpec, out: str
     todo = [(k, p) for k, p in todo if k not in status]
     skipped = len(spec.points) - len(todo)
     n_workers = 1 if serial else (workers or default_workers())
+    client = None
+    if scheduler and todo and not serial:  # before the progress bar: a refusal is one line
+        from gradpimsim.sweep.remote import connect
+
+        client = connect(scheduler, security, connect_timeout)
     bar = _Progress(len(todo), skipped, n_workers, progress and bool(todo))
     try:
         if serial or not todo:
@@ -207,19 +216,23 @@ def run_sweep(spec_or_path: str | Path | Mapping[str, Any] | SweepSpec, out: str
                 store.append(row)
                 bar.update(row["status"] == "ok")
         else:
-            _run_dask(spec.kind, todo, store, bar, n_workers, scheduler)
+            _run_dask(spec.kind, todo, store, bar, n_workers, client)
     finally:
         bar.close()
+        if client is not None:
+            client.close()
     return load_results(out)
 
 
 def _run_dask(kind: str, todo: list[tuple[str, dict[str, Any]]], store: ResultStore,
-              bar: _Progress, n_workers: int, scheduler: str | None) -> None:
+              bar: _Progress, n_workers: int, remote: Any = None) -> None:
+    """Run ``todo`` on ``remote`` (a connected client, closed by the caller) or on a local
+    cluster of ``n_workers`` processes started here."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
-    if scheduler:
-        client = Client(scheduler)
+    if remote is not None:
+        client = remote
     else:
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
@@ -240,6 +253,6 @@ def _run_dask(kind: str, todo: list[tuple[str, dict[str, Any]]], store: ResultSt
             store.append(row)
             bar.update(row["status"] == "ok")
     finally:
-        client.close()
         if cluster is not None:
+            client.close()
             cluster.close()

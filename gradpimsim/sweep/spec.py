@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from gradpimsim.config import ConfigError
 from gradpimsim.config.training import OPTIMIZERS, PRECISIONS
 
 TOP_KEYS = ("kind", "name", "description", "fixed", "grid", "points")
+#: Points a spec may expand to unless ``--max-points`` says otherwise (counted before expanding).
+DEFAULT_MAX_POINTS = 10_000
 
 
 class SpecError(ConfigError):
@@ -141,20 +144,31 @@ class SweepSpec:
         return list(names)
 
 
-def load_spec(source: str | Path | Mapping[str, Any] | SweepSpec) -> SweepSpec:
+def load_spec(source: str | Path | Mapping[str, Any] | SweepSpec, *,
+              max_points: int | None = None) -> SweepSpec:
     """Read and validate a spec from a TOML path or a dict (a ``SweepSpec`` passes through)."""
+    from gradpimsim.errors import InputError, clip
+    from gradpimsim.io_safety import read_input_text
+
+    limit = DEFAULT_MAX_POINTS if max_points is None else max_points
     if isinstance(source, SweepSpec):
         return source
     if isinstance(source, Mapping):
-        return parse_spec(source)
+        return parse_spec(source, max_points=limit)
     path = Path(source)
     if not path.exists():
-        raise SpecError("spec", f"{path}: no such file; give the path of a sweep .toml")
+        raise SpecError("spec", f"{clip(path, 300)}: no such file; give the path of a sweep "
+                        ".toml")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_input_text(path, limit=16 * 2**20))
+    except InputError as exc:
+        raise SpecError("spec", str(exc)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError("spec", f"{path}: not valid TOML ({exc}); fix the syntax") from None
-    return parse_spec(data, default_name=path.stem)
+        raise SpecError("spec", f"{clip(path, 300)}: not valid TOML ({exc}); fix the "
+                        "syntax") from None
+    except RecursionError:
+        raise SpecError("spec", f"{clip(path, 300)}: nested too deeply") from None
+    return parse_spec(data, default_name=path.stem, max_points=limit)
 
 
 def _schema(kind: Any) -> KindSchema:
@@ -184,8 +198,10 @@ def _check_value(schema: KindSchema, where: str, key: str, value: Any) -> None:
         raise SpecError(where, msg)
 
 
-def parse_spec(data: Mapping[str, Any], *, default_name: str = "sweep") -> SweepSpec:
-    """Validate the spec structure and expand it into points."""
+def parse_spec(data: Mapping[str, Any], *, default_name: str = "sweep",
+               max_points: int = DEFAULT_MAX_POINTS) -> SweepSpec:
+    """Validate the spec structure and expand it into points (counted first: a spec of more
+    than ``max_points`` points is refused before anything is expanded)."""
     for key in data:
         if key not in TOP_KEYS:
             raise SpecError(key, f"unknown top-level key; allowed: {', '.join(TOP_KEYS)}")
@@ -219,6 +235,13 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "sweep") -> Sweep
     if not grid and not explicit:
         raise SpecError("grid", "the spec has no points; add a [grid] table of lists or "
                         "[[points]] blocks")
+    count = math.prod(len(v) for v in grid.values()) if grid else 0
+    count += len(explicit)
+    if count > max_points:
+        sizes = " x ".join(str(len(v)) for v in grid.values()) or "0"
+        raise SpecError("grid", f"the spec has {count:,} points (grid {sizes} plus "
+                        f"{len(explicit)} explicit), more than --max-points {max_points:,}; "
+                        "split the sweep, or raise --max-points if you mean it")
     raw: list[tuple[str, dict[str, Any]]] = []
     if grid:
         names = list(grid)
@@ -241,8 +264,61 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "sweep") -> Sweep
             seen.add(key)
             points.append(full)
     _check_memory(points)
+    if kind == "update-bench":
+        _check_bench_bounds(points)
+    elif kind == "iteration":
+        _check_iteration_bounds(points)
     name = data.get("name", default_name)
+    if not isinstance(name, str):
+        raise SpecError("name", f"must be a string, got {type(name).__name__}")
     return SweepSpec(kind=kind, points=tuple(points), name=str(name))
+
+
+def _check_bench_bounds(points: list[dict[str, Any]]) -> None:
+    """Every update-bench point fits (DRAM capacity, host memory) before any runs."""
+    from gradpimsim.bounds import check_update_bench
+    from gradpimsim.config import load_config
+    from gradpimsim.config.training import OptimizerConfig, precision
+    from gradpimsim.errors import BoundsError
+
+    configs: dict[tuple[Any, ...], Any] = {}
+    for i, p in enumerate(points):
+        combo = (p.get("memory", "ddr4-2400"), p.get("channels"), p.get("ranks"))
+        if combo not in configs:
+            configs[combo] = load_config(combo[0], channels=combo[1], ranks=combo[2])
+        name = p.get("optimizer", "momentum")
+        try:
+            check_update_bench(configs[combo], int(p["params"]), OptimizerConfig(name),
+                               precision(p.get("precision", "mixed")),
+                               bool(p.get("functional", True)))
+        except BoundsError as exc:
+            raise SpecError(f"point {i + 1} (params = {p['params']:,})", str(exc)) from None
+
+
+def _check_iteration_bounds(points: list[dict[str, Any]]) -> None:
+    """Every iteration point's workload fits in its memory (DRAM capacity) before any runs."""
+    from gradpimsim.bounds import check_workload
+    from gradpimsim.config import load_config
+    from gradpimsim.config.training import OptimizerConfig, precision
+    from gradpimsim.errors import BoundsError
+    from gradpimsim.graph.loader import load_any
+    from gradpimsim.graph.schema import GraphError
+
+    seen: set[tuple[Any, ...]] = set()
+    for i, p in enumerate(points):
+        combo = tuple(p.get(k) for k in ("workload", "batch", "seq_len", "memory", "channels",
+                                          "ranks", "optimizer", "precision"))
+        if combo in seen:
+            continue
+        seen.add(combo)
+        try:
+            cfg = load_config(p.get("memory") or "ddr4-2400", channels=p.get("channels"),
+                              ranks=p.get("ranks"))
+            graph = load_any(p["workload"], batch=p.get("batch"), seq_len=p.get("seq_len"))
+            check_workload(graph, cfg, OptimizerConfig(p.get("optimizer") or "momentum"),
+                           precision(p.get("precision") or "mixed"))
+        except (BoundsError, GraphError, KeyError) as exc:
+            raise SpecError(f"point {i + 1} ({p.get('workload')!r})", str(exc)) from None
 
 
 def _check_memory(points: list[dict[str, Any]]) -> None:

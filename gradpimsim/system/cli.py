@@ -23,6 +23,7 @@ from gradpimsim.graph.importers.python_entry import AllowPython
 from gradpimsim.host.fusion import FUSION_POLICIES
 from gradpimsim.host.npu import DEFAULT_NPU
 from gradpimsim.host.training import BACKWARD_PASSES, TASK_ORDERS
+from gradpimsim.options import positive_int
 from gradpimsim.system.config import LAYOUTS, PIM_POLICIES, UPDATE_POLICIES, RunConfig
 
 if TYPE_CHECKING:  # the simulator itself is imported when a command runs, not for --help
@@ -63,10 +64,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", "-c", "--config", dest="memory", default="ddr4-2400",
                    metavar="PRESET|FILE", help="memory preset, .toml or DRAMsim3 .ini "
                    "(default ddr4-2400)")
-    p.add_argument("--channels", type=int, help="override the number of channels")
-    p.add_argument("--ranks", type=int, help="override the number of ranks per channel")
-    p.add_argument("--batch", type=int, help="batch size (default: the workload's)")
-    p.add_argument("--seq-len", type=int, help="sequence length (sequence models)")
+    p.add_argument("--channels", type=positive_int, help="override the number of channels")
+    p.add_argument("--ranks", type=positive_int, help="override the number of ranks per channel")
+    p.add_argument("--batch", type=positive_int, help="batch size (default: the workload's)")
+    p.add_argument("--seq-len", type=positive_int, help="sequence length (sequence models)")
     p.add_argument("--optimizer", default="momentum", metavar="NAME",
                    help="sgd, momentum, nesterov, adam, adamw (default momentum)")
     p.add_argument("--precision", default="mixed", metavar="POLICY",
@@ -92,12 +93,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="placement of each parameter's weight/gradient/state (both runs)")
     p.add_argument("--pim-policy", choices=PIM_POLICIES, default="host-first",
                    help="who wins command-bus ties between NPU traffic and PIM streams")
-    p.add_argument("--step", type=int, default=2, help="optimizer step simulated (default 2)")
+    p.add_argument("--step", type=positive_int, default=2,
+                   help="optimizer step simulated (default 2)")
     p.add_argument("--functional", action="store_true",
                    help="update real values too and verify them (small models only)")
     p.add_argument("--no-batch", action="store_true",
                    help="one scheduler decision per command (slow; for cross-checks)")
-    p.add_argument("--bin-cycles", type=int, default=10_000,
+    p.add_argument("--bin-cycles", type=positive_int, default=10_000,
                    help="bandwidth-over-time bin width in DRAM cycles (default 10000)")
     p.add_argument("--out", metavar="DIR",
                    help="write results.json, tasks.csv and timeline.json to DIR")
@@ -105,6 +107,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cmd-trace", metavar="FILE",
                    help="stream every DRAM command to FILE (DRAMsim3 layout; .gz compresses; "
                    "compare writes FILE's baseline and pim variants)")
+    p.add_argument("--force", action="store_true",
+                   help="replace output files that gradpimsim did not write")
 
 
 def _config(args: argparse.Namespace, pim: bool) -> RunConfig:
@@ -174,6 +178,13 @@ def _trace_file(path: str | None, suffix: str) -> Any:
     return CommandTraceFile(p)
 
 
+def _discard(files: dict[str, Any]) -> None:
+    """A run failed: remove its unfinished command traces (a worker's too)."""
+    for f in files.values():
+        if f is not None:
+            f.discard()
+
+
 def _close(files: dict[str, Any], finished: dict[str, Any]) -> list[Path]:
     """Finish the trace files of the runs in ``finished``; paths of those written.
 
@@ -189,17 +200,23 @@ def _close(files: dict[str, Any], finished: dict[str, Any]) -> list[Path]:
 
 @_user_errors
 def _run(args: argparse.Namespace) -> int:
+    from gradpimsim.system.preflight import preflight_run
     from gradpimsim.system.results import results_dict
     from gradpimsim.system.simulate import simulate
 
     run = _config(args, args.pim)
+    preflight_run(args, run, ("",))
     cfg = run.memory_config()
     trace = _trace_file(args.cmd_trace, "")
     t0 = time.perf_counter()
-    with _progress() as prog:
-        res = simulate(run, progress=_Progress(prog, "GradPIM" if run.pim else "baseline",
-                                               cfg.timing.tCK_ns),
-                       sink_factory=trace)
+    try:
+        with _progress() as prog:
+            res = simulate(run, progress=_Progress(prog, "GradPIM" if run.pim else "baseline",
+                                                   cfg.timing.tCK_ns),
+                           sink_factory=trace)
+    except BaseException:
+        _discard({"run": trace})
+        raise
     name = "pim" if run.pim else "baseline"
     paths = _close({name: trace}, {name: res})
     console.print(results_table({name: res}, None, run))
@@ -211,10 +228,12 @@ def _run(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from gradpimsim.cli import UserError
     from gradpimsim.system.compare import auto_jobs, compare
+    from gradpimsim.system.preflight import preflight_run
 
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     run = _config(args, False)
+    preflight_run(args, run, ("baseline", "pim") if args.cmd_trace else ())
     jobs = args.jobs if args.jobs is not None else auto_jobs(run)
     cfg = run.memory_config()
     traces: dict[str, Any] = {}
@@ -225,8 +244,12 @@ def _compare(args: argparse.Namespace) -> int:
         traces[name] = _trace_file(args.cmd_trace, name)
         return _Progress(prog, labels[name], cfg.timing.tCK_ns), traces[name]
 
-    with _progress() as prog:
-        result = compare(run, per_run=per_run, jobs=jobs)
+    try:
+        with _progress() as prog:
+            result = compare(run, per_run=per_run, jobs=jobs)
+    except BaseException:
+        _discard(traces)
+        raise
     runs = result.runs()
     paths = _close(traces, runs)
     console.print(results_table(runs, result.speedup, run))
@@ -253,7 +276,7 @@ def _finish(args: argparse.Namespace, data: dict[str, Any], runs: dict[str, RunR
     if args.out:
         paths += write_outputs(args.out, data, runs, timeline=not args.no_timeline)
     for p in paths:
-        console.print(f"[dim]wrote {p}[/]")
+        console.print(f"[dim]wrote {escape(str(p))}[/]")
     console.print(f"[dim]{wall:.1f} s wall[/]")
     if interrupted:
         console.print("[yellow]interrupted: the figures above cover the tasks finished so far"
@@ -277,7 +300,7 @@ def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunCon
              f", {run.optimizer} / {run.precision}")
     if any(r.interrupted for r in runs.values()):
         title += " (INTERRUPTED: partial)"
-    t = Table(title=title, header_style="bold")
+    t = Table(title=escape(title), header_style="bold")
     t.add_column("metric")
     labels = {"baseline": "host update", "pim": "GradPIM"}
     for name in runs:

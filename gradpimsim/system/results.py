@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,23 +190,33 @@ def collect(run: RunConfig, cfg: MemoryConfig, ex: Executor, memory: MemorySyste
 
 # ---------------------------------------------------------------------- files
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".partial.{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write through an exclusive, unpredictable temporary file (see ``gradpimsim.io_safety``)."""
+    from gradpimsim.io_safety import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
+#: The mark of gradpimsim's timelines (``otherData`` is the trace-event format's free field).
+TIMELINE_SCHEMA = "gradpimsim.timeline/1"
 
 
 def write_outputs(out: str | Path, data: dict[str, Any], runs: dict[str, RunResult], *,
                   timeline: bool = True) -> list[Path]:
-    """``results.json``, ``tasks.csv`` and (optionally) ``timeline.json`` in directory ``out``."""
+    """``results.json``, ``tasks.csv`` and (optionally) ``timeline.json`` in directory ``out``.
+
+    Each is written atomically; the command checked beforehand that each is ours to replace
+    (``gradpimsim.system.preflight``).  Non-finite numbers are refused (strict JSON).
+    """
+    from gradpimsim.io_safety import atomic_open
+
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
     written = []
     p = d / "results.json"
-    _atomic_write(p, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    _atomic_write(p, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
     written.append(p)
     p = d / "tasks.csv"
-    tmp = p.with_name(f".partial.{p.name}")
-    with tmp.open("w", newline="") as fh:
+    with atomic_open(p, "w", newline="") as fh:
         w = None
         for name, r in runs.items():
             for t in r.tasks:
@@ -216,11 +225,12 @@ def write_outputs(out: str | Path, data: dict[str, Any], runs: dict[str, RunResu
                     w = csv.DictWriter(fh, fieldnames=list(row))
                     w.writeheader()
                 w.writerow(row)
-    os.replace(tmp, p)
     written.append(p)
     if timeline:
         p = d / "timeline.json"
-        _atomic_write(p, json.dumps(chrome_trace(runs)))
+        trace = chrome_trace(runs)
+        trace["otherData"] = {"schema": TIMELINE_SCHEMA}
+        _atomic_write(p, json.dumps(trace, allow_nan=False))
         written.append(p)
     return written
 

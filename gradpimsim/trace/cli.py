@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gradpimsim.config import MemoryConfig, load_config
-from gradpimsim.trace.requests import TraceError
+from gradpimsim.options import positive_int
 
 console = Console()
 
@@ -51,6 +52,11 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="issue column commands one by one (for cross-checking; slower)",
     )
+    p.add_argument("--wrap", action="store_true",
+                   help="fold addresses beyond the memory's capacity into it (modulo the "
+                   "capacity) instead of stopping with an error")
+    p.add_argument("--force", action="store_true",
+                   help="replace output files that gradpimsim did not write")
     p.set_defaults(func=run_trace)
 
 
@@ -63,8 +69,8 @@ def add_memory_options(p: argparse.ArgumentParser) -> None:
         help="preset (ddr4-2400, ddr4-3200-x16-2r-2ch, ...), a .toml or a DRAMsim3 .ini "
         "(default: ddr4-2400)",
     )
-    p.add_argument("--channels", type=int, help="override the number of channels")
-    p.add_argument("--ranks", type=int, help="override the number of ranks per channel")
+    p.add_argument("--channels", type=positive_int, help="override the number of channels")
+    p.add_argument("--ranks", type=positive_int, help="override the number of ranks per channel")
     p.add_argument("--page-policy", choices=("open", "closed", "adaptive"))
     p.add_argument("--scheduler", choices=("fr-fcfs", "fcfs"))
     p.add_argument("--mapping", metavar="FIELDS", help="address mapping, e.g. rochrababgco")
@@ -116,21 +122,19 @@ def stats_table(stats: dict[str, Any], title: str) -> Table:
     return table
 
 
-def partial_path(path: str | Path) -> Path:
-    """Where a file is written before it is complete (same suffix, so .gz still compresses)."""
-    p = Path(path)
-    return p.with_name(f".partial.{p.name}")
+#: The mark of ``trace --json`` statistics (see ``gradpimsim.io_safety``).
+STATS_SCHEMA = "gradpimsim.trace-stats/1"
 
 
 def write_json_atomic(path: str, data: dict[str, Any]) -> None:
-    """Write JSON so that a reader never sees half a file."""
-    text = json.dumps(data, indent=2, sort_keys=True)
+    """Write JSON so that a reader never sees half a file (strict JSON: no NaN or Infinity)."""
+    from gradpimsim.io_safety import atomic_write_text
+
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False)
     if path == "-":
         print(text)
         return
-    tmp = partial_path(path)
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, text + "\n")
 
 
 def sample_trace() -> Path:
@@ -141,23 +145,30 @@ def sample_trace() -> Path:
 
 
 def run_trace(args: argparse.Namespace) -> int:
-    from gradpimsim.cli import UserError
-    from gradpimsim.trace.cmdtrace import CommandTraceWriter
+    from gradpimsim.bounds import check_memory_system
+    from gradpimsim.errors import UserError
+    from gradpimsim.io_safety import commit, create_partial, discard, output, preflight
+    from gradpimsim.trace.cmdtrace import TRACE_HEADER, CommandTraceWriter
     from gradpimsim.trace.replay import replay_trace
 
-    cfg = memory_config(args)
     if args.sample:
         args.trace = str(sample_trace())
     if not args.trace:
         raise UserError("give a TRACE file, or --sample for the bundled one")
-    if not Path(args.trace).is_file():
-        raise UserError(f"trace not found: {args.trace}")
+    from gradpimsim.io_safety import check_input_file
+
+    check_input_file("TRACE", args.trace)
+    cfg = memory_config(args)
+    check_memory_system(cfg)
+    preflight([output("--json", args.json, "json"),
+               output("--cmd-trace", args.cmd_trace, "cmd-trace")],
+              [args.trace, args.config], force=args.force)
     sinks = []
     writer = None
     partial = None
     if args.cmd_trace:
-        partial = partial_path(args.cmd_trace)
-        writer = CommandTraceWriter(partial)
+        fd, partial = create_partial(Path(args.cmd_trace))
+        writer = CommandTraceWriter(partial, header=TRACE_HEADER, fd=fd)
         sinks.append(writer.write)
     checker = None
     if args.check:
@@ -175,31 +186,35 @@ def run_trace(args: argparse.Namespace) -> int:
             TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,
+            disable=not sys.stderr.isatty(),  # a log or a pipe gets no progress lines
         ) as progress:
-            task = progress.add_task(f"replaying {Path(args.trace).name}", total=None)
+            task = progress.add_task(f"replaying {escape(Path(args.trace).name)}", total=None)
             result = replay_trace(
                 args.trace,
                 cfg,
                 sink=sink,
                 batch_runs=not args.no_batch,
                 on_progress=lambda n: progress.update(task, completed=n),
+                wrap=args.wrap,
             )
-    except TraceError as exc:
+        wall = time.perf_counter() - t0
         if writer is not None:
             writer.close()
-            partial.unlink(missing_ok=True)
-        raise UserError(str(exc)) from None
-    wall = time.perf_counter() - t0
-    if writer is not None:
-        writer.close()
-        os.replace(partial, args.cmd_trace)
-    stats = dict(result.stats)
+            writer = None
+            commit(partial, Path(args.cmd_trace))
+            partial = None
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        discard(partial)
+        raise
+    stats = {"schema": STATS_SCHEMA, **result.stats}
     stats["wall_seconds"] = round(wall, 3)
     stats["requests_per_second"] = round(stats["requests"] / wall) if wall > 0 else 0
     if checker is not None:
         report = checker.finish(stats["completion_cycle"])
         stats["violations"] = report.total_violations
-    title = f"{Path(args.trace).name} on {cfg.name}"
+    title = f"{escape(Path(args.trace).name)} on {cfg.name}"
     if result.interrupted:
         title += " (INTERRUPTED: partial results)"
     console.print(stats_table(stats, title))
@@ -213,7 +228,7 @@ def run_trace(args: argparse.Namespace) -> int:
         if stats["violations"]:
             console.print(f"[bold red]{stats['violations']} protocol violations[/]")
             for v in report.violations[:5]:
-                console.print(f"  {v}")
+                console.print(f"  {v}", markup=False)
             return 1
         console.print("[green]checker: every command legal[/]")
     return 130 if result.interrupted else 0

@@ -14,8 +14,11 @@ GradPIM tools with their own names still read.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import os
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, repeat
 from pathlib import Path
@@ -23,6 +26,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from gradpimsim.dram.commands import TRACE_NAME, Cmd, Command
+from gradpimsim.errors import clip_repr
 
 __all__ = [
     "CommandTraceError",
@@ -84,6 +88,30 @@ def _open_text(path: Path, mode: str) -> IO[str]:
     return open(path, mode, encoding="utf-8", buffering=1 << 20)  # noqa: SIM115
 
 
+def _open_fd(fd: int, path: Path) -> IO[str]:
+    """A text writer on an already created file descriptor (gzip if ``path`` ends in .gz)."""
+    raw = os.fdopen(fd, "wb", buffering=1 << 20)
+    if path.suffix.lower() == ".gz":
+        gz = gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0)
+        return _Closing(io.TextIOWrapper(gz, encoding="utf-8"), raw)  # type: ignore[return-value]
+    return io.TextIOWrapper(raw, encoding="utf-8")
+
+
+class _Closing:
+    """A gzip text stream that also closes the file under it (GzipFile leaves a fileobj open)."""
+
+    def __init__(self, text: io.TextIOWrapper, raw: IO[bytes]) -> None:
+        self._text = text
+        self._raw = raw
+
+    def write(self, s: str) -> int:
+        return self._text.write(s)
+
+    def close(self) -> None:
+        self._text.close()
+        self._raw.close()
+
+
 class CommandTraceReader:
     """Iterate over the commands of a trace file; ``line_no`` is the last line read.
 
@@ -98,10 +126,34 @@ class CommandTraceReader:
     error (commands before a bad line are still delivered before the error is raised).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, channel: int | None = None) -> None:
         self.path = Path(path)
         self.line_no = 0
         self._names = dict(_BY_NAME)  # grows with PIM spellings met in this file
+        #: What channel ``-1`` stands for (see :meth:`file_channel`); found on first need.
+        self._wild = channel
+        self._channels: dict[str, int] = dict(_UINT)
+
+    def file_channel(self) -> int:
+        """The channel that ``-1`` stands for.  DRAMsim3 writes one command trace per channel
+        and gives the commands it makes for refresh (the REF and the precharges before it)
+        channel -1: they belong to the file's channel, that of its first command with a
+        channel (0 when it has none; ``channel=`` overrides)."""
+        if self._wild is None:
+            self._wild = 0
+            try:
+                with _open_text(self.path, "r") as fh:
+                    for n, line in enumerate(fh):
+                        parts = line.split("#", 1)[0].split()
+                        if len(parts) == 8 and parts[2].isdigit():
+                            self._wild = int(parts[2])
+                            break
+                        if n > 1_000_000:
+                            break
+            except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError):
+                pass  # the reading proper reports it, with the line
+            self._channels["-1"] = self._wild
+        return self._wild
 
     def __iter__(self) -> Iterator[Command]:
         return chain.from_iterable(cmds for _, cmds in self.chunks())
@@ -157,7 +209,10 @@ class CommandTraceReader:
             try:
                 # Dictionary decoding accepts only in-range spellings (channel and rank >= 0,
                 # bank group, bank and column >= -1), so only clk and row need a range check.
-                ch, rk = (list(map(_UINT.__getitem__, tok[i::8])) for i in (2, 3))
+                if "-1" not in self._channels and "-1" in tok[2::8]:
+                    self.file_channel()
+                ch = list(map(self._channels.__getitem__, tok[2::8]))
+                rk = list(map(_UINT.__getitem__, tok[3::8]))
                 bg, bk = (list(map(_SMALL.__getitem__, tok[i::8])) for i in (4, 5))
                 col = list(map(_SMALL_HEX.__getitem__, tok[7::8]))
             except KeyError:
@@ -203,7 +258,7 @@ class CommandTraceReader:
         if len(parts) != 8:
             raise self._error(
                 f"expected 8 fields '<clk> <cmd> <channel> <rank> <bankgroup> <bank> "
-                f"<row> <col>', got {len(parts)}: {line.strip()!r}"
+                f"<row> <col>', got {len(parts)}: {clip_repr(line.strip())}"
             )
         c = self._names.get(parts[1])
         if c is None:
@@ -221,6 +276,8 @@ class CommandTraceReader:
             col = int(parts[7], 16)
         except ValueError:
             raise self._error(self._bad_number(parts)) from None
+        if ch == -1:
+            ch = self.file_channel()
         if clk < 0 or ch < 0 or rk < 0 or bg < -1 or bk < -1 or row < -1 or col < -1:
             raise self._error(self._out_of_range(clk, ch, rk, bg, bk, row, col))
         return _NEW(Command, (clk, c, ch, rk, bg, bk, row, col))
@@ -230,7 +287,8 @@ class CommandTraceReader:
         known = ", ".join(n for c, n in TRACE_NAME.items() if c < Cmd.PIM_RD)
         if name == "refresh_bank":
             return "per-bank refresh (refresh_bank) is not a DDR4 command; DDR4 refreshes all banks"
-        return f"unknown command {name!r}; known: {known}, PIM_<RD|LD|WR|ST|OP|SET|MRS|CFG...>"
+        return (f"unknown command {clip_repr(name)}; known: {known}, "
+                "PIM_<RD|LD|WR|ST|OP|SET|MRS|CFG...>")
 
     @staticmethod
     def _bad_number(parts: list[str]) -> str:
@@ -242,14 +300,14 @@ class CommandTraceReader:
                 int(parts[i], 16 if i >= 6 else 10)
             except ValueError:
                 kind = "a hex number (0x1f)" if i >= 6 else "a decimal integer"
-                return f"{label} must be {kind}, got {parts[i]!r}"
+                return f"{label} must be {kind}, got {clip_repr(parts[i])}"
         return "malformed number"  # pragma: no cover - every field parsed
 
     @staticmethod
     def _out_of_range(*values: int) -> str:
         labels = ("clk", "channel", "rank", "bankgroup", "bank", "row", "col")
         for label, value in zip(labels, values, strict=True):
-            low = 0 if label in ("clk", "channel", "rank") else -1
+            low = 0 if label in ("clk", "rank") else -1
             if value < low:
                 return f"{label} must be >= {low}, got {value}"
         return "field out of range"  # pragma: no cover
@@ -265,12 +323,23 @@ def read_command_trace(path: str | Path) -> Iterator[Command]:
     return iter(CommandTraceReader(path))
 
 
-class CommandTraceWriter:
-    """Write commands as trace lines, buffered; a context manager.  ``.gz`` paths are compressed."""
+#: First line of every command trace gradpimsim writes: what marks the file as its own
+#: (:mod:`gradpimsim.io_safety`), and a comment to every reader of the format.
+TRACE_HEADER = "gradpimsim command trace"
 
-    def __init__(self, path: str | Path, *, header: str | None = None) -> None:
+
+class CommandTraceWriter:
+    """Write commands as trace lines, buffered; a context manager.  ``.gz`` paths are compressed.
+
+    ``fd``: write to this already created file (an exclusive temporary file) instead of opening
+    ``path``; ``path`` then only chooses compression.
+    """
+
+    def __init__(self, path: str | Path, *, header: str | None = None,
+                 fd: int | None = None) -> None:
         self.path = Path(path)
-        self._fh: IO[str] | None = _open_text(self.path, "w")
+        self._fh: IO[str] | None = (_open_text(self.path, "w") if fd is None
+                                    else _open_fd(fd, self.path))
         self._buf: list[str] = []
         self.count = 0
         if header:
@@ -321,39 +390,61 @@ class CommandTraceFile:
 
     Unlike a writer, it can be pickled before it is used: nothing is opened until the simulator
     asks for a channel's sink.  That lets ``compare(jobs=2)`` send it to the worker process that
-    simulates the run; the worker closes it when the run ends.  Commands go to a ``.partial.``
-    name, renamed to ``path`` by :meth:`close`, so a reader never mistakes half a trace for a
-    whole one.
+    simulates the run; the worker closes it when the run ends.  Commands go to a temporary file
+    beside ``path`` (``.partial.<random token>.<name>``, created exclusively: see
+    :mod:`gradpimsim.io_safety`), renamed to ``path`` by :meth:`close`, so a reader never mistakes
+    half a trace for a whole one.  The token is chosen here, so the process that made this object
+    can :meth:`discard` what a worker left behind when the run failed.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._writer: CommandTraceWriter | None = None
+    def __init__(self, path: str | Path, header: str = TRACE_HEADER) -> None:
+        from gradpimsim.io_safety import partial_name
 
-    @property
-    def partial_path(self) -> Path:
-        return self.path.with_name(f".partial.{self.path.name}")
+        self.path = Path(path)
+        self.header = header
+        self.token = secrets.token_hex(8)
+        self.partial_path = partial_name(self.path, self.token)
+        self._writer: CommandTraceWriter | None = None
 
     def __call__(self, channel: int) -> Callable[[Command], None]:
         """The sink for ``channel`` (every channel writes to the same file, in issue order)."""
         if self._writer is None:
-            self._writer = CommandTraceWriter(self.partial_path)
+            from gradpimsim.io_safety import create_partial
+
+            fd, _ = create_partial(self.path, self.token)
+            self._writer = CommandTraceWriter(self.partial_path, header=self.header, fd=fd)
         return self._writer.write
 
     def close(self) -> bool:
         """Finish the file and give it its name; False if this copy never wrote anything."""
         if self._writer is None:
             return False
+        from gradpimsim.io_safety import commit
+
         self._writer.close()
         self._writer = None
-        os.replace(self.partial_path, self.path)
+        commit(self.partial_path, self.path)
         return True
+
+    def discard(self) -> None:
+        """Drop an unfinished file (a failed or interrupted run), in this process or a worker's."""
+        if self._writer is not None:
+            with contextlib.suppress(OSError):
+                self._writer.close()
+            self._writer = None
+        with contextlib.suppress(OSError):
+            os.unlink(self.partial_path)
 
     def __getstate__(self) -> dict[str, Any]:
         if self._writer is not None:  # an open file cannot follow the object elsewhere
             raise TypeError(f"{self.path}: cannot pickle a command trace file being written")
-        return {"path": self.path}
+        return {"path": self.path, "header": self.header, "token": self.token}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        from gradpimsim.io_safety import partial_name
+
         self.path = state["path"]
+        self.header = state.get("header", TRACE_HEADER)
+        self.token = state["token"]
+        self.partial_path = partial_name(self.path, self.token)
         self._writer = None

@@ -4,6 +4,13 @@ The trace is streamed in chunks (never loaded whole); each chunk's requests are 
 and handed to the channel controllers ahead of their arrival cycles, and the SimPy clock moves a
 chunk at a time.  Back-pressure is honoured: when controllers fall behind the trace, the source
 waits before reading more, so memory stays bounded however long the trace is.
+
+Idle time costs nothing: the controllers account the refreshes of an idle gap in closed form
+(``ChannelController._skip_idle_refreshes``), so a request at cycle 10^17 is simulated as fast as
+one at cycle 10.  That shortcut needs the refreshes not to be written one by one, so with a
+command sink (``--cmd-trace``, ``--check``) a gap that would emit more than
+:data:`MAX_SINK_IDLE_PERIODS` refresh periods is refused up front, naming the request.  An address
+beyond the configuration's capacity is an error (it would silently alias) unless ``wrap``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import simpy
 
 from gradpimsim.config import MemoryConfig
@@ -23,10 +31,41 @@ from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.dram.commands import CommandSink
 from gradpimsim.runtime import simulation_gc
 from gradpimsim.stats.memory import memory_stats
-from gradpimsim.trace.requests import iter_request_chunks
+from gradpimsim.trace.requests import RequestChunk, TraceError, iter_request_chunks
 
 #: Requests a controller may hold waiting for admission before the source stops reading.
 MAX_PENDING = 1 << 16
+#: With a command sink, the most refresh periods one idle gap may write (about a million
+#: REF lines per rank, half a minute): beyond it the trace is refused, not written for hours.
+MAX_SINK_IDLE_PERIODS = 1 << 20
+
+
+def check_chunk(chunk: RequestChunk, cfg: MemoryConfig, path: str | Path, *, wrap: bool,
+                sink: bool, prev_cycle: int) -> RequestChunk:
+    """Addresses within the capacity (or folded into it), idle gaps a sink can take."""
+    cap = cfg.org.total_bytes
+    lines = chunk.lines if chunk.lines is not None else None
+    if len(chunk.addr) and int(chunk.addr.max()) >= cap:
+        if not wrap:
+            i = int((chunk.addr >= cap).argmax())
+            line = int(lines[i]) if lines is not None else 0
+            raise TraceError(path, line, f"address {int(chunk.addr[i]):#x} is beyond the "
+                             f"{cap:,}-byte capacity of {cfg.name} (0x0-{cap - 1:#x}); use a "
+                             "larger memory configuration, or --wrap to fold addresses into it")
+        chunk = RequestChunk(chunk.addr & (cap - 1), chunk.is_write, chunk.cycle,
+                             chunk.first_line, chunk.lines)
+    if sink and len(chunk.cycle) and cfg.controller.refresh:
+        gaps = np.diff(chunk.cycle, prepend=prev_cycle)
+        i = int(gaps.argmax())
+        periods = int(gaps[i]) // cfg.timing.tREFI
+        if periods > MAX_SINK_IDLE_PERIODS:
+            line = int(lines[i]) if lines is not None else 0
+            raise TraceError(path, line, f"the request at cycle {int(chunk.cycle[i]):,} follows "
+                             f"an idle gap of {int(gaps[i]):,} cycles: writing its "
+                             f"{periods * cfg.org.ranks:,} refresh commands to the command "
+                             "trace or checker would not end; drop --cmd-trace/--check for "
+                             "this trace (without them idle time costs nothing)")
+    return chunk
 
 
 @dataclass
@@ -49,16 +88,26 @@ def replay_trace(
     on_progress: Callable[[int], None] | None = None,
     batch_runs: bool = True,
     chunk_lines: int = 65536,
+    wrap: bool = False,
 ) -> ReplayResult:
-    """Simulate every request of the trace; Ctrl-C stops early and keeps what finished."""
+    """Simulate every request of the trace; Ctrl-C stops early and keeps what finished.
+
+    Raises :class:`TraceError` for an address beyond the capacity (unless ``wrap``) and, with a
+    ``sink``, for an idle gap too long to write out (see the module doc).
+    """
     env = simpy.Environment()
     ctrls = make_controllers(cfg, sink, batch_runs=batch_runs)
     procs = [ControllerProcess(env, c, follow=False) for c in ctrls]
     amap = AddressMap(cfg)
     done = {"submitted": 0}
+    has_sink = sink is not None or not ctrls[0].skip_idle
 
     def source() -> Generator[simpy.Event, Any, None]:
+        prev = 0
         for chunk in iter_request_chunks(path, chunk_lines=chunk_lines):
+            chunk = check_chunk(chunk, cfg, path, wrap=wrap, sink=has_sink, prev_cycle=prev)
+            if len(chunk.cycle):
+                prev = int(chunk.cycle[-1])
             f = amap.decode_array(chunk.addr)
             bank = amap.flat_banks(f)
             for c, ctrl in enumerate(ctrls):

@@ -21,10 +21,12 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from gradpimsim.errors import clip, clip_repr
 
 __all__ = [
     "RequestChunk",
@@ -88,7 +90,7 @@ def _open_binary(path: Path) -> IO[bytes]:
     raw = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
     if raw.read(2) == GZIP_MAGIC:
         raw.close()
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     raw.seek(0)
     return raw
 
@@ -194,23 +196,26 @@ def _parse_cycles(words: np.ndarray, s: np.ndarray, e: np.ndarray
 def _diagnose(line: bytes, prev_cycle: int) -> str:
     """Why one line was rejected (the slow, readable twin of the vectorised checks)."""
     fields = line.split(b"#", 1)[0].split()
-    shown = line.rstrip(b"\r\n").decode("ascii", "backslashreplace")
+    text = line.rstrip(b"\r\n")
+    shown = clip_repr(text[:1000].decode("ascii", "backslashreplace"), total=len(text))
     if len(fields) != 3:
-        return f"{FORMAT_HINT}, got {len(fields)} field(s): {shown!r}"
-    addr, kind, cycle = (f.decode("ascii", "backslashreplace") for f in fields)
+        return f"{FORMAT_HINT}, got {len(fields)} field(s): {shown}"
+    addr, kind, cycle = (f[:1000].decode("ascii", "backslashreplace") for f in fields)
+    lens = [len(f) for f in fields]
     if not _ADDR_RE.fullmatch(fields[0]):
-        return f"bad address {addr!r}: expected 0x followed by 1-{MAX_HEX_DIGITS} hex digits"
+        return (f"bad address {clip_repr(addr, total=lens[0])}: expected 0x followed by "
+                f"1-{MAX_HEX_DIGITS} hex digits")
     if kind.lower() not in ("read", "write"):
-        return f"unknown request type {kind!r}: expected READ or WRITE"
-    if re.fullmatch(r"-\d+", cycle):
-        return f"negative cycle {cycle}"
+        return f"unknown request type {clip_repr(kind, total=lens[1])}: expected READ or WRITE"
+    if re.fullmatch(r"-\d+", cycle) and lens[2] < 1000:
+        return f"negative cycle {clip(cycle)}"
     if not _CYCLE_RE.fullmatch(fields[2]):
-        return (f"bad cycle {cycle!r}: expected a non-negative decimal integer of at most "
-                f"{MAX_CYCLE_DIGITS} digits")
+        return (f"bad cycle {clip_repr(cycle, total=lens[2])}: expected a non-negative decimal "
+                f"integer of at most {MAX_CYCLE_DIGITS} digits")
     if int(cycle) < prev_cycle:
         return (f"cycle {cycle} is earlier than the previous request's cycle {prev_cycle}: "
                 "requests must be in non-decreasing cycle order")
-    return f"malformed line {shown!r}; {FORMAT_HINT}"
+    return f"malformed line {shown}; {FORMAT_HINT}"
 
 
 def _parse_block(
@@ -341,8 +346,9 @@ def write_request_trace(
     a = a.astype(np.uint64)
     c = c.astype(np.int64)
     raw = open(path, "wb")  # noqa: SIM115 - closed below, also via the gzip wrapper
-    out: IO[bytes] = (gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0)
-                      if path.suffix.lower() == ".gz" else raw)
+    out = cast(IO[bytes], gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6,
+                                        mtime=0)
+               if path.suffix.lower() == ".gz" else raw)
     try:
         for lo in range(0, len(a), chunk_lines):
             hi = lo + chunk_lines
