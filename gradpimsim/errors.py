@@ -8,9 +8,10 @@ with exit code 3 (``GRADPIMSIM_DEBUG=1`` shows the traceback instead).
 
 The classes below are the user errors that have no better home; the modules that parse inputs
 raise their own (``ConfigError``, ``TraceError``, ``GraphError``...), which
-:func:`gradpimsim.cli.user_error_types` lists.  The text of every message is escaped for rich markup (a message
-about ``[section]`` keeps its brackets), never wrapped (a log or a pipe gets one line), and cut to
-:data:`MAX_MESSAGE` characters; :func:`clip` cuts echoed input (a bad line) much shorter.
+:func:`gradpimsim.cli.user_error_types` lists.  The text of every message is escaped for rich
+markup (a message about ``[section]`` keeps its brackets), never wrapped (a log or a pipe gets
+one line), and cut to :data:`MAX_MESSAGE` characters; :func:`clip` cuts echoed input (a bad
+line) much shorter.
 """
 
 from __future__ import annotations

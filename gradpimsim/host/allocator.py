@@ -22,6 +22,13 @@ from typing import Protocol, runtime_checkable
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.dram.address_map import AddressMap
+from gradpimsim.host.placement import (
+    AUTO_ORDER,
+    AddressSpace,
+    Partition,
+    banks_for_update,
+    partition,
+)
 from gradpimsim.host.training import TrainingSchedule, group_tensor_name
 
 
@@ -39,11 +46,16 @@ class Segment:
 
 @dataclass
 class TensorPlacement:
-    """Where a tensor lives: one or more segments whose sizes add up to ``nbytes``."""
+    """Where a tensor lives: one or more segments whose sizes add up to ``nbytes``.
+
+    A tensor of the linear region under a partition (``host.placement``) has one segment in
+    that region's ``space``, whose virtual addresses ``Allocator.segments_for`` maps to
+    physical runs."""
 
     name: str
     nbytes: int
     segments: list[Segment]
+    space: AddressSpace | None = None
 
 
 @runtime_checkable
@@ -85,9 +97,13 @@ register_policy("linear", LinearPolicy)
 class Allocator:
     """Bump allocation from address 0 plus per-bank row reservations from the top row down."""
 
-    def __init__(self, cfg: MemoryConfig, policy: str | PlacementPolicy = "linear") -> None:
+    def __init__(self, cfg: MemoryConfig, policy: str | PlacementPolicy = "linear",
+                 split: Partition | None = None) -> None:
         self.cfg = cfg
         self.amap = AddressMap(cfg)
+        #: Which ranks/banks hold parameters and which activations (``host.placement``).
+        self.split = split or partition(cfg, "shared")
+        self.space = AddressSpace(self.amap, self.split.act_ranks, self.split.act_banks)
         if isinstance(policy, str):
             try:
                 policy = _POLICIES[policy]()
@@ -96,7 +112,8 @@ class Allocator:
                                  f"known: {', '.join(policy_names())}") from None
         self.policy: PlacementPolicy = policy
         self.align = cfg.org.burst_bytes
-        self.capacity = self.amap.capacity
+        #: Bytes of the linear region (activations; everything under the linear policy).
+        self.capacity = self.space.capacity
         self.top = 0  # first free byte of the linear region
         self.placements: dict[str, TensorPlacement] = {}
         #: (channel, rank, bankgroup, bank) -> lowest reserved row (rows >= it are reserved).
@@ -112,17 +129,12 @@ class Allocator:
         region covers every row.
         """
         top = self.top if top is None else top
-        if top <= 0:
-            return -1
-        shift = self.amap.shift["ro"]
-        width = self.amap.mask["ro"].bit_length()
-        if top - 1 >= 1 << (shift + width):
-            return self.rows - 1
-        return (top - 1) >> shift
+        return self.space.top_row(top)
 
     def lowest_reserved_row(self) -> int:
-        """The lowest row reserved in any bank (``rows`` if none)."""
-        return min(self._reserved_floor.values(), default=self.rows)
+        """The lowest row reserved in any bank the linear region uses (``rows`` if none)."""
+        return min((f for (_, ra, _, ba), f in self._reserved_floor.items()
+                    if self.space.touches(ra, ba)), default=self.rows)
 
     # -- allocation ----------------------------------------------------------------------------
     def _record(self, p: TensorPlacement) -> None:
@@ -148,7 +160,8 @@ class Allocator:
                 f"tensor {name!r} ({nbytes} B) would grow the linear region to row "
                 f"{self.linear_top_row(new_top)}, into rows reserved from "
                 f"{self.lowest_reserved_row()} upward")
-        p = TensorPlacement(name, nbytes, [Segment(self.top, nbytes)])
+        space = self.space if self.space.restricted else None
+        p = TensorPlacement(name, nbytes, [Segment(self.top, nbytes)], space)
         self.top = new_top
         self._record(p)
         return p
@@ -182,7 +195,10 @@ class Allocator:
             raise ValueError(f"cannot reserve {count} rows")
         floor = self._reserved_floor.get(key, self.rows)
         new_floor = floor - count
-        if new_floor <= self.linear_top_row():
+        if new_floor < 0:
+            raise OutOfMemory(f"reserving {count} rows in bank {key} needs more than its "
+                              f"{self.rows} rows")
+        if self.space.touches(rank, bank) and new_floor <= self.linear_top_row():
             raise OutOfMemory(
                 f"reserving {count} rows in bank {key} would reach row {new_floor}, but the "
                 f"linear region already uses rows up to {self.linear_top_row()}")
@@ -201,9 +217,11 @@ class Allocator:
 
     def address_of(self, name: str, offset: int) -> int:
         """Physical address of byte ``offset`` of a placed tensor (walking its segments)."""
-        for seg in self.lookup(name).segments:
+        p = self.lookup(name)
+        for seg in p.segments:
             if offset < seg.nbytes:
-                return seg.addr + offset
+                addr = seg.addr + offset
+                return p.space.physical(addr) if p.space is not None else addr
             offset -= seg.nbytes
         raise ValueError(f"offset beyond the end of tensor {name!r}")
 
@@ -223,7 +241,10 @@ class Allocator:
                 offset -= seg.nbytes
                 continue
             take = min(seg.nbytes - offset, nbytes)
-            out.append(Segment(seg.addr + offset, take))
+            if p.space is not None:
+                out += [Segment(a, n) for a, n in p.space.runs(seg.addr + offset, take)]
+            else:
+                out.append(Segment(seg.addr + offset, take))
             nbytes -= take
             offset = 0
         return out
@@ -244,3 +265,44 @@ def place_schedule(schedule: TrainingSchedule, alloc: Allocator) -> dict[str, Te
         elif name not in out:
             out[name] = alloc.placements[name]
     return out
+
+
+def place_iteration(schedule: TrainingSchedule, cfg: MemoryConfig,
+                    layout: Callable[[], PlacementPolicy | str], placement: str = "auto",
+                    param_banks: int | None = None) -> Allocator:
+    """Place an iteration under a placement policy (``host.placement``); ``auto`` takes the
+    first of ``AUTO_ORDER`` that fits (bank partitioning with as many parameter banks as the
+    update's operands need, then fewer).  ``layout()`` makes a fresh parameter layout
+    policy.  :class:`OutOfMemory` names every policy tried and why it did not fit."""
+    o = cfg.org
+    if placement == "auto":
+        names = [n for n in AUTO_ORDER if not (n == "rank-partition" and o.ranks < 2)]
+    else:
+        names = [placement]
+    tries: list[tuple[str, int | None]] = []
+    for name in names:
+        if name != "bank-partition":
+            tries.append((name, None))
+        elif param_banks is not None:
+            tries.append((name, param_banks))
+        elif o.banks_per_group >= 2:
+            # as many banks as the operands need, then fewer (more activation capacity;
+            # operands then share a bank's rows) while nothing fits
+            need = max((banks_for_update(r) for r in schedule.groups.values()), default=1)
+            first = min(need, o.banks_per_group - 1)
+            tries += [(name, k) for k in range(first, 0, -1)]
+            if placement != "auto":
+                tries = tries[:1]
+    failures = []
+    for name, k in tries:
+        alloc = Allocator(cfg, layout(), partition(cfg, name, k))
+        try:
+            place_schedule(schedule, alloc)
+        except OutOfMemory as exc:
+            failures.append(f"{name}" + (f" ({k} parameter banks)" if k else "") + f": {exc}")
+            continue
+        return alloc
+    if not tries:
+        failures.append(f"{placement}: the device has one bank per bank group")
+    raise OutOfMemory("no placement fits: " + "; ".join(failures) +
+                      " (use more channels or ranks, or a smaller batch)")

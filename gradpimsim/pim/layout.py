@@ -111,9 +111,13 @@ class ColocatedPolicy:
         cols = {r: chunk_cols // dens[r] for r in live}
         widest = max(live.values())
         n_chunks = -(-widest // (chunk_cols * COLUMN_BYTES))
-        sets = self._row_sets(cols, o.banks_per_group, o.bursts_per_row)
+        # the ranks and banks reserved for parameters (all of them unless partitioned)
+        split = getattr(alloc, "split", None)
+        ranks = list(split.param_ranks) if split is not None else list(range(o.ranks))
+        banks = list(split.param_banks) if split is not None else list(range(o.banks_per_group))
+        sets = self._row_sets(cols, len(banks), o.bursts_per_row)
 
-        n_units = o.channels * o.ranks * o.bankgroups
+        n_units = o.channels * len(ranks) * o.bankgroups
         unit_of = [(self.cursor + k) % n_units for k in range(n_chunks)]
         self.cursor = (self.cursor + n_chunks) % n_units
         per_unit: dict[int, int] = {}
@@ -124,15 +128,15 @@ class ColocatedPolicy:
 
         def unit_loc(u: int) -> tuple[int, int, int]:
             bg = u % o.bankgroups
-            rank = (u // o.bankgroups) % o.ranks
-            return u // (o.bankgroups * o.ranks), rank, bg
+            rank = ranks[(u // o.bankgroups) % len(ranks)]
+            return u // (o.bankgroups * len(ranks)), rank, bg
 
         rows: dict[tuple[int, int], list[int]] = {}
         for u, count in per_unit.items():
             ch, rank, bg = unit_loc(u)
             for si, rs in enumerate(sets):
                 need = -(-count // (o.bursts_per_row // rs.width))
-                rows[(u, si)] = alloc.reserve_rows(ch, rank, bg, rs.bank, need)
+                rows[(u, si)] = alloc.reserve_rows(ch, rank, bg, banks[rs.bank], need)
 
         contiguous = amap.shift["co"] == amap.offset_bits
         co_step = 1 << amap.shift["co"]
@@ -151,7 +155,7 @@ class ColocatedPolicy:
                     if n <= 0:
                         continue
                     col0 = slot_col + rs.offsets[role]
-                    base = amap.encode(ch, rank, bg, rs.bank, row, col0)
+                    base = amap.encode(ch, rank, bg, banks[rs.bank], row, col0)
                     if contiguous:
                         segs[role].append((base, n))
                     else:

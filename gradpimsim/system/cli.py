@@ -22,6 +22,7 @@ from rich.table import Table
 from gradpimsim.graph.importers.python_entry import AllowPython
 from gradpimsim.host.fusion import FUSION_POLICIES
 from gradpimsim.host.npu import DEFAULT_NPU
+from gradpimsim.host.placement import PLACEMENTS
 from gradpimsim.host.training import BACKWARD_PASSES, TASK_ORDERS
 from gradpimsim.options import positive_int
 from gradpimsim.system.config import LAYOUTS, PIM_POLICIES, UPDATE_POLICIES, RunConfig
@@ -89,6 +90,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "and its weights are no longer read; the host then runs it between "
                    "backward passes), after-backward, or auto (default: the host after "
                    "backward, GradPIM overlapped)")
+    p.add_argument("--placement", choices=PLACEMENTS, default="auto",
+                   help="parameters apart from activations: bank-partition (a subset of the "
+                   "banks of every bank group), rank-partition, shared (every bank), or auto "
+                   "(default: bank-partition if it fits, else shared); both runs")
+    p.add_argument("--param-banks", type=int, default=None, metavar="K",
+                   help="with bank-partition: banks per bank group for parameters (default: "
+                   "what the update's operands need)")
     p.add_argument("--layout", choices=LAYOUTS, default="colocated",
                    help="placement of each parameter's weight/gradient/state (both runs)")
     p.add_argument("--pim-policy", choices=PIM_POLICIES, default="host-first",
@@ -117,6 +125,7 @@ def _config(args: argparse.Namespace, pim: bool) -> RunConfig:
                      optimizer=args.optimizer, precision=args.precision, npu=args.npu,
                      pim=pim, pim_policy=args.pim_policy, layout=args.layout,
                      fusion=args.fusion, task_order=args.task_order, backward=args.backward,
+                     placement=args.placement, param_banks=args.param_banks,
                      update_policy=args.update_policy,
                      functional=args.functional, step=args.step,
                      batch_runs=not args.no_batch, bin_cycles=args.bin_cycles)
@@ -310,6 +319,7 @@ def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunCon
     def row(label: str, fn: Any) -> None:
         t.add_row(label, *[fn(r) for r in rs])
 
+    row("placement", lambda r: r.memory.get("placement", "-"))
     row("iteration time", lambda r: _fmt_cycles(r, r.cycles))
     for phase in ("forward", "backward", "update"):
         row(f"  {phase} (first start to last end)",

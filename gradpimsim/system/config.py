@@ -15,6 +15,7 @@ from gradpimsim.config import ConfigError, MemoryConfig, load_config
 from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy, precision
 from gradpimsim.host.fusion import FUSION_POLICIES
 from gradpimsim.host.npu import DEFAULT_NPU
+from gradpimsim.host.placement import check_placement
 from gradpimsim.host.training import BACKWARD_PASSES, TASK_ORDERS, Dataflow
 
 PIM_POLICIES = ("host-first", "pim-first")
@@ -51,6 +52,11 @@ class RunConfig:
     pim_policy: str = "host-first"
     #: Placement of each parameter's weight, gradient and state (the same in both runs).
     layout: str = "colocated"
+    #: Where parameters live relative to activations (``host.placement``; both runs).
+    placement: str = "auto"
+    #: Banks per bank group for parameters under bank partitioning (None: what the update's
+    #: operands need without sharing a bank's rows, at most all but one).
+    param_banks: int | None = None
     #: Execute the update on real values (both runs) and verify the weights; small models only.
     functional: bool = False
     #: Optimizer step being simulated (1 = first step: momentum buffers are not read yet).
@@ -77,6 +83,15 @@ class RunConfig:
                 raise ConfigError(name, f"unknown value {getattr(self, name)!r}; choose one "
                                         f"of {', '.join(choices)}")
         self.dataflow(0)  # the combination must be valid (legacy needs none + split)
+        check_placement(self.placement)
+        if self.param_banks is not None and (isinstance(self.param_banks, bool)
+                                             or not isinstance(self.param_banks, int)
+                                             or self.param_banks < 1):
+            raise ConfigError("param_banks", f"must be a positive integer, got "
+                                             f"{self.param_banks!r}")
+        if self.layout == "naive" and self.placement not in ("auto", "shared"):
+            raise ConfigError("placement", "the naive layout places parameters among the "
+                                           "activations: use --placement shared (or auto)")
         if self.layout not in LAYOUTS:
             raise ConfigError("layout", f"unknown layout {self.layout!r}; choose one of "
                                         f"{', '.join(LAYOUTS)}")
@@ -100,9 +115,10 @@ class RunConfig:
 
     @classmethod
     def legacy(cls, **kw: Any) -> RunConfig:
-        """The model of gradpimsim 0.1: no fusion, data gradients first, the large NPU."""
+        """The model of gradpimsim 0.1: no fusion, data gradients first, the large NPU,
+        parameters sharing every bank with activations."""
         return cls(**{"fusion": "none", "task_order": "legacy", "backward": "split",
-                      "npu": "large", **kw})
+                      "npu": "large", "placement": "shared", **kw})
 
     def optimizer_config(self) -> OptimizerConfig:
         return OptimizerConfig(self.optimizer)

@@ -22,7 +22,7 @@ from gradpimsim.config import MemoryConfig
 from gradpimsim.config.pim import PimConfig
 from gradpimsim.dram.commands import CommandSink
 from gradpimsim.graph.loader import load_any
-from gradpimsim.host.allocator import Allocator, place_schedule
+from gradpimsim.host.allocator import Allocator, place_iteration
 from gradpimsim.host.npu import NPUModel, TaskCost
 from gradpimsim.host.traffic import by_phase_and_class, traffic_rows
 from gradpimsim.host.training import TrainingSchedule, expand_training, group_tensor_name
@@ -68,8 +68,9 @@ def plan(run: RunConfig) -> Plan:
     schedule = expand_training(graph, run.optimizer_config(), run.precision_policy(),
                                run.dataflow(npu.cfg.residency_budget))
     costs = npu.schedule_costs(schedule)
-    alloc = Allocator(cfg, ColocatedPolicy() if run.layout == "colocated" else "naive")
-    place_schedule(schedule, alloc)
+    layout = (lambda: ColocatedPolicy()) if run.layout == "colocated" else (lambda: "naive")
+    placement = "shared" if run.layout == "naive" else run.placement
+    alloc = place_iteration(schedule, cfg, layout, placement, run.param_banks)
     return Plan(cfg, schedule, npu, costs, alloc)
 
 
@@ -135,6 +136,8 @@ def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
         interrupted = True
     result = collect(run, cfg, executor, memory, windows, wall_s=time.perf_counter() - wall,
                      interrupted=interrupted, pim=pim)
+    result.memory["placement"] = alloc.split.name
+    result.memory["placement_detail"] = alloc.split.describe(cfg)
     result.schedule_violations = verify_schedule(schedule.program, schedule.dag.nodes,
                                                  executor.records.values())
     result.traffic = by_phase_and_class(traffic_rows(schedule, costs, executor.npu_tasks,
