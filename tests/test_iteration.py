@@ -167,12 +167,18 @@ def test_bad_input_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) 
     assert "error" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("placement", ["shared", "bank-partition"])
 @pytest.mark.parametrize("channels", [1, 2, 4])
 @pytest.mark.parametrize("pim", [False, True])
-def test_per_command_and_batched_runs_agree(tiny: str, channels: int, pim: bool) -> None:
+def test_per_command_and_batched_runs_agree(tiny: str, channels: int, pim: bool,
+                                            placement: str) -> None:
     """Deciding ahead in closed-form runs versus one scheduler decision per command."""
-    fast = simulate(RunConfig(workload=tiny, pim=pim, channels=channels))
-    slow = simulate(RunConfig(workload=tiny, pim=pim, channels=channels, batch_runs=False))
+    if (placement, pim, channels) == ("bank-partition", False, 4):
+        pytest.xfail("multi-channel deciding ahead: a write completes one cycle earlier than "
+                     "in lock step (docs/iteration.md, 'Deciding ahead'; issue 23)")
+    fast = simulate(RunConfig(workload=tiny, pim=pim, channels=channels, placement=placement))
+    slow = simulate(RunConfig(workload=tiny, pim=pim, channels=channels, batch_runs=False,
+                              placement=placement))
     assert slow.dram["commands"] == fast.dram["commands"]
     assert [(t.task, t.issue, t.end) for t in slow.tasks] == \
         [(t.task, t.issue, t.end) for t in fast.tasks]

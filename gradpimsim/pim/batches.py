@@ -92,6 +92,8 @@ class PimBatches:
         self.results: dict[tuple[int, int], UnitCounts] = {}
         self.counts = [0] * NCMD
         self.end = 0
+        #: Width of the windows each unit counts its column operations in (0: none).
+        self.util_bin = 0
         self.rr = 0
         self.floor = 0
         self.last_cmd = -1
@@ -181,6 +183,7 @@ class PimBatches:
         self._fire()
 
     def _add_agent(self, a: Agent) -> int:
+        a.res.bin_width = self.util_bin
         i = len(self.agents)
         self.agents.append(a)
         self.ready.append(INF)

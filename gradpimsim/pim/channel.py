@@ -225,6 +225,8 @@ class PimChannel(PimProposals):
                     ur.reads += 1
                 else:
                     ur.writes += 1
+                if ur.bin_width:
+                    ur.tally(t)
                 if sink is not None:
                     sink(Command(t, CMDS[c], ch, rank, a.bg, b, row, ins.col))
                 runs = a.runs[b]
@@ -345,6 +347,8 @@ class PimChannel(PimProposals):
                         ur.reads += 1
                     else:
                         ur.writes += 1
+                    if ur.bin_width:
+                        ur.tally(t)
                     if sink is not None:
                         sink(Command(t, CMDS[c], ch, rank, a.bg, b, row, ins.col))
                     runs = a.runs[b]

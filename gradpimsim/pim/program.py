@@ -52,10 +52,21 @@ class UnitCounts:
     precharges: int = 0
     last_cycle: int = 0
     utilization: float = 0.0
+    #: Column operations per ``bin_width``-cycle window of issue time (0: not counted).
+    bin_width: int = 0
+    bins: list[int] = field(default_factory=list)
 
     @property
     def column_ops(self) -> int:
         return self.reads + self.writes
+
+    def tally(self, t: int) -> None:
+        """Count a column operation issued at cycle ``t`` in its window."""
+        i = t // self.bin_width
+        bins = self.bins
+        if i >= len(bins):
+            bins.extend([0] * (i + 1 - len(bins)))
+        bins[i] += 1
 
 
 @dataclass

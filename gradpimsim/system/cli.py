@@ -261,7 +261,7 @@ def _compare(args: argparse.Namespace) -> int:
         raise
     runs = result.runs()
     paths = _close(traces, runs)
-    console.print(results_table(runs, result.speedup, run))
+    console.print(results_table(runs, result.speedup, run, result.overlap))
     if run.functional:
         pim = result.pim
         console.print(f"functional: baseline {_verdict(result.baseline)}, GradPIM "
@@ -303,8 +303,9 @@ def _fmt_cycles(r: RunResult, cycles: int) -> str:
     return f"{cycles * r.tCK_ns / 1000:,.1f} us ({cycles:,} cyc)"
 
 
-def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunConfig) -> Table:
-    """The comparison table: one column per run."""
+def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunConfig,
+                  overlap: dict[str, Any] | None = None) -> Table:
+    """The comparison table: one column per run (``overlap``: ``CompareResult.overlap``)."""
     title = (f"{run.workload} training iteration on {next(iter(runs.values())).memory['name']}"
              f", {run.optimizer} / {run.precision}")
     if any(r.interrupted for r in runs.values()):
@@ -324,6 +325,12 @@ def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunCon
     for phase in ("forward", "backward", "update"):
         row(f"  {phase} (first start to last end)",
             lambda r, p=phase: _fmt_cycles(r, r.phases[p]["cycles"]))
+    row("  update exposed after backward",
+        lambda r: _fmt_cycles(r, r.overlap.get("exposed_update_cycles", 0)) if r.overlap
+        else "-")
+    row("  update done when backward ends",
+        lambda r: f"{100 * r.overlap['update_work_at_backward_end']:.1f}%" if r.overlap
+        else "-")
     row("DRAM bytes read / written",
         lambda r: f"{r.dram['read_bytes'] / 2**20:,.1f} / {r.dram['write_bytes'] / 2**20:,.1f}"
                   " MiB")
@@ -346,4 +353,13 @@ def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunCon
     row("wall time", lambda r: f"{r.wall_s:.1f} s")
     if speedup is not None:
         t.add_row("[bold]speedup (host / GradPIM)[/]", "", f"[bold]{speedup:.3f}x[/]")
+    if overlap and overlap.get("ideal_speedup"):
+        t.add_row("  ideal (update hidden but what cannot be)", "",
+                  f"{overlap['ideal_speedup']:.3f}x")
+        if overlap.get("gain_captured") is not None:
+            t.add_row("  gain captured (of the baseline's update time)", "",
+                      f"{100 * overlap['gain_captured']:.1f}%")
+        if overlap.get("host_slowdown") is not None:
+            t.add_row("  backward time vs baseline (host slowdown)", "",
+                      f"{overlap['host_slowdown']:.3f}x")
     return t

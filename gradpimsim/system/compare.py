@@ -18,6 +18,7 @@ from gradpimsim.config.pim import PimConfig
 from gradpimsim.graph.loader import load_any
 from gradpimsim.graph.schema import activation_bytes, param_bytes
 from gradpimsim.system.config import RunConfig
+from gradpimsim.system.overlap import compare_overlap
 from gradpimsim.system.parallel import RunSpec, picklable, run_parallel
 from gradpimsim.system.results import CompareResult, RunResult
 from gradpimsim.system.simulate import ProgressHook, SinkFactory, simulate
@@ -91,7 +92,7 @@ def _compare_sequential(run: RunConfig, hooks: Callable[[str], tuple[ProgressHoo
     prog, sinks = hooks("pim")
     with_pim = simulate(run.with_pim(True), progress=prog, sink_factory=sinks,
                         pim_config=pim_config)
-    return _compared(run, base, with_pim)
+    return _compared(run, base, with_pim, pim_config)
 
 
 def _compare_parallel(run: RunConfig, chosen: dict[str, tuple[ProgressHook | None, Any]],
@@ -102,13 +103,19 @@ def _compare_parallel(run: RunConfig, chosen: dict[str, tuple[ProgressHook | Non
     base = results["baseline"]
     if base is None:  # interrupted before it had anything to show
         raise KeyboardInterrupt
-    return _compared(run, base, results["pim"])
+    return _compared(run, base, results["pim"], pim_config)
 
 
-def _compared(run: RunConfig, base: RunResult, with_pim: RunResult | None) -> CompareResult:
+def _compared(run: RunConfig, base: RunResult, with_pim: RunResult | None,
+              pim_config: PimConfig | None = None) -> CompareResult:
     out = CompareResult(run, base, with_pim)
     if run.functional and with_pim is not None and not out.interrupted:
         out.weights_match = _same_weights(base, with_pim)
+    if with_pim is not None and not out.interrupted and base.overlap and with_pim.overlap:
+        out.overlap = compare_overlap(base, with_pim, base.param_numels,
+                                      run.optimizer_config(), run.precision_policy(),
+                                      run.memory_config(), pim_config or PimConfig(),
+                                      int(base.memory.get("param_units", 1)), run.step)
     return out
 
 

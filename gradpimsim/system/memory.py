@@ -63,7 +63,8 @@ class MemorySystem:
     def __init__(self, env: simpy.Environment, cfg: MemoryConfig, *, pim: PimConfig,
                  policy: str = "host-first", array: PimArray | None = None,
                  sink_factory: Callable[[int], CommandSink | None] | None = None,
-                 batch_runs: bool = True, bin_cycles: int = 10_000) -> None:
+                 batch_runs: bool = True, bin_cycles: int = 10_000,
+                 util_bin: int = 0) -> None:
         self.env = env
         self.cfg = cfg
         self.pim = pim
@@ -81,6 +82,7 @@ class MemorySystem:
             shared = SharedChannel.build(cfg, pim, channel=ch, policy=policy, sink=sink,
                                          array=array, batch_runs=batch_runs)
             self.controllers.append(shared.ctrl)
+            shared.pim.util_bin = util_bin
             self.pims.append(shared.pim)
             self.channels.append(shared)
         self.read_bytes = 0
@@ -245,6 +247,20 @@ class MemorySystem:
         active = sum(c.dev.active_cycles(r, cycle) for c in self.controllers
                      for r in range(self.cfg.org.ranks))
         return {"counts": counts, "active": active, "cycle": cycle}
+
+    def pim_utilization(self, width: int, col_to_col: int) -> dict[str, list[float]]:
+        """Per GradPIM unit (``"ch<c>.r<r>.bg<g>"``), the share of each ``width``-cycle window
+        its column path was busy: column operations issued in it x ``col_to_col`` / ``width``
+        (the units count them as they issue, ``PimBatches.util_bin``)."""
+        out: dict[str, list[float]] = {}
+        bgs = self.cfg.org.bankgroups
+        for ch, pch in enumerate(self.pims):
+            for key, i in pch.unit_of.items():
+                res = pch.agents[i].res
+                rank, bg = divmod(key, bgs)
+                out[f"ch{ch}.r{rank}.bg{bg}"] = [round(n * col_to_col / width, 6)
+                                                 for n in res.bins]
+        return out
 
     @staticmethod
     def empty_snapshot() -> dict[str, Any]:

@@ -60,6 +60,12 @@ class RunResult:
     #: Planned DRAM bytes of the NPU's transfers by phase and tensor class
     #: (``host.traffic.by_phase_and_class``); they add up to ``dram`` read and write bytes.
     traffic: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    #: How much update time was exposed after backward (``system.overlap.run_overlap``).
+    overlap: dict[str, Any] = field(default_factory=dict)
+    #: PIM runs: per unit, its column-path utilization per window (``bin_cycles`` wide).
+    pim_utilization: dict[str, Any] = field(default_factory=dict)
+    #: Parameter -> elements (what the ideal bound of a comparison needs).
+    param_numels: dict[str, int] = field(default_factory=dict)
 
     @property
     def time_us(self) -> float:
@@ -75,6 +81,8 @@ class RunResult:
             "tasks_total": len(self.tasks), "interrupted": self.interrupted,
             "verified": self.verified, "mismatches": self.mismatches[:20],
             "schedule_ok": not self.schedule_violations, "traffic": self.traffic,
+            "overlap": {k: v for k, v in self.overlap.items() if k != "gradients_complete"},
+            "pim_utilization": self.pim_utilization,
             "schedule_violations": self.schedule_violations[:20],
             "wall_s": round(self.wall_s, 3), "peak_rss_mb": self.peak_rss_mb,
             "config": self.config.to_dict(), "memory": self.memory,
@@ -101,6 +109,8 @@ class CompareResult:
     baseline: RunResult
     pim: RunResult | None
     weights_match: bool | None = None
+    #: Gain captured, host slowdown and the ideal bound (``system.overlap.compare_overlap``).
+    overlap: dict[str, Any] = field(default_factory=dict)
 
     @property
     def speedup(self) -> float | None:
@@ -120,7 +130,9 @@ class CompareResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return results_dict(self.config, self.runs(), self.speedup, self.weights_match)
+        data = results_dict(self.config, self.runs(), self.speedup, self.weights_match)
+        data["overlap"] = self.overlap
+        return data
 
     def phases_df(self) -> pd.DataFrame:
         """Per-phase figures of both runs, one row per (run, phase)."""

@@ -34,6 +34,7 @@ from gradpimsim.runtime import simulation_gc
 from gradpimsim.system.config import RunConfig
 from gradpimsim.system.executor import Executor, TaskRecord
 from gradpimsim.system.memory import MemorySystem
+from gradpimsim.system.overlap import run_overlap
 from gradpimsim.system.results import RunResult, collect
 from gradpimsim.system.values import (
     GradientWriter,
@@ -102,9 +103,10 @@ def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
                                                                  schedule.dag.nodes))
         if run.pim:
             array = PimArray(cfg, store, pim)
+    util_width = run.bin_cycles * UTIL_BINS_PER_BIN
     memory = MemorySystem(env, cfg, pim=pim, policy=run.pim_policy, array=array,
                           sink_factory=sink_factory, batch_runs=run.batch_runs,
-                          bin_cycles=run.bin_cycles)
+                          bin_cycles=run.bin_cycles, util_bin=util_width if run.pim else 0)
 
     def pim_program(task: str) -> Any:
         pid = schedule.dag.nodes[task]["param"]
@@ -136,6 +138,16 @@ def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
         interrupted = True
     result = collect(run, cfg, executor, memory, windows, wall_s=time.perf_counter() - wall,
                      interrupted=interrupted, pim=pim)
+    result.overlap = run_overlap(result.tasks, result.phases, result.cycles,
+                                 windows.get("backward", {}).get("counts"),
+                                 result.dram["commands"])
+    col = pim.resolved(cfg.timing, cfg.burst_cycles).col_to_col
+    result.pim_utilization = {"bin_cycles": util_width,
+                              "units": memory.pim_utilization(util_width, col)}
+    result.param_numels = {pid: t.numel for pid, t in targets.items()}
+    split = alloc.split
+    result.memory["param_units"] = (cfg.org.channels * len(split.param_ranks)
+                                    * cfg.org.bankgroups)
     result.memory["placement"] = alloc.split.name
     result.memory["placement_detail"] = alloc.split.describe(cfg)
     result.schedule_violations = verify_schedule(schedule.program, schedule.dag.nodes,
@@ -169,6 +181,10 @@ def _dtype_bytes(dtype: str) -> int:
     from gradpimsim.config.training import DTYPE_BYTES
 
     return DTYPE_BYTES[dtype]
+
+
+#: PIM units count their column operations in windows of this many bandwidth bins.
+UTIL_BINS_PER_BIN = 10
 
 
 def _window_snapshots(env: simpy.Environment, executor: Executor,
