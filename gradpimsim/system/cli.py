@@ -100,7 +100,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default="colocated",
                    help="placement of each parameter's weight/gradient/state (both runs)")
     p.add_argument("--pim-policy", choices=PIM_POLICIES, default="host-first",
-                   help="who wins command-bus ties between NPU traffic and PIM streams")
+                   help="arbitration between NPU traffic and PIM streams: host-first (bus "
+                   "ties to the host; PIM waits for banks the host serves), pim-first, fair "
+                   "(neither side waits more than --pim-wait-bound cycles for a bank the "
+                   "other keeps), throttled (PIM only uses what the host leaves idle)")
+    p.add_argument("--pim-wait-bound", type=int, default=None, metavar="CYCLES",
+                   help="with --pim-policy fair: the wait bound (default 1000 cycles)")
     p.add_argument("--step", type=positive_int, default=2,
                    help="optimizer step simulated (default 2)")
     p.add_argument("--functional", action="store_true",
@@ -124,6 +129,7 @@ def _config(args: argparse.Namespace, pim: bool) -> RunConfig:
                      memory=args.memory, channels=args.channels, ranks=args.ranks,
                      optimizer=args.optimizer, precision=args.precision, npu=args.npu,
                      pim=pim, pim_policy=args.pim_policy, layout=args.layout,
+                     pim_wait_bound=args.pim_wait_bound,
                      fusion=args.fusion, task_order=args.task_order, backward=args.backward,
                      placement=args.placement, param_banks=args.param_banks,
                      update_policy=args.update_policy,

@@ -18,7 +18,7 @@ from gradpimsim.host.npu import DEFAULT_NPU
 from gradpimsim.host.placement import check_placement
 from gradpimsim.host.training import BACKWARD_PASSES, TASK_ORDERS, Dataflow
 
-PIM_POLICIES = ("host-first", "pim-first")
+PIM_POLICIES = ("host-first", "pim-first", "fair", "throttled")
 LAYOUTS = ("colocated", "naive")
 #: When an update may start: ``overlap`` as soon as its parameter's hazards allow,
 #: ``after-backward`` once the whole backward pass is done; ``auto``: the host baseline
@@ -50,6 +50,8 @@ class RunConfig:
     update_policy: str = "auto"
     #: Command-bus ties between host traffic and PIM streams (``arbiter.shared_channel``).
     pim_policy: str = "host-first"
+    #: ``fair``: the most cycles either side waits for a bank the other keeps (None: 1000).
+    pim_wait_bound: int | None = None
     #: Placement of each parameter's weight, gradient and state (the same in both runs).
     layout: str = "colocated"
     #: Where parameters live relative to activations (``host.placement``; both runs).
@@ -73,6 +75,9 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ConfigError(name, f"must be a positive integer, got {v!r}")
+        wb = self.pim_wait_bound
+        if wb is not None and (isinstance(wb, bool) or not isinstance(wb, int) or wb < 1):
+            raise ConfigError("pim_wait_bound", f"must be a positive integer (cycles), got {wb!r}")
         if self.pim_policy not in PIM_POLICIES:
             raise ConfigError("pim_policy", f"unknown policy {self.pim_policy!r}; choose one "
                                             f"of {', '.join(PIM_POLICIES)}")

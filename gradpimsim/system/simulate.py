@@ -106,7 +106,8 @@ def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
     util_width = run.bin_cycles * UTIL_BINS_PER_BIN
     memory = MemorySystem(env, cfg, pim=pim, policy=run.pim_policy, array=array,
                           sink_factory=sink_factory, batch_runs=run.batch_runs,
-                          bin_cycles=run.bin_cycles, util_bin=util_width if run.pim else 0)
+                          bin_cycles=run.bin_cycles, util_bin=util_width if run.pim else 0,
+                          wait_bound=run.pim_wait_bound)
 
     def pim_program(task: str) -> Any:
         pid = schedule.dag.nodes[task]["param"]
