@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradpimsim.config import ConfigError, MemoryConfig, load_config
+from gradpimsim.config import ConfigError, MemoryConfig, load_config, load_pim_config
+from gradpimsim.config.pim import PimConfig, pim_from_dict, pim_knobs
 from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy, precision
 from gradpimsim.host.fusion import FUSION_POLICIES
 from gradpimsim.host.npu import DEFAULT_NPU
@@ -64,6 +65,9 @@ class RunConfig:
     #: Optimizer step being simulated (1 = first step: momentum buffers are not read yet).
     step: int = 2
     seed: int = 0
+    #: GradPIM unit knobs over the memory TOML's ``[pim]`` section (``config.pim.PimConfig``
+    #: field names, e.g. ``{"vector_registers": 16, "has_sqrt_div": True}``).
+    pim_knobs: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
     #: Width of the bandwidth-over-time bins, in DRAM cycles.
     bin_cycles: int = 10_000
     #: Closed-form runs of row hits (False: one scheduler decision per command, for checks).
@@ -105,6 +109,8 @@ class RunConfig:
         if self.bin_cycles < 1:
             raise ConfigError("bin_cycles", "must be >= 1")
         self.optimizer_config()  # validate names early: errors name the field
+        if self.pim_knobs:
+            self.pim_config()
         self.precision_policy()
 
     def dataflow(self, resident_bytes: int) -> Dataflow:
@@ -133,6 +139,13 @@ class RunConfig:
 
     def memory_config(self) -> MemoryConfig:
         return load_config(self.memory, channels=self.channels, ranks=self.ranks)
+
+    def pim_config(self) -> PimConfig:
+        """The GradPIM units: the memory TOML's ``[pim]`` section, then ``pim_knobs``."""
+        base = load_pim_config(self.memory)
+        if not self.pim_knobs:
+            return base
+        return pim_from_dict({**pim_knobs(base), **self.pim_knobs}, source="the run's PIM knobs")
 
     def with_pim(self, pim: bool) -> RunConfig:
         return dataclasses.replace(self, pim=pim)
