@@ -8,10 +8,10 @@ single commands, completion, statistics), ``runs.py`` (closed-form runs, the one
 this module: the main loop and the API a requester or an arbiter uses.
 
 Event-driven, never cycle-ticked.  Each bank with queued work has one *candidate* command (its
-oldest row hit, else PRE or ACT for its oldest request).  Candidates sit in a heap keyed by a
-lower bound of their earliest legal cycle; the winner is the first entry whose exact earliest
-cycle (asked of the device) equals its key, which is exactly what a per-cycle FR-FCFS controller
-would issue: the earliest-ready command, ties broken by hits first, then age.  Time jumps straight
+oldest row hit, else PRE or ACT for its oldest request), kept in flat per-bank vectors; the
+winner is the candidate with the smallest exact earliest cycle (read from the device's tables),
+which is exactly what a per-cycle FR-FCFS controller would issue: the earliest-ready command,
+ties broken by hits first, then age.  Time jumps straight
 to that cycle.  The same loop admits arrivals (before deciding at their cycle) and wakes for
 refresh deadlines.
 
@@ -49,7 +49,6 @@ Bulk requests (``Request.ncols > 1``: consecutive columns of one row, one burst 
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 
 from gradpimsim.config import MemoryConfig
@@ -229,7 +228,8 @@ class ChannelController(MergeRuns):
 
     # ------------------------------------------------------------------ issuing
     def _issue_top(self) -> None:
-        _, _, _, b, _ = heapq.heappop(self.heap)
+        """Issue the winner :meth:`_peek` just found (at ``now``)."""
+        b = self.top_b
         cmd = self.cand_cmd[b]
         req = self.cand_req[b]
         if cmd in (RD, WR):
@@ -291,27 +291,27 @@ class ChannelController(MergeRuns):
             end = v
         if self.refresh_due < end:
             end = self.refresh_due
-        dev = self.dev
-        version = self.version
         cand_cmd = self.cand_cmd
         cand_req = self.cand_req
+        in_run = self.in_run
         hit = WR if self.draining else RD
         queues = self.write_q if self.draining else self.read_q
         refreshing = self.refresh.refreshing
-        bpr = dev.banks_per_rank
-        for key, _prio, _seq, b, ver in self.heap:
-            if ver != version[b] or key >= end:
-                continue  # stale, or due no earlier than the window's end anyway
+        bpr = self.dev.banks_per_rank
+        for b in range(self.nbanks):
             c = cand_cmd[b]
+            if c < 0 or in_run[b]:
+                continue
+            e = self._due(b)
+            if e >= end:
+                continue  # due no earlier than the window's end anyway
             if c == hit and not refreshing[b // bpr]:
                 req = cand_req[b]
                 q = queues[b]
                 if req is not None and q and q[0] is req and req.ncols - req.served > 1:
                     streams.append(b)
                     continue
-            e = self._due(b)
-            if e < end:
-                end = e
+            end = e
         return end
 
     def next_stream_burst(self, streams: list[int]) -> tuple[int, int]:

@@ -124,19 +124,19 @@ class MergeRuns(Runs):
         virtual_banks: set[int] = set()
         if queues[b0][0] is not req0:
             virtual_banks.add(b0)
-        top = self._collect_streams(cmd, rank, queues, bypassing, streams, keys, virtual_banks)
+        self.in_run[b0] = 1  # (the run holds its streams' candidates until it commits)
+        top_t, top_prio, top_b = self._collect_streams(cmd, rank, queues, bypassing, streams,
+                                                       keys, virtual_banks)
+        self.top_b = top_b
         # the first other candidate bounds the run (``limit``), unless it is a row command the
         # run may issue itself when it is due (``f_at``; open pages only, see _inline_row)
         inline = bypassing and self.run_row_inline[cmd]
         f_at = INF
-        if top is not None:
-            if inline and top[1] != PRIO_REFRESH and self.cand_cmd[top[3]] in (ACT, PRE):
-                f_at = top[0]
-            elif top[0] < limit:
-                limit = top[0]
-        version = self.version
-        for b in streams:
-            version[b] += 1  # their heap entries are consumed; re-pushed after the run
+        if top_b >= 0:
+            if inline and top_prio != PRIO_REFRESH and self.cand_cmd[top_b] in (ACT, PRE):
+                f_at = top_t
+            elif top_t < limit:
+                limit = top_t
         if len(streams) == 1 and not virtual_banks:
             self._run_single(b0, cmd, req0, limit if limit < f_at else f_at, rank)
             return
@@ -485,20 +485,20 @@ class MergeRuns(Runs):
         queues = self.write_q if m.is_write else self.read_q
         found: list[int] = []
         vb: set[int] = set()
-        top = self._collect_streams(cmd, m.rank, queues, bypassing, found, m.keys, vb)
+        top_t, top_prio, top_b = self._collect_streams(cmd, m.rank, queues, bypassing, found,
+                                                       m.keys, vb)
+        self.top_b = top_b
         f_at = INF
-        if top is not None:
-            if top[1] != PRIO_REFRESH and self.cand_cmd[top[3]] in (ACT, PRE):
-                f_at = top[0]
-            elif top[0] < limit:
-                limit = top[0]
+        if top_b >= 0:
+            if top_prio != PRIO_REFRESH and self.cand_cmd[top_b] in (ACT, PRE):
+                f_at = top_t
+            elif top_t < limit:
+                limit = top_t
         dev = self.dev
         bpg = dev.banks_per_group
-        version = self.version
         now_run = self.now
         streams, s_q, s_row, s_start = m.streams, m.s_q, m.s_row, m.s_start
         for b in found:
-            version[b] += 1
             virt = b in vb
             self.bypass_streams += virt
             ks = m.former.pop(b, -1)
