@@ -30,7 +30,7 @@ from gradpimsim.config import MemoryConfig
 from gradpimsim.config.pim import PimConfig
 from gradpimsim.controller.queues import RequestQueues, drain_flips
 from gradpimsim.controller.request import Request
-from gradpimsim.dram.codes import ACT, INF, PRE, RD, WR
+from gradpimsim.dram.codes import ACT, INF, NCMD, PRE, RD, WR
 from gradpimsim.dram.device import ChannelDevice, zeros
 from gradpimsim.dram.refresh import RefreshManager
 
@@ -67,9 +67,12 @@ class BankCandidates(RequestQueues):
         self.cand_seq: vec[i64] = zeros(nb)
         self.cand_floor: vec[i64] = zeros(nb)
         self.in_run: vec[i64] = zeros(nb)
-        #: Each bank's bank group and rank (flat indices), for the mux's scan.
-        self.bank_bg: vec[i64] = vec[i64]([b // self.dev.banks_per_group for b in range(nb)])
-        self.bank_rank: vec[i64] = vec[i64]([b // self.dev.banks_per_rank for b in range(nb)])
+        #: Each bank's rank, and where its bank group's and rank's entries start in the
+        #: device's tables, for the mux's scan.
+        bpg, bpr = self.dev.banks_per_group, self.dev.banks_per_rank
+        self.bank_rank: vec[i64] = vec[i64]([b // bpr for b in range(nb)])
+        self.bg_base: vec[i64] = vec[i64]([b // bpg * NCMD for b in range(nb)])
+        self.rank_base: vec[i64] = vec[i64]([b // bpr * NCMD for b in range(nb)])
         self.bypass = [0] * nb
         #: True between an ACT and the first column command to its row.
         self.fresh = [False] * nb

@@ -97,6 +97,8 @@ class ChannelController(MergeRuns):
         self._idle_others = -1
         #: Whole tREFI periods of an idle gap accounted in closed form.
         self.idle_periods_skipped = 0
+        #: Banks whose candidate the last admissions re-chose.
+        self._touched: list[int] = []
 
     # ------------------------------------------------------------------ main loop
     def next_event(self) -> int:
@@ -114,10 +116,12 @@ class ChannelController(MergeRuns):
 
         With ``until_idle`` it also returns as soon as no request is pending or queued.
         """
+        known = False  # the last peek still names the winner (see _admit_ready)
         while True:
             if until_idle and not self.pending and self.reads + self.writes == 0:
                 return
-            t_cmd = self._peek()
+            t_cmd = self.top_t if known else self._peek()
+            known = False
             t_arr = self._next_admission()
             t_ref = self.refresh_due
             t = t_cmd if t_cmd < t_arr else t_arr  # (builtin min() of three is a generic call
@@ -132,7 +136,7 @@ class ChannelController(MergeRuns):
             self.now = t
             self.events += 1
             if t_arr <= t:
-                self._admit_ready()
+                known = self._admit_ready() and self._peek_more(self._touched)
                 continue
             if t_ref <= t:
                 if self.skip_idle and self.reads + self.writes == 0 and \
@@ -197,14 +201,17 @@ class ChannelController(MergeRuns):
         return self.last_done
 
     # ------------------------------------------------------------------ requests in
-    def _admit_ready(self) -> None:
+    def _admit_ready(self) -> bool:
         """Admit every pending request due by ``now`` that has room, and re-choose the banks
-        whose candidate a newcomer can change."""
+        whose candidate a newcomer can change (left in ``_touched``).  True if no other
+        candidate changed (no read/write switch, not FCFS), so that the last peek's winner
+        stands against every bank not touched (:meth:`_peek_more`)."""
         pending = self.pending
         now = self.now
         cand_cmd = self.cand_cmd
         fresh = self.fresh
-        touched: list[int] = []
+        touched = self._touched
+        touched.clear()
         admitted = False
         while pending:
             req = pending[0]
@@ -217,14 +224,18 @@ class ChannelController(MergeRuns):
             # was about to precharge (the newcomer may hit the open row), or has a fresh row.
             b = req.bank
             c = cand_cmd[b]
-            if c < 0 or c == PRE or fresh[b]:
+            if (c < 0 or c == PRE or fresh[b]) and b not in touched:
                 touched.append(b)
-        if admitted and not self._update_mode():
-            if self.fcfs:
-                self._rebuild()
-            else:
-                for b in set(touched):
-                    self._refresh_candidate(b)
+        if not admitted:
+            return True
+        if self._update_mode():
+            return False
+        if self.fcfs:
+            self._rebuild()
+            return False
+        for b in touched:
+            self._refresh_candidate(b)
+        return True
 
     # ------------------------------------------------------------------ issuing
     def _issue_top(self) -> None:

@@ -11,6 +11,7 @@ runs), as do a request's completion, the statistics of every command and the ref
 
 from __future__ import annotations
 
+from librt.vecs import vec
 from mypy_extensions import i64
 
 from gradpimsim.config import MemoryConfig
@@ -20,6 +21,7 @@ from gradpimsim.controller.latency import LatencyHistogram
 from gradpimsim.controller.request import Request
 from gradpimsim.dram.codes import ACT, INF, NCMD, PRE, RDA, REF, WRA
 from gradpimsim.dram.commands import Cmd, Command, CommandSink
+from gradpimsim.dram.device import zeros
 
 
 class CommandMux(BankCandidates):
@@ -52,8 +54,13 @@ class CommandMux(BankCandidates):
         self.last_done = 0
         #: Column commands that were the first to their row after its ACT (row-buffer misses).
         self.row_misses = 0
-        #: The winner's bank after :meth:`_peek` (-1: none).
-        self.top_b = -1
+        #: The winner after :meth:`_peek`: its cycle, priority, age stamp and bank (-1: none).
+        self.top_t: i64 = INF
+        self.top_p: i64 = 0
+        self.top_s: i64 = 0
+        self.top_b: i64 = -1
+        #: Per rank, the cycle the tFAW window allows its next ACT (filled by :meth:`_peek`).
+        self._faw_at: vec[i64] = zeros(cfg.org.ranks)
 
     # ------------------------------------------------------------------ the winner
     def _peek(self) -> int:
@@ -62,29 +69,38 @@ class CommandMux(BankCandidates):
         bank_next, bg_next, rank_next = dev.bank_next, dev.bg_next, dev.rank_next
         cand_cmd, cand_prio, cand_seq = self.cand_cmd, self.cand_prio, self.cand_seq
         cand_floor, in_run = self.cand_floor, self.in_run
-        bank_bg, bank_rank = self.bank_bg, self.bank_rank
+        bg_base, rank_base, bank_rank = self.bg_base, self.rank_base, self.bank_rank
         clock: i64 = self.now
         bus: i64 = dev.cmd_bus_next
         if bus > clock:
             clock = bus
+        # the rolling four-activate window's floor per rank, for the ACT candidates
+        faw_at = self._faw_at
+        nfaw: i64 = dev.faw_count
+        faw_times, faw_head, faw_len = dev.faw_times, dev.faw_head, dev.faw_len
+        window: i64 = dev.faw_window
+        for r in range(len(faw_at)):
+            faw_at[r] = (faw_times[r * nfaw + faw_head[r]] + window
+                         if faw_len[r] == nfaw else 0)
         best: i64 = INF
         best_p: i64 = 0
         best_s: i64 = 0
         best_b: i64 = -1
-        for b in range(self.nbanks):
+        n: i64 = self.nbanks
+        for b in range(n):
             c = cand_cmd[b]
             if c < 0 or in_run[b]:
                 continue
             # dev.earliest(), inlined: this is the scheduler's innermost loop
             e = bank_next[b * NCMD + c]
-            v = bg_next[bank_bg[b] * NCMD + c]
+            v = bg_next[bg_base[b] + c]
             if v > e:
                 e = v
-            v = rank_next[bank_rank[b] * NCMD + c]
+            v = rank_next[rank_base[b] + c]
             if v > e:
                 e = v
             if c == ACT:
-                v = dev.faw_floor(bank_rank[b])
+                v = faw_at[bank_rank[b]]
                 if v > e:
                     e = v
             v = cand_floor[b]
@@ -100,9 +116,59 @@ class CommandMux(BankCandidates):
                     continue
                 if p == best_p and cand_seq[b] >= best_s:
                     continue
-            best, best_p, best_s, best_b = e, p, cand_seq[b], b
-        self.top_b = best_b
+            best = e
+            best_p = p
+            best_s = cand_seq[b]
+            best_b = b
+        self.top_t, self.top_p, self.top_s, self.top_b = best, best_p, best_s, best_b
         return best
+
+    def _peek_more(self, banks: list[int]) -> bool:
+        """The last :meth:`_peek` again after only ``banks`` changed their candidates, with no
+        command issued and the clock moved no later than its winner: every other candidate's
+        exact cycle is what that peek found, so the winner is its winner or one of ``banks``
+        (the same order as :meth:`_peek`).  False (nothing updated) if the winner's own
+        candidate changed: a full peek is needed."""
+        best_b: i64 = self.top_b
+        for bank in banks:
+            if bank == best_b:
+                return False
+        dev = self.dev
+        cand_cmd, cand_prio, cand_seq = self.cand_cmd, self.cand_prio, self.cand_seq
+        clock: i64 = self.now
+        bus: i64 = dev.cmd_bus_next
+        if bus > clock:
+            clock = bus
+        best: i64 = self.top_t
+        best_p: i64 = self.top_p
+        best_s: i64 = self.top_s
+        in_run = self.in_run
+        for bank in banks:
+            b: i64 = bank
+            c = cand_cmd[b]
+            if c < 0 or in_run[b]:
+                continue
+            e: i64 = dev.earliest(c, b)
+            v = self.cand_floor[b]
+            if v > e:
+                e = v
+            if e < clock:
+                e = clock
+            if e > best:
+                continue
+            p = cand_prio[b]
+            if e == best:
+                if p > best_p:
+                    continue
+                if p == best_p and (cand_seq[b] > best_s
+                                    or (cand_seq[b] == best_s and b > best_b)):
+                    continue
+            best = e
+            best_p = p
+            best_s = cand_seq[b]
+            best_b = b
+        self.top_t, self.top_p, self.top_s, self.top_b = best, best_p, best_s, best_b
+        return True
 
     # ------------------------------------------------------------------ one command
     def _issue_row(self, cmd: int, b: int, req: Request | None) -> None:

@@ -50,3 +50,18 @@ class Request:
         cols = f" ncols={self.ncols} served={self.served}" if self.ncols > 1 else ""
         return (f"Request({kind} {self.addr:#x} bank={self.bank} row={self.row} col={self.col}"
                 f"{cols} arr={self.arrival} done={self.done})")
+
+
+def single_requests(addrs: list[int], is_write: list[bool], arrivals: list[int],
+                    banks: list[int], rows: list[int], cols: list[int],
+                    ranks: list[int]) -> list[Request]:
+    """Single-burst requests from parallel lists (a decoded trace chunk), in order.
+
+    Compiled, each construction is a direct native call: from interpreted code (``map``) every
+    one would parse its arguments as a Python call, a third of a sequential replay's cost.
+    """
+    out: list[Request] = []
+    for i in range(len(addrs)):
+        out.append(Request(addrs[i], is_write[i], arrivals[i], banks[i], rows[i], cols[i],
+                           ranks[i]))
+    return out

@@ -26,7 +26,7 @@ import simpy
 from gradpimsim.config import MemoryConfig
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.process import ControllerProcess
-from gradpimsim.controller.request import Request
+from gradpimsim.controller.request import single_requests
 from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.dram.commands import CommandSink
 from gradpimsim.runtime import simulation_gc
@@ -112,8 +112,8 @@ def replay_trace(
             bank = amap.flat_banks(f)
             for c, ctrl in enumerate(ctrls):
                 sel = f["ch"] == c if len(ctrls) > 1 else slice(None)
-                ctrl.submit_many(map(
-                    Request, chunk.addr[sel].tolist(), chunk.is_write[sel].tolist(),
+                ctrl.submit_many(single_requests(
+                    chunk.addr[sel].tolist(), chunk.is_write[sel].tolist(),
                     chunk.cycle[sel].tolist(), bank[sel].tolist(), f["ro"][sel].tolist(),
                     f["co"][sel].tolist(), f["ra"][sel].tolist()))
             done["submitted"] += len(chunk.addr)
