@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
+from typing import Final
 
 from gradpimsim.dram.address_map import AddressMap
 
-#: Age stamps: FR-FCFS breaks ties by age, and a C-level counter keeps stamping cheap.
-_ages = itertools.count()
+
+class _Ages:
+    """The age-stamp counter: FR-FCFS breaks ties by age.  A native object behind a ``Final``
+    name, so that compiled, a stamp is one field read and write (``next()`` of an
+    ``itertools.count`` global is a globals lookup, a builtins lookup and a Python call)."""
+
+    __slots__ = ("next_seq",)
+
+    def __init__(self) -> None:
+        self.next_seq = 0
+
+
+_ages: Final = _Ages()
 
 
 class Request:
@@ -31,7 +42,9 @@ class Request:
                  tag: object = None, *, ncols: int = 1) -> None:
         if ncols < 1:
             raise ValueError(f"ncols must be >= 1, got {ncols}")
-        self.seq = next(_ages)
+        ages = _ages
+        self.seq = ages.next_seq
+        ages.next_seq += 1
         self.addr = addr
         self.is_write = is_write
         self.arrival = arrival
