@@ -2,7 +2,7 @@
 
 The controller is built in layers, one concern a module, each a class the next one extends:
 ``queues.py`` (admission, queues, the read/write mode), ``candidates.py`` (each bank's candidate:
-refresh, scheduler and page policy as named pieces), ``mux.py`` (the candidate heap's winner,
+refresh, scheduler and page policy as named pieces), ``mux.py`` (the winner among the candidates,
 single commands, completion, statistics), ``runs.py`` (closed-form runs, the one-stream run),
 ``merge_run.py`` (the multi-stream run) with ``periodic.py`` (its periodic closed forms), and
 this module: the main loop and the API a requester or an arbiter uses.
@@ -262,8 +262,8 @@ class ChannelController(MergeRuns):
     def external_issued(self, cmd: int, b: int) -> None:
         """Another source issued ``cmd`` to bank ``b`` on this channel's device.
 
-        Timing needs nothing: heap keys are lower bounds and every winner's exact earliest
-        cycle is asked of the shared device.  Row state does: a candidate chosen for the old
+        Timing needs nothing: every candidate's earliest cycle is read from the shared
+        device when the mux scans them.  Row state does: a candidate chosen for the old
         open row is recomputed, and during a refresh the rank's REF may have become possible.
         """
         if cmd in (ACT, PRE):
@@ -350,8 +350,8 @@ class ChannelController(MergeRuns):
 
     def issue_stream_burst(self, b: int, t: int) -> None:
         """Issue bank ``b``'s stream burst at ``t`` (from :meth:`next_stream_burst`): what
-        :meth:`run_until` and :meth:`_issue_column` do for it.  Its heap entry stays: the
-        candidate is the same, and its old key is still a lower bound."""
+        :meth:`run_until` and :meth:`_issue_column` do for it.  Its candidate stays: it is the
+        same, and the next scan reads its new earliest cycle from the device."""
         req = self.cand_req[b]
         assert req is not None
         self.now = t

@@ -2,7 +2,7 @@
 
 :meth:`MergeRuns._issue_run` states the rules.  The run's state lives in a :class:`Merge` (the
 streams and what the loop learns about them); the loop itself, the part that runs per burst,
-stays in one method, and what happens rarely (a head finishing, a rescan of the heap, an
+stays in one method, and what happens rarely (a head finishing, a rescan of the candidates, an
 admission that is no hit for a stream, a periodic jump) is a method of its own.
 """
 
@@ -44,7 +44,7 @@ class Merge:
         self.rank = rank
         self.is_write = cmd == WR
         self.streams = streams
-        #: the other streams' heap keys when the run began (lower bounds of their issue)
+        #: the other streams' due cycles when the run began (lower bounds of their issue)
         self.keys = keys
         self.s_q = s_q
         self.virtual = virtual
@@ -103,7 +103,7 @@ class MergeRuns(Runs):
         bus (checked on the timing table, ``run_row_inline``).  Such a command is issued inside
         the run when it falls due before the run's next burst (:meth:`_inline_row`), and a
         stream whose bank needs a PRE *retires*: its PRE joins the candidates like any other.
-        After either, the heap is scanned again: the next candidate bounds the run, and new
+        After either, the candidates are scanned again: the next candidate bounds the run, and new
         hits of the run's kind (a row just opened) join it as streams.  A run so spans many
         rows of a DMA sweep instead of ending at every row command.
 
@@ -112,7 +112,7 @@ class MergeRuns(Runs):
         the merge soon becomes periodic and whole periods are skipped (:meth:`_periodic_step`).
         """
         rank = b0 // self.dev.banks_per_rank
-        # -- the streams: the winner plus other head hits of the same kind waiting in the heap
+        # -- the streams: the winner plus other head hits of the same kind among the candidates
         limit = self.refresh_due if self.refresh_due < self.horizon else self.horizon
         streams = [b0]
         keys: dict[int, int] = {}
@@ -408,7 +408,7 @@ class MergeRuns(Runs):
                         self.bypass_streams += 1
                         break
             if inline and not m.virtual[k]:
-                # retire it: its bank's PRE joins the heap as a candidate like any other, to
+                # retire it: its bank's PRE becomes a candidate like any other, to
                 # be issued inside the run when it is due
                 self._flush_run(m.cmd, m.streams, m.s_row, m.s_last, m.flushed_at)
                 m.flushed_at = t

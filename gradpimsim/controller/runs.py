@@ -418,11 +418,11 @@ class Runs(CommandMux):
 
     def _inline_row(self, cmd: int, t: int, streams: list[int], s_row: list[int],
                     s_last: list[int], since: int) -> bool:
-        """Issue the heap's top candidate, an ACT or PRE, at cycle ``t`` inside a run.
+        """Issue the last scan's winner (``top_b``), an ACT or PRE, at cycle ``t`` inside a run.
 
         The run found it due at ``t``, before its own next burst; ``t`` is its exact earliest
-        cycle, or the first free bus cycle.  Every other candidate is due no earlier (the heap
-        is ordered by lower bounds, and the run delays row commands only through the bus), so
+        cycle, or the first free bus cycle.  Every other candidate is due no earlier (the scan
+        found none earlier, and the run delays row commands only through the bus), so
         it is the command the scheduler issues then, unless another one ties at ``t`` and wins
         the tie (hits first, then age), or might: then nothing is issued and False returned.
         """
