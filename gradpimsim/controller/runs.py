@@ -251,6 +251,9 @@ class Runs(CommandMux):
                         limit = a
                         break
                     pending.popleft()
+                    self.rank_pending[head.rank] -= 1
+                    if self.stop_on_held and self.held[head.bank]:
+                        self._watch_hit(a)
                     head.admitted = a
                     if not q:
                         admitted = True  # a new head: the choice may change
@@ -306,6 +309,7 @@ class Runs(CommandMux):
             (self.write_q if late.is_write else self.read_q)[late.bank].pop()
             late.admitted = -1
             self.rank_queued[late.rank] -= 1
+            self.rank_pending[late.rank] += 1  # pending again
             if late.is_write:
                 self.writes -= 1
             else:
