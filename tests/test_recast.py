@@ -1,0 +1,234 @@
+"""Network recasting as a workload: block parameter counts against torchvision's definitions
+(plain torch.nn, layer for layer), the step's task DAG (a no-grad teacher forward, the student
+block's forward/backward, an MSE loss on the teacher activation, an update of that block
+only), the comparison with and without GradPIM (functional, checker online) and schedules.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import workloads
+from gradpimsim.cli import main
+from gradpimsim.graph import GraphError
+from gradpimsim.graph.schema import numel, parameters
+from gradpimsim.host.training import Dataflow, expand_training
+from gradpimsim.recast.schedule import run_schedule
+from gradpimsim.system.compare import compare
+from gradpimsim.system.config import RunConfig
+from workloads.recast import TEACHERS, recast_step
+
+
+def _block_params(g, prefix: str) -> int:
+    return sum(numel(p["shape"]) for p in parameters(g).values()
+               if p["node"].startswith(prefix + "."))
+
+
+# --- parameter counts against torchvision's blocks -----------------------------------------------
+
+def _torch_counts():
+    torch = pytest.importorskip("torch", reason="PyTorch not installed: reference blocks "
+                                                "cannot be built")
+    from torch import nn
+
+    from tests import torch_models as tm
+
+    def count(m: nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    def down(cin: int, cout: int, stride: int) -> nn.Module | None:
+        if stride == 1 and cin == cout:
+            return None
+        return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def plain(cin: int, mid: int, cout: int, stride: int) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(cin, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid),
+                             nn.ReLU(), nn.Conv2d(mid, cout, 3, 1, 1, bias=False),
+                             nn.BatchNorm2d(cout), nn.ReLU())
+
+    def slim_bottleneck(cin: int, width: int, cout: int, stride: int) -> nn.Module:
+        # torchvision's Bottleneck with a smaller inner width (base_width < 64)
+        return nn.Sequential(nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width),
+                             nn.Conv2d(width, width, 3, stride, 1, bias=False),
+                             nn.BatchNorm2d(width), nn.Conv2d(width, cout, 1, bias=False),
+                             nn.BatchNorm2d(cout), *([] if (m := down(cin, cout, stride)) is None
+                                                     else [m]))
+
+    return torch, tm, count, down, plain, slim_bottleneck
+
+
+@pytest.mark.parametrize("teacher", ["resnet18", "resnet50"])
+def test_teacher_and_student_blocks_match_torchvision(teacher: str) -> None:
+    _, tm, count, down, plain, slim = _torch_counts()
+    ref = getattr(tm, teacher)()
+    ref_blocks = [blk for i in range(1, 5) for blk in getattr(ref, f"layer{i}")]
+    spec = TEACHERS[teacher]
+    assert len(ref_blocks) == len(spec.blocks)
+    for k, (blk, tref) in enumerate(zip(spec.blocks, ref_blocks, strict=True)):
+        for student in ("plain", "basic", "bottleneck"):
+            g = recast_step(teacher, k, student, batch=1)
+            # the teacher's block is torchvision's block, parameter for parameter
+            assert _block_params(g, blk.prefix) == count(tref), (k, student)
+            got = _block_params(g, f"student.{blk.prefix}")
+            if student == "basic":
+                want = count(tm.BasicBlock(blk.cin, blk.cout, blk.stride,
+                                           down(blk.cin, blk.cout, blk.stride)))
+            elif student == "bottleneck":
+                want = count(slim(blk.cin, blk.width // 2, blk.cout, blk.stride))
+            else:
+                want = count(plain(blk.cin, blk.width, blk.cout, blk.stride))
+            assert got == want, (teacher, k, student)
+        if blk.kind == "bottleneck":  # the full-width bottleneck student is the teacher's block
+            g = recast_step(teacher, k, "bottleneck", batch=1, width=blk.width)
+            assert _block_params(g, f"student.{blk.prefix}") == count(tref)
+
+
+def test_resnet32_blocks_by_hand() -> None:
+    """Option-A shortcuts carry no parameters: 2 * 16*16*9 + 4*16 in stage 1, the first block
+    of stage 2 16*32*9 + 32*32*9 + 4*32, the others 2 * 32*32*9 + 4*32."""
+    g = recast_step("resnet32", 5, "plain", batch=1)
+    assert _block_params(g, "layer2.0") == 16 * 32 * 9 + 32 * 32 * 9 + 4 * 32 == 13_952
+    assert _block_params(g, "student.layer2.0") == 13_952  # plain: same convs, no shortcut
+    g = recast_step("resnet32", 0, "basic", batch=1)
+    assert _block_params(g, "layer1.0") == 2 * 16 * 16 * 9 + 4 * 16 == 4_672
+    g = recast_step("resnet32", 5, "basic", batch=1)  # basic student: projection shortcut
+    assert _block_params(g, "student.layer2.0") == 13_952 + 16 * 32 + 2 * 32
+
+
+def test_resnet32_count_by_hand() -> None:
+    g = workloads.get_workload("resnet32", batch=1)
+    stem = 3 * 16 * 9 + 2 * 16
+    s1 = 5 * (2 * 16 * 16 * 9 + 4 * 16)
+    s2 = 16 * 32 * 9 + 32 * 32 * 9 + 4 * 32 + 4 * (2 * 32 * 32 * 9 + 4 * 32)
+    s3 = 32 * 64 * 9 + 64 * 64 * 9 + 4 * 64 + 4 * (2 * 64 * 64 * 9 + 4 * 64)
+    fc = 64 * 10 + 10
+    assert sum(numel(p["shape"]) for p in parameters(g).values()) == \
+        stem + s1 + s2 + s3 + fc == 464_154
+    assert g.nodes["fc"]["in_shapes"] == [[1, 64]]
+    assert g.nodes["layer3.4.relu2"]["out_shape"] == [1, 64, 8, 8]
+
+
+# --- the step's task DAG ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("flow", [Dataflow(), Dataflow("none", "autograd", "split")])
+def test_step_dag(flow: Dataflow) -> None:
+    g = recast_step("resnet32", 7, "plain", batch=4)
+    s = expand_training(g, dataflow=flow)
+    nodes = s.dag.nodes
+    student = {n for n in g.nodes if n.startswith("student.")}
+    teacher = set(g.nodes) - student
+    # updates: exactly the student block's parameters
+    updated = {nodes[t]["param"] for t in s.tasks("update")}
+    assert updated == {p for p, d in parameters(g).items() if d["node"] in student}
+    assert set(s.groups) == updated
+    # backward: only the student block's nodes, no teacher task
+    back = [t for t in s.program if nodes[t]["kind"].startswith("backward")]
+    assert back and all(set(nodes[t]["members"]) <= student for t in back)
+    # nothing is written for a teacher gradient, nothing of the teacher updated
+    for t in s.program:
+        for a in nodes[t]["writes"]:
+            name = a.tensor.split(":", 1)[-1].split("/")[0]
+            assert not (a.tensor.startswith("dact:") and name in teacher)
+            assert not (a.tensor.endswith("/grad") and name.rsplit(".", 1)[0] in teacher)
+    # the MSE loss reads the student output and the teacher block's output (its target)
+    loss_reads = {a.tensor for a in nodes["loss"]["reads"]}
+    target = g.graph["recast"]["target"]
+    assert f"act:{target}" in loss_reads
+    out = g.graph["recast"]["output"]
+    assert {a.tensor for a in nodes["loss"]["writes"]} == {f"dact:{out}"}
+    out_numel = numel(g.nodes[out]["out_shape"])
+    assert nodes["loss"]["flops"] == 4 * out_numel  # MSE on the trained output only
+    # frozen teacher weights: read as stored compute copies, no optimizer group
+    frozen = [n for n in s.tensors if n.startswith("layer2.1.conv1.weight/")]
+    assert frozen == ["layer2.1.conv1.weight/weight"]
+    assert s.tensors[frozen[0]].nbytes == 32 * 32 * 9 * 4
+
+
+def test_teacher_forward_saves_nothing_for_backward() -> None:
+    """Under fusion none every GEMM's anchor is saved for backward in a trained network; in
+    the no-grad teacher only outputs that a later pass reads are written."""
+    flow = Dataflow("none", "autograd", "split")
+    g = recast_step("resnet32", 2, "plain", batch=2)
+    s = expand_training(g, dataflow=flow)
+    readers: dict[str, int] = {}
+    for t in s.program:
+        for a in s.dag.nodes[t]["reads"]:
+            readers[a.tensor] = readers.get(a.tensor, 0) + 1
+    for t in s.tasks("forward"):
+        for a in s.dag.nodes[t]["writes"]:
+            assert readers.get(a.tensor), f"{t} writes {a.tensor}, which nothing reads"
+
+
+def test_frozen_node_passes_gradient_but_is_not_trained() -> None:
+    """ae-proto: the prototype table is frozen, yet the classifier's gradient reaches the
+    encoder through it (data gradient, no weight gradient, no update)."""
+    g = workloads.get_workload("ae-proto", batch=4)
+    s = expand_training(g)
+    assert "prototypes.weight" not in s.groups
+    bwd = [t for t in s.program if s.dag.nodes[t]["layer"] == "prototypes"]
+    assert bwd and all(not a.tensor.endswith("/grad") for t in bwd
+                       for a in s.dag.nodes[t]["writes"])
+    assert any(a.tensor == "dact:enc2" for t in bwd for a in s.dag.nodes[t]["writes"])
+    assert "act:input" in {a.tensor for a in s.dag.nodes["loss"]["reads"]}
+    trained = sum(numel(p["shape"]) for pid, p in parameters(g).items() if pid in s.groups)
+    assert trained == 549_696 + 550_416 == 1_100_112
+    assert numel(g.nodes["prototypes"]["params"]["weight"]["shape"]) == 640
+
+
+def test_spec_errors() -> None:
+    for bad, field in (("recast:resnet99:1", "teacher"), ("recast:resnet32:15", "block"),
+                       ("recast:resnet32:1:mlp", "student"), ("recast:resnet32:x", "workload"),
+                       ("recast:resnet32", "workload"), ("recast:resnet18:1:basic:7", "width")):
+        with pytest.raises(GraphError, match=field):
+            workloads.get_workload(bad)
+
+
+# --- with and without GradPIM --------------------------------------------------------------------
+
+def test_compare_recast_step_functional() -> None:
+    run = RunConfig(workload="recast:resnet32:7:plain", batch=4, functional=True)
+    res = compare(run)
+    assert res.baseline.verified and res.pim.verified and res.weights_match
+    assert not res.baseline.schedule_violations and not res.pim.schedule_violations
+    assert set(res.pim.param_numels) == set(expand_training(
+        workloads.get_workload(run.workload, batch=4)).groups)
+    assert res.speedup > 1.0
+
+
+def test_compare_regularized_incremental_step_functional() -> None:
+    run = RunConfig(workload="ae-proto", batch=8, optimizer="ewc-momentum", functional=True)
+    res = compare(run)
+    assert res.baseline.verified and res.pim.verified and res.weights_match
+    # host update traffic: 28 B per trained parameter (mixed, the regularizer's 8 B read)
+    update = res.baseline.traffic["update"]
+    moved = sum(v["read"] + v["write"] for v in update.values())
+    assert moved >= 28 * 1_100_112
+    assert res.speedup > 1.0
+
+
+# --- schedules --------------------------------------------------------------------------------
+
+def test_schedule_sums_its_blocks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = RunConfig(batch=2, functional=True)
+    sched = run_schedule("resnet32", "plain", iterations=10, blocks=[0, 14], run=base)
+    assert [b.block for b in sched.blocks] == [0, 14]
+    assert sched.verified is True
+    one = compare(RunConfig(workload="recast:resnet32:14:plain", batch=2))
+    assert sched.blocks[1].baseline_cycles == one.baseline.cycles
+    assert sched.blocks[1].pim_cycles == one.pim.cycles
+    assert sched.total_cycles("pim") == 10 * sum(b.pim_cycles for b in sched.blocks)
+    assert sched.blocks[1].teacher_params == sched.blocks[1].student_params == 73_984
+    out = tmp_path / "sched.json"
+    assert main(["recast", "resnet32", "--blocks", "13-14", "--batch", "2", "--iterations",
+                 "3", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["schema"] == "gradpimsim.recast/1"
+    assert [b["block"] for b in data["blocks"]] == [13, 14]
+    assert data["total_cycles"]["baseline"] == 3 * sum(b["baseline_cycles"]
+                                                       for b in data["blocks"])
+    capsys.readouterr()
+    assert main(["recast", "resnet32", "--blocks", "20"]) == 2
+    assert "blocks" in capsys.readouterr().err
