@@ -14,11 +14,13 @@ import pytest
 import workloads
 from gradpimsim.cli import main
 from gradpimsim.graph import GraphError
+from gradpimsim.graph.io import save_graph
 from gradpimsim.graph.schema import numel, parameters
 from gradpimsim.host.training import Dataflow, expand_training
 from gradpimsim.recast.schedule import run_schedule
 from gradpimsim.system.compare import compare
 from gradpimsim.system.config import RunConfig
+from workloads.autoencoder import ae_proto
 from workloads.recast import TEACHERS, recast_step
 
 
@@ -147,6 +149,39 @@ def test_step_dag(flow: Dataflow) -> None:
     assert s.tensors[frozen[0]].nbytes == 32 * 32 * 9 * 4
 
 
+@pytest.mark.parametrize("flow", [Dataflow(), Dataflow("none", "autograd", "split")])
+def test_step_traffic_by_hand(flow: Dataflow) -> None:
+    """Recasting layer2.2 of ResNet-32 (block 7) into a plain block, batch 4, mixed precision.
+    The block's output is 4 x 32 x 16 x 16 = 32,768 values, 2 B each in fp16: the MSE loss
+    reads the student's output and the teacher's (the target), 2 x 65,536 B, and writes one
+    output gradient, 65,536 B.  The student block has 2 * 32*32*9 + 4*32 = 18,560
+    parameters; a momentum update moves per parameter 10 B in (grad 2, master 4, momentum
+    4) and 10 B out (master 4, momentum 4, fp16 copy 2); nothing else is updated.  Every
+    frozen teacher weight is read as its fp16 copy alone (2 B per value)."""
+    from gradpimsim.config.training import precision
+
+    g = recast_step("resnet32", 7, "plain", batch=4)
+    s = expand_training(g, policy=precision("mixed"), dataflow=flow)
+    loss = s.dag.nodes["loss"]
+    act = 4 * 32 * 16 * 16 * 2
+    assert sorted(a.nbytes for a in loss["reads"]) == [act, act]
+    assert [a.nbytes for a in loss["writes"]] == [act]
+    ups = [s.dag.nodes[t] for t in s.tasks("update")]
+    assert sum(a.nbytes for u in ups for a in u["reads"]) == 10 * 18_560
+    assert sum(a.nbytes for u in ups for a in u["writes"]) == 10 * 18_560
+    teacher = {n for n in g.nodes if not n.startswith("student.")}
+    frozen = {p: d for p, d in parameters(g).items() if d["node"] in teacher}
+    stored = {name: spec for name, spec in s.tensors.items()
+              if name.split("/")[0] in frozen}
+    assert set(stored) == {f"{p}/weight_copy" for p in frozen}
+    assert sum(spec.nbytes for spec in stored.values()) == 2 * sum(
+        numel(d["shape"]) for d in frozen.values())
+    # the teacher's weights up to block 7: stem 464 (+ 0 for relu), blocks 0-4 at 4,672,
+    # block 5 at 13,952, blocks 6-7 at 18,560 each
+    assert sum(numel(d["shape"]) for d in frozen.values()) == \
+        464 + 5 * 4_672 + 13_952 + 2 * 18_560
+
+
 def test_teacher_forward_saves_nothing_for_backward() -> None:
     """Under fusion none every GEMM's anchor is saved for backward in a trained network; in
     the no-grad teacher only outputs that a later pass reads are written."""
@@ -198,14 +233,28 @@ def test_compare_recast_step_functional() -> None:
     assert res.speedup > 1.0
 
 
-def test_compare_regularized_incremental_step_functional() -> None:
-    run = RunConfig(workload="ae-proto", batch=8, optimizer="ewc-momentum", functional=True)
+def test_compare_regularized_incremental_step_functional(tmp_path: Path) -> None:
+    """A small autoencoder-prototype network (the zoo's definition, narrower layers) under
+    ewc-momentum.  Trained parameters: encoder 96*64+64 + 64*32+32 + 32*16+16 = 8,816,
+    decoder 16*32+32 + 32*64+64 + 64*96+96 = 8,896: n = 17,712.  The host update reads per
+    parameter the fp32 master (4 B) and momentum, omega and theta_old (3 x 4 B), writes the
+    master and momentum (4 + 4 B); gradients (2 B) and the fp16 copy (2 B) are small tensors
+    whose bursts may round up."""
+    path = tmp_path / "ae.json"
+    save_graph(ae_proto(batch=8, in_features=96, hidden=(64, 32), latent=16, classes=5), path)
+    run = RunConfig(workload=str(path), batch=8, optimizer="ewc-momentum", functional=True)
     res = compare(run)
-    assert res.baseline.verified and res.pim.verified and res.weights_match
-    # host update traffic: 28 B per trained parameter (mixed, the regularizer's 8 B read)
+    assert res.baseline.verified and res.pim is not None and res.pim.verified
+    assert res.weights_match
+    assert not res.baseline.schedule_violations and not res.pim.schedule_violations
+    n = 17_712
+    assert sum(res.pim.param_numels.values()) == n  # the prototype table is not trained
     update = res.baseline.traffic["update"]
-    moved = sum(v["read"] + v["write"] for v in update.values())
-    assert moved >= 28 * 1_100_112
+    assert update["weights"]["read"] == 4 * n
+    assert update["optimizer state"] == {"read": 12 * n, "write": 4 * n}
+    assert 2 * n <= update["weight gradients"]["read"] < 2 * n + 12 * 64
+    assert 6 * n <= update["weights"]["write"] < 6 * n + 12 * 64
+    assert "update" not in res.pim.traffic  # the update never crosses the bus
     assert res.speedup > 1.0
 
 
