@@ -93,11 +93,13 @@ def test_saturation_and_range_lose_updates() -> None:
 
 
 def test_energy_is_counts_times_figures() -> None:
-    c = Counts(iterations=2, acc_reads=10, acc_writes=10, crossings=3, mlc_programs=3,
+    cfg = HicConfig(acc_read_pj=0.25, acc_write_pj=0.75, binary_program_pj=8.0,
+                    mlc_program_pj=40.0)
+    c = Counts(iterations=2, acc_reads=10, acc_writes=12, crossings=3, mlc_programs=3,
                binary_programs=4)
-    e = c.energy_pj(CFG)
-    assert e == {"acc_read": 5.0, "acc_write": 5.0, "mlc_program": 150.0,
-                 "binary_program": 40.0, "total": 200.0}
+    e = c.energy_pj(cfg)
+    assert e == {"acc_read": 2.5, "acc_write": 9.0, "mlc_program": 120.0,
+                 "binary_program": 32.0, "total": 163.5}
 
 
 def _tiny() -> object:
@@ -124,9 +126,37 @@ def test_run_hic_every_weight_every_step() -> None:
     assert r.worst_device_rate == 1.0  # every MLC device, every iteration
     assert r.lifetime_iterations == 1000.0 and r.lifetime_runs == 100.0
     assert r.mean_device_events == 44 * (8 + 3) / (44 * 7)
+    # energy per iteration: 44 reads and writes at 0.5 pJ, 44 MLC events at 50 pJ, 16.5
+    # binary events at 10 pJ
+    e = r.energy_per_iteration_pj()
+    assert e == {"acc_read": 22.0, "acc_write": 22.0, "mlc_program": 2200.0,
+                 "binary_program": 165.0, "total": 2409.0}
     quiet = run_hic(g, cfg, iterations=4, init=zero,
                     gradients=lambda it, pid, n: np.full(n, _grad(2)))
     assert quiet.totals.programs == 0 and math.isinf(quiet.lifetime_iterations)
+    assert quiet.to_dict()["lifetime"] == {"iterations": None, "training_runs": None}
+
+
+def test_run_hic_every_other_step() -> None:
+    """8 units per iteration: a step every second iteration.  Over 8 iterations each weight
+    goes 128 -> 132: the MLC device is programmed 4 times (rate 0.5, the worst device), the
+    carry into the binary code (32 -> 33) flips bit 0 once.  Lifetime 1000 / 0.5 = 2000
+    iterations = 200 runs of 10; the mean device: (4 + 1) / 7 events per 8 iterations."""
+    g = _tiny()
+    zero = {pid: np.zeros(n) for pid, n in (("fc0.weight", 32), ("fc1.weight", 12))}
+    cfg = HicConfig(endurance=1000.0, iterations_per_run=10)
+    r = run_hic(g, cfg, iterations=8, init=zero,
+                gradients=lambda it, pid, n: np.full(n, _grad(8)))
+    per = r.per_iteration()
+    assert per["crossings"] == per["mlc_programs"] == 44 * 4 / 8
+    assert per["binary_programs"] == 44 / 8
+    assert r.worst_device_rate == 0.5
+    assert r.lifetime_iterations == 2000.0 and r.lifetime_runs == 200.0
+    assert r.mean_device_events == 5 / 7
+    d = r.to_dict()
+    assert d["lifetime"] == {"iterations": 2000.0, "training_runs": 200.0}
+    assert d["per_device"]["max_events_per_iteration"] == 0.5
+    assert [layer["weights"] for layer in d["layers"]] == [32, 12]
 
 
 def test_resnet32_report(capsys: pytest.CaptureFixture[str]) -> None:

@@ -80,6 +80,56 @@ def test_hand_computed_step_on_pim_and_reference() -> None:
     assert np.all(w == 1.875)
 
 
+def _numpy_ewc_momentum(w, g, buf, omega, old, *, lr, mu, wd, lam):
+    """The regularized momentum step written out in numpy fp32, one rounding per operation
+    (torch.optim.SGD's order: regularizer into the gradient, then weight decay, then the
+    buffer ``mu * buf + d`` or, with no buffer yet, ``d``; then ``w + (-lr) * buf``)."""
+    f = np.float32
+    d = g + f(lam) * (omega * (w - old))
+    d = d + f(wd) * w
+    buf = d.copy() if buf is None else f(mu) * buf + f(1.0) * d
+    return w + f(-lr) * buf, buf
+
+
+@pytest.mark.parametrize("path", ["host", "pim"])
+def test_two_steps_against_plain_numpy(path: str) -> None:
+    """fp32, random values: the host updater (the baseline's update in functional mode) and
+    the GradPIM program both equal the numpy formula bit for bit, and leave omega and
+    theta_old untouched."""
+    from gradpimsim.system.values import HostUpdater
+
+    opt = EWC["ewc-momentum"]
+    prec = precision("fp32")
+    n = 3001
+    rng = np.random.default_rng(7)
+    alloc = Allocator(CFG, ColocatedPolicy(chunk_columns=16, fit_banks=True))
+    pl = alloc.place_group("p", update_tensors(n, opt, prec))
+    store = DramStore(CFG, alloc.amap)
+    w = rng.standard_normal(n).astype(np.float32)
+    omega = np.abs(rng.standard_normal(n)).astype(np.float32)
+    old = (w + rng.standard_normal(n) * 0.1).astype(np.float32)
+    for role, v in (("weight", w), ("omega", omega), ("theta_old", old),
+                    ("momentum", np.zeros(n, np.float32))):
+        store.write_tensor(pl[role], v, "fp32")
+    target = UpdateTarget("p", n, pl)
+    buf = None
+    for step in (1, 2):
+        g = rng.standard_normal(n).astype(np.float32)
+        store.write_tensor(pl["grad"], g, "fp32")
+        w, buf = _numpy_ewc_momentum(w, g, buf, omega, old, lr=opt.lr, mu=opt.momentum,
+                                     wd=opt.weight_decay, lam=opt.reg_lambda)
+        if path == "host":
+            HostUpdater(store, {"p": target}, opt, prec, step)("update:p", {"param": "p"})
+        else:
+            run_program(build_program([target], opt, prec, CFG, step=step),
+                        PimArray(CFG, store))
+        for role, want in (("weight", w), ("momentum", buf), ("omega", omega),
+                           ("theta_old", old)):
+            got = store.read_tensor(pl[role], "fp32", n)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32),
+                                          err_msg=f"{path} step {step} {role}")
+
+
 def test_zero_lambda_is_the_plain_optimizer() -> None:
     rng = np.random.default_rng(0)
     w0, g = rng.standard_normal(50).astype(np.float32), rng.standard_normal(50).astype(np.float32)
