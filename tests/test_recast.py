@@ -182,10 +182,10 @@ def test_step_traffic_by_hand(flow: Dataflow) -> None:
         464 + 5 * 4_672 + 13_952 + 2 * 18_560
 
 
-def test_teacher_forward_saves_nothing_for_backward() -> None:
-    """Under fusion none every GEMM's anchor is saved for backward in a trained network; in
-    the no-grad teacher only outputs that a later pass reads are written."""
-    flow = Dataflow("none", "autograd", "split")
+@pytest.mark.parametrize("flow", [Dataflow(), Dataflow("none", "autograd", "split")])
+def test_teacher_forward_saves_nothing_for_backward(flow: Dataflow) -> None:
+    """In a trained network a fused group saves its anchor for backward besides its output;
+    in the no-grad teacher only outputs that a later pass reads are written."""
     g = recast_step("resnet32", 2, "plain", batch=2)
     s = expand_training(g, dataflow=flow)
     readers: dict[str, int] = {}
