@@ -213,6 +213,32 @@ def test_frozen_node_passes_gradient_but_is_not_trained() -> None:
     assert numel(g.nodes["prototypes"]["params"]["weight"]["shape"]) == 640
 
 
+@pytest.mark.parametrize("name", ["recast:resnet32:7:plain", "recast:resnet18:2:bottleneck",
+                                  "ae-proto"])
+def test_step_schedule_is_hazard_free(name: str) -> None:
+    """The executor's waits hold on the frozen-teacher DAG as on every zoo workload (the
+    stand-in memory and the cases of ``test_schedule_verifier``)."""
+    from gradpimsim.config import load_config
+    from gradpimsim.config.training import OptimizerConfig
+    from gradpimsim.host.allocator import Allocator, place_schedule
+    from gradpimsim.host.npu import NPUModel
+    from gradpimsim.system.verify import verify_schedule
+    from tests.test_schedule_verifier import CASES, execute
+
+    for flow, runs in CASES.items():
+        s = expand_training(workloads.get_workload(name, batch=1),
+                            OptimizerConfig("ewc-momentum" if name == "ae-proto" else
+                                            "momentum"), "mixed", flow)
+        alloc = Allocator(load_config("ddr4-2400", channels=8))
+        place_schedule(s, alloc)
+        plan = (s, NPUModel("small").schedule_costs(s), alloc, alloc.cfg)
+        for pim, policy in runs:
+            for mem in ({"write_x": 0}, {"write_x": 20}):
+                e = execute(plan, pim, policy, **mem)
+                bad = verify_schedule(s.program, s.dag.nodes, e.records.values())
+                assert bad == [], (name, flow, pim, policy, mem, bad[:2])
+
+
 def test_spec_errors() -> None:
     for bad, field in (("recast:resnet99:1", "teacher"), ("recast:resnet32:15", "block"),
                        ("recast:resnet32:1:mlp", "student"), ("recast:resnet32:x", "workload"),
