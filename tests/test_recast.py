@@ -249,7 +249,7 @@ def test_spec_errors() -> None:
 
 # --- with and without GradPIM --------------------------------------------------------------------
 
-def test_compare_recast_step_functional() -> None:
+def test_compare_recast_step_functional(online_checker: list) -> None:  # type: ignore[type-arg]
     run = RunConfig(workload="recast:resnet32:7:plain", batch=4, functional=True)
     res = compare(run)
     assert res.baseline.verified and res.pim.verified and res.weights_match
@@ -257,9 +257,11 @@ def test_compare_recast_step_functional() -> None:
     assert set(res.pim.param_numels) == set(expand_training(
         workloads.get_workload(run.workload, batch=4)).groups)
     assert res.speedup > 1.0
+    assert online_checker, "the protocol checker was attached"
 
 
-def test_compare_regularized_incremental_step_functional(tmp_path: Path) -> None:
+def test_compare_regularized_incremental_step_functional(
+        tmp_path: Path, online_checker: list) -> None:  # type: ignore[type-arg]
     """A small autoencoder-prototype network (the zoo's definition, narrower layers) under
     ewc-momentum.  Trained parameters: encoder 96*64+64 + 64*32+32 + 32*16+16 = 8,816,
     decoder 16*32+32 + 32*64+64 + 64*96+96 = 8,896: n = 17,712.  The host update reads per
@@ -282,6 +284,7 @@ def test_compare_regularized_incremental_step_functional(tmp_path: Path) -> None
     assert 6 * n <= update["weights"]["write"] < 6 * n + 12 * 64
     assert "update" not in res.pim.traffic  # the update never crosses the bus
     assert res.speedup > 1.0
+    assert online_checker, "the protocol checker was attached"
 
 
 # --- schedules --------------------------------------------------------------------------------
