@@ -142,7 +142,13 @@ def test_zero_lambda_is_the_plain_optimizer() -> None:
 
 # --- PIM against the reference ---------------------------------------------------------------
 
-@pytest.mark.parametrize(("opt_name", "prec_name"), list(itertools.product(EWC, PRECISIONS)))
+#: ewc-momentum under every precision; the other two (their base recipes are tested under every
+#: precision in test_pim_kernels) under fp32 and the int8 gradient with an int8 copy.
+CASES = [("ewc-momentum", p) for p in PRECISIONS] + list(
+    itertools.product(("ewc-sgd", "ewc-nesterov"), ("fp32", "int8-copy")))
+
+
+@pytest.mark.parametrize(("opt_name", "prec_name"), CASES)
 def test_matches_reference_over_steps(opt_name: str, prec_name: str) -> None:
     """fp32 master, momentum bit-exact; omega and theta_old unchanged (they are in the
     reference's state and compared); the low-precision copy equal and within the dtype."""
