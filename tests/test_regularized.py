@@ -245,6 +245,24 @@ def test_config_errors() -> None:
 
 # --- layout: six roles in four banks -------------------------------------------------------------
 
+def _conflicted_banks(pl: dict, amap, org) -> int:  # type: ignore[no-untyped-def]
+    """Banks where two roles of one update group live in different rows."""
+    seen: dict[tuple, set] = {}
+    for role, p in pl.items():
+        cm = column_map(p, amap, p.nbytes)
+        for u, b, r in zip(cm.unit(org).tolist(), cm.bank.tolist(), cm.row.tolist(),
+                           strict=True):
+            seen.setdefault((u, b), set()).add((role, r))
+    conflicted = 0
+    for pairs in seen.values():
+        by_role: dict[str, set] = {}
+        for role, r in pairs:
+            by_role.setdefault(role, set()).add(r)
+        if len({frozenset(v) for v in by_role.values()}) > 1:
+            conflicted += 1
+    return conflicted
+
+
 def test_fit_banks_keeps_every_role_in_an_open_row() -> None:
     """Whole-row chunks put two fp32 roles in different rows of one bank (row conflicts
     inside every phase); fit_banks halves the chunk so fp32 roles pair up in a row."""
@@ -256,21 +274,7 @@ def test_fit_banks_keeps_every_role_in_an_open_row() -> None:
     fitted = alloc.place_group("t", tensors)
 
     def banks_shared(pl: dict) -> int:
-        seen: dict[tuple, set] = {}
-        for role, p in pl.items():
-            cm = column_map(p, alloc.amap, p.nbytes)
-            for u, b, r in zip(cm.unit(CFG.org).tolist(), cm.bank.tolist(), cm.row.tolist(),
-                               strict=True):
-                seen.setdefault((u, b), set()).add((role, r))
-        # a bank is conflicted when two roles of it live in different rows of one chunk
-        conflicted = 0
-        for pairs in seen.values():
-            by_role: dict[str, set] = {}
-            for role, r in pairs:
-                by_role.setdefault(role, set()).add(r)
-            if len({frozenset(v) for v in by_role.values()}) > 1:
-                conflicted += 1
-        return conflicted
+        return _conflicted_banks(pl, alloc.amap, CFG.org)
 
     assert banks_shared(plain) > 0
     assert banks_shared(fitted) == 0
@@ -279,6 +283,21 @@ def test_fit_banks_keeps_every_role_in_an_open_row() -> None:
     a = Allocator(CFG, ColocatedPolicy()).place_group("t", mom)
     b = Allocator(CFG, ColocatedPolicy(fit_banks=True)).place_group("t", mom)
     assert all(a[r].segments == b[r].segments for r in mom)
+
+
+def test_iteration_plan_fits_the_six_roles() -> None:
+    """A training iteration places a regularized optimizer's groups with fit_banks: in no
+    bank do two roles of one group sit in different rows (a row conflict in every phase)."""
+    from gradpimsim.host.training import group_tensor_name
+    from gradpimsim.system.config import RunConfig
+    from gradpimsim.system.simulate import plan
+
+    p = plan(RunConfig(workload="mlp-small", optimizer="ewc-momentum"))
+    assert p.schedule.groups
+    for pid, roles in p.schedule.groups.items():
+        pl = {r: p.alloc.placements[group_tensor_name(pid, r)] for r in roles}
+        assert set(pl) == {"weight", "grad", "momentum", "omega", "theta_old", "weight_copy"}
+        assert _conflicted_banks(pl, p.alloc.amap, p.cfg.org) == 0, pid
 
 
 # --- the task boundary -------------------------------------------------------------------------
@@ -388,8 +407,12 @@ def test_bench_regularized_step_and_boundary_programs() -> None:
 
 def test_update_bench_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["update-bench", "--params", "2048", "--optimizer", "ewc-momentum",
-                 "--reg-lambda", "0.5"]) == 0
-    assert "bit-exact" in capsys.readouterr().out
+                 "--reg-lambda", "0.5", "--step", "2"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "bit-exact" in out
+    # mixed momentum 20 B -> 28 B per parameter; column ops 20/64 -> 28/64
+    assert "add 8 B per parameter" in out and "momentum 20 B -> 28 B, x1.40" in out
+    assert "(0.3125 -> 0.4375, x1.40)" in out
     assert main(["update-bench", "--params", "2048", "--optimizer", "ewc-sgd",
                  "--program", "consolidate", "--samples", "3"]) == 0
     assert "consolidate program" in capsys.readouterr().out
