@@ -227,9 +227,9 @@ GradientSource = Callable[[int, str, int], np.ndarray]
 
 
 def seeded_gradients(seed: int = 0, std: float = 0.01) -> GradientSource:
-    """Gradients as the functional mode makes them: seeded i.i.d. normal values (here std
-    ``std``), a fresh draw per (iteration, parameter) so that any subset of layers or
-    iterations sees the same values."""
+    """Seeded i.i.d. normal gradients of std ``std``, of the kind the functional mode writes
+    (its own stream, not the same values), a fresh draw per (iteration, parameter) so that
+    any subset of layers or iterations sees the same values."""
     def source(iteration: int, pid: str, n: int) -> np.ndarray:
         key = int.from_bytes(pid.encode()[:16].ljust(16, b"\0"), "little")
         rng = np.random.default_rng([seed, iteration, key & 0xFFFFFFFF, key >> 32 & 0xFFFFFFFF])
