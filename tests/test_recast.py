@@ -241,6 +241,16 @@ def test_step_schedule_is_hazard_free(name: str) -> None:
                 assert bad == [], (name, flow, pim, policy, mem, bad[:2])
 
 
+def test_workloads_show_counts_trained_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    """The update table of a recasting step counts the student block only: 18,560 parameters
+    x 10 B (mixed momentum) = 181.25 KiB read and written; 93,456 parameters in all."""
+    assert main(["workloads", "show", "recast:resnet32:7:plain", "--batch", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "93,456" in out and "18,560" in out
+    row = next(line for line in out.splitlines() if "momentum *" in line)
+    assert row.count("181.25 KiB") == 2, row
+
+
 def test_spec_errors() -> None:
     for bad, field in (("recast:resnet99:1", "teacher"), ("recast:resnet32:15", "block"),
                        ("recast:resnet32:1:mlp", "student"), ("recast:resnet32:x", "workload"),
