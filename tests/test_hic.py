@@ -92,6 +92,18 @@ def test_saturation_and_range_lose_updates() -> None:
     assert (c.crossings, c.programs, c.lost_updates, int(top.code[0])) == (1, 0, 1, 255)
 
 
+def test_wide_accumulator_by_hand() -> None:
+    """A 16-bit accumulator with 12 bits below a step (threshold 4,096 units): 3,000 units
+    stay below it; 2,000 more make 5,000, one step up with 904 left over."""
+    cfg = HicConfig(acc_bits=16, acc_frac_bits=12)
+    arr = HicArray(np.zeros(2), cfg)
+    g = -cfg.acc_lsb / cfg.lr  # one unit
+    c = arr.step(np.full(2, 3000 * g))
+    assert (c.crossings, arr.acc.tolist(), arr.code.tolist()) == (0, [3000] * 2, [128] * 2)
+    c = arr.step(np.full(2, 2000 * g))
+    assert (c.crossings, arr.acc.tolist(), arr.code.tolist()) == (2, [904] * 2, [129] * 2)
+
+
 def test_energy_is_counts_times_figures() -> None:
     cfg = HicConfig(acc_read_pj=0.25, acc_write_pj=0.75, binary_program_pj=8.0,
                     mlc_program_pj=40.0)
@@ -157,6 +169,26 @@ def test_run_hic_every_other_step() -> None:
     assert d["lifetime"] == {"iterations": 2000.0, "training_runs": 200.0}
     assert d["per_device"]["max_events_per_iteration"] == 0.5
     assert [layer["weights"] for layer in d["layers"]] == [32, 12]
+
+
+def test_frozen_parameters_are_not_in_the_update() -> None:
+    """ae-proto's prototype table (64 x 10, frozen) is read, never updated: the six linear
+    weights of the autoencoder are, 784*512 + 512*256 + 256*64 (encoder) and the mirror
+    (decoder) = 1,097,728 weights."""
+    g = workloads.get_workload("ae-proto", batch=1)
+    assert "prototypes.weight" not in pcm_parameters(g, "all")
+    assert sum(int(np.prod(p["shape"])) for p in pcm_parameters(g).values()) == \
+        2 * (784 * 512 + 512 * 256 + 256 * 64) == 1_097_728
+
+
+def test_cli_refuses_what_does_not_fit(monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """ResNet-18's 11,678,912 GEMM weights x (8 + 7 x 4) B plus its largest tensor's step
+    (512*512*9 x 128 B) is about 689 MiB: refused under a 100 MiB budget, exit 2."""
+    monkeypatch.setenv("GRADPIMSIM_MEMORY_MB", "100")
+    assert main(["hic", "resnet18", "--iterations", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "11,678,912 weights" in err and "689.0 MiB" in err
 
 
 def test_resnet32_report(capsys: pytest.CaptureFixture[str]) -> None:

@@ -69,6 +69,12 @@ def run_hic_cli(args: argparse.Namespace) -> int:
                     acc_frac_bits=args.acc_frac_bits, lr=args.lr, endurance=args.endurance,
                     iterations_per_run=args.iterations_per_run)
     graph = load_any(args.workload)
+    from gradpimsim.bounds import check_hic
+    from gradpimsim.graph.schema import numel
+    from gradpimsim.hic.model import pcm_parameters
+
+    sizes = [numel(p["shape"]) for p in pcm_parameters(graph, args.params).values()]
+    check_hic(sum(sizes), max(sizes, default=0), cfg.devices_per_weight)
     report = run_hic(graph, cfg, args.iterations, seed=args.seed, which=args.params,
                      gradients=seeded_gradients(args.seed, args.grad_std))
     console.print(report_table(report))

@@ -157,10 +157,13 @@ class HicArray:
         self.cfg = cfg
         w = np.asarray(weights, dtype=np.float64).ravel()
         q = np.rint(w / cfg.step).astype(np.int64) + cfg.codes // 2
-        self.code = np.clip(q, 0, cfg.codes - 1)
-        self.acc = np.zeros(self.code.shape, np.int64)
+        #: kept narrow (4 bytes a value where the ranges allow): memory is per weight x
+        #: (2 + devices), and a ResNet-50 has 25 million weights in PCM
+        self._code_dtype = np.int32 if cfg.codes <= 2**31 else np.int64
+        self.code = np.clip(q, 0, cfg.codes - 1).astype(self._code_dtype)
+        self.acc = np.zeros(self.code.shape, np.int32)  # acc_bits <= 31
         #: per device, programming events so far: [binary device j (LSB first)..., mlc]
-        self.device_events = np.zeros((cfg.devices_per_weight, self.code.size), np.int64)
+        self.device_events = np.zeros((cfg.devices_per_weight, self.code.size), np.int32)
 
     @property
     def size(self) -> int:
@@ -181,37 +184,42 @@ class HicArray:
             upd = np.rint(-cfg.lr * g / cfg.acc_lsb)
         upd = np.nan_to_num(upd, nan=0.0, posinf=hi - lo, neginf=lo - hi)
         upd = np.clip(upd, lo - hi, hi - lo).astype(np.int64)
-        raw = self.acc + upd
+        raw = self.acc.astype(np.int64) + upd
         acc = np.clip(raw, lo, hi)
         lost = raw != acc
         t = cfg.threshold
         n = np.where(acc >= 0, acc // t, -((-acc) // t))  # toward zero
         cross = n != 0
-        new = np.clip(self.code + n, 0, cfg.codes - 1)
-        lost |= new != self.code + n
-        self.acc = acc - n * t
+        code = self.code.astype(np.int64)
+        new = np.clip(code + n, 0, cfg.codes - 1)
+        lost |= new != code + n
+        self.acc = (acc - n * t).astype(np.int32)
         L = cfg.mlc_levels
-        mlc = (new % L) != (self.code % L)
-        flipped = (new // L) ^ (self.code // L)
+        mlc = (new % L) != (code % L)
+        flipped = (new // L) ^ (code // L)
         self.device_events[-1] += mlc
         binary = 0
         for j in range(cfg.binary_devices):
             bit = (flipped >> j) & 1
             self.device_events[j] += bit
             binary += int(bit.sum())
-        self.code = new
+        self.code = new.astype(self._code_dtype)
         n_w = self.size
         return Counts(1, n_w, n_w, int(cross.sum()), int(mlc.sum()), binary, int(lost.sum()))
 
 
 def pcm_parameters(graph: nx.DiGraph, which: str = "gemm") -> dict[str, dict[str, Any]]:
-    """The parameters held in PCM: ``gemm`` (weights of conv2d, linear and lstm layers; biases
-    and normalisation parameters stay digital) or ``all``."""
+    """The trained parameters held in PCM: ``gemm`` (weights of conv2d, linear and lstm
+    layers; biases and normalisation parameters stay digital) or ``all``.  A ``frozen`` node's
+    parameters (a recasting teacher, a stored table) are never updated, so they cost no
+    accumulator access and no programming: they are left out."""
     if which not in ("gemm", "all"):
         raise ConfigError("hic.params", f"choose gemm or all, got {which!r}")
     out = {}
     for pid, p in parameters(graph).items():
         node = graph.nodes[p["node"]]
+        if node.get("frozen"):
+            continue
         if which == "all" or (node["op"] in PCM_OPS and "weight" in p["name"]):
             out[pid] = p
     return out
