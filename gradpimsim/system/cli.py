@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gradpimsim.config.model import ConfigError
 from gradpimsim.graph.importers.python_entry import AllowPython
 from gradpimsim.host.fusion import FUSION_POLICIES
 from gradpimsim.host.npu import DEFAULT_NPU
@@ -101,7 +102,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default="colocated",
                    help="placement of each parameter's weight/gradient/state (both runs)")
     p.add_argument("--pim-policy", choices=PIM_POLICIES, default="host-first",
-                   help="who wins command-bus ties between NPU traffic and PIM streams")
+                   help="arbitration between NPU traffic and PIM streams: host-first (bus "
+                   "ties to the host; PIM waits for banks the host serves), pim-first, fair "
+                   "(neither side waits more than --pim-wait-bound cycles for a bank the "
+                   "other keeps), throttled (PIM only uses what the host leaves idle)")
+    p.add_argument("--pim-wait-bound", type=int, default=None, metavar="CYCLES",
+                   help="with --pim-policy fair: the wait bound (default 1000 cycles)")
+    p.add_argument("--pim-knob", action="append", default=[], metavar="KEY=VALUE",
+                   help="a GradPIM unit knob over the memory TOML's [pim] section, e.g. "
+                   "vector_registers=16, op_latency=8, has_sqrt_div=true (repeatable; "
+                   "docs/gradpim.md lists them)")
     p.add_argument("--step", type=positive_int, default=2,
                    help="optimizer step simulated (default 2)")
     p.add_argument("--functional", action="store_true",
@@ -120,11 +130,32 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="replace output files that gradpimsim did not write")
 
 
+def _pim_knobs(items: list[str]) -> dict[str, object]:
+    """``--pim-knob KEY=VALUE`` options as a dict, each value read as a TOML value (numbers,
+    true/false, ["lists"]); checked against the knobs when the run is configured."""
+    import tomllib
+
+    knobs: dict[str, object] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ConfigError("pim_knobs", f"--pim-knob {item!r}: expected KEY=VALUE, "
+                                           "e.g. --pim-knob vector_registers=16")
+        try:
+            knobs[key] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ConfigError(f"pim.{key}", f"--pim-knob {item!r}: {text!r} is not a number, "
+                                            "true/false or a quoted string") from None
+    return knobs
+
+
 def _config(args: argparse.Namespace, pim: bool) -> RunConfig:
     return RunConfig(workload=args.workload, batch=args.batch, seq_len=args.seq_len,
                      memory=args.memory, channels=args.channels, ranks=args.ranks,
                      optimizer=args.optimizer, precision=args.precision, npu=args.npu,
                      pim=pim, pim_policy=args.pim_policy, layout=args.layout,
+                     pim_wait_bound=args.pim_wait_bound, pim_knobs=_pim_knobs(args.pim_knob),
                      fusion=args.fusion, task_order=args.task_order, backward=args.backward,
                      placement=args.placement, param_banks=args.param_banks,
                      update_policy=args.update_policy,
