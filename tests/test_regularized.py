@@ -405,6 +405,16 @@ def test_bench_regularized_step_and_boundary_programs() -> None:
         assert ib.speedup > 1.0
 
 
+def test_sweep_point_of_a_regularized_optimizer() -> None:
+    """An update-bench sweep point takes an ewc-* optimizer with its base's momentum (0.9 for
+    Nesterov, which refuses none): mixed ewc-nesterov moves 28 B per parameter on the host."""
+    from gradpimsim.sweep.runner import update_bench_runner
+
+    m = update_bench_runner({"params": 2048, "optimizer": "ewc-nesterov"})
+    assert m["verified"] is True
+    assert m["host_bus_bytes"] == 28 * 2048
+
+
 def test_update_bench_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["update-bench", "--params", "2048", "--optimizer", "ewc-momentum",
                  "--reg-lambda", "0.5", "--step", "2"]) == 0
