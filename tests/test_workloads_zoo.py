@@ -46,7 +46,8 @@ def test_lstm_lm_count_by_hand() -> None:
 
 def test_registry_lists_all_and_builds_valid_graphs() -> None:
     names = [w.name for w in workloads.list_workloads()]
-    assert set(REFERENCE_PARAMS) | {"mlp", "mlp-small", "lstm-lm"} == set(names)
+    assert set(REFERENCE_PARAMS) | {"mlp", "mlp-small", "lstm-lm", "resnet32",
+                                    "ae-proto"} == set(names)
     for name in names:
         validate(workloads.get_workload(name, batch=2))
 

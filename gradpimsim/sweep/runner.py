@@ -91,7 +91,8 @@ def update_bench_runner(params: dict[str, Any]) -> Metrics:
     cfg = load_config(params.get("memory", "ddr4-2400"), channels=params.get("channels"),
                       ranks=params.get("ranks"))
     name = params.get("optimizer", "momentum")
-    opt = OptimizerConfig(name, momentum=0.9 if name in ("momentum", "nesterov") else 0.0)
+    base = OptimizerConfig(name).base  # an ewc-* optimizer's momentum is its base's
+    opt = OptimizerConfig(name, momentum=0.9 if base in ("momentum", "nesterov") else 0.0)
     b = run_update_bench(cfg, int(params["params"]), opt, precision(params.get("precision",
                          "mixed")), layout=params.get("layout", "colocated"),
                          functional=bool(params.get("functional", True)),

@@ -71,7 +71,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=positive_int, help="batch size (default: the workload's)")
     p.add_argument("--seq-len", type=positive_int, help="sequence length (sequence models)")
     p.add_argument("--optimizer", default="momentum", metavar="NAME",
-                   help="sgd, momentum, nesterov, adam, adamw (default momentum)")
+                   help="sgd, momentum, nesterov, adam, adamw; ewc-sgd, ewc-momentum, ewc-nesterov "
+                   "add the regularizer g + lambda*omega*(theta - theta_old) (default momentum)")
     p.add_argument("--precision", default="mixed", metavar="POLICY",
                    help="fp32, mixed (fp16), mixed-bf16, mixed-int8 (default mixed)")
     p.add_argument("--npu", default=DEFAULT_NPU, metavar="PRESET|FILE",
