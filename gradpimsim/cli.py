@@ -36,6 +36,7 @@ SUBCOMMAND_MODULES = (
     "gradpimsim.system.cli",
     "gradpimsim.config.cli",
     "gradpimsim.sweep.cli",
+    "gradpimsim.sweep.study_cli",
     "gradpimsim.stats.plot_cli",
 )
 
