@@ -1,9 +1,11 @@
 """Host NPU model: compute cycles of a training task and the DRAM transfers it needs.
 
-The NPU is a systolic array of ``rows x cols`` MACs (default 128 x 128 at 1 GHz, see
-``presets/default.toml``) beside a vector unit for elementwise work, with one on-chip buffer
-(default 24 MiB).  It is analytical, not cycle-accurate: one number per task, so the full-system
-simulation spends its events on DRAM, where the question is.
+The NPU is a systolic array of ``rows x cols`` MACs (the default preset, ``presets/small.toml``:
+32 x 32 at 1 GHz) beside a vector unit for elementwise work, with one on-chip buffer (8 MiB by
+default); ``edge``, ``mid`` and ``large`` (the default before 0.2) span the space, each preset
+file stating its FLOP-per-byte ratio against DDR4 channels.  It is analytical, not
+cycle-accurate: one number per task, so the full-system simulation spends its events on DRAM,
+where the question is.
 
 Compute (SCALE-Sim's first-order model, Samajdar et al., ISPASS 2020)
     A GEMM ``C[M,N] = A[M,K] @ B[K,N]`` maps its dimensions onto the array by dataflow:
@@ -24,11 +26,12 @@ DRAM transfers (buffer tiling)
     ``b_resident``: blocks of the stationary operand ``B`` stay, ``A`` is re-read once per block;
     ``a_resident``: blocks of ``A`` stay, ``B`` is re-read per block; ``c_resident``: output
     blocks accumulate in the buffer, ``A`` and ``B`` re-read ``ceil(sqrt(blocks))`` times.
-    Outputs are written once in every order (a K slice of one block always fits 24 MiB).
-    Non-GEMM tasks stream their operands once.  Transfers come in ``dma_chunk_bytes`` pieces,
-    interleaved across the concurrently streamed tensors in the order the NPU would issue them.
-    Nothing stays on chip between tasks (no layer fusion): every task reads its operands from
-    DRAM, the conservative baseline against which PIM offload is measured.
+    Outputs are written once in every order.  Non-GEMM tasks stream their operands once.
+    Transfers come in ``dma_chunk_bytes`` pieces (on 64-byte boundaries of the tensor, except in
+    the legacy order), interleaved across the concurrently streamed tensors in the order the NPU
+    would issue them.  Which layers a task fuses and what stays on chip between tasks is the
+    training schedule's business (``host/fusion.py``, ``host/residency.py``): a task lists only
+    the DRAM accesses it makes.
 """
 
 from __future__ import annotations
