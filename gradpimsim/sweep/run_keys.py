@@ -52,12 +52,16 @@ def choices() -> dict[str, tuple[str, ...]]:
 
 def _type_check(name: str, hint: Any) -> Check:
     """A value check from a field's type annotation (``int | None``, ``str``, ``bool``...)."""
-    args = set(typing.get_args(hint)) or {hint}
-    args.discard(type(None))
+    import types
+
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    members = set(typing.get_args(hint)) if union else {hint}
+    optional = type(None) in members
+    args = {typing.get_origin(a) or a for a in members} - {type(None)}
     opts = choices().get(name)
 
     def check(v: Any) -> str | None:
-        if v is None and type(None) in (typing.get_args(hint) or ()):
+        if v is None and optional:
             return None
         if bool in args and isinstance(v, bool):
             return None
@@ -69,8 +73,7 @@ def _type_check(name: str, hint: Any) -> Check:
             if opts and name not in ("npu",) and v not in opts:
                 return f"unknown value {v!r}; choose one of {', '.join(map(str, opts))}"
             return None
-        if any(typing.get_origin(a) is dict or a is dict for a in args) \
-                and isinstance(v, Mapping):
+        if dict in args and isinstance(v, Mapping):
             return None
         want = " or ".join(sorted(getattr(a, "__name__", str(a)) for a in args))
         return f"must be {want}, got {v!r}"

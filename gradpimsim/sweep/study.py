@@ -5,7 +5,7 @@ A study file (``gradpimsim/sweep/studies/<name>.toml``, or any path) is a sweep 
 parts::
 
     [reduced.grid]            # --reduced: these entries replace the spec's (a CI-sized run)
-    workload = ["mlp-small"]
+    workload = ["mlp-tiny"]
     [reduced.fixed]
     batch = 4
 

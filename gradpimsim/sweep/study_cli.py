@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
                              repair=args.repair)
     failed = table[table["status"] != "ok"] if len(table) else table
     if not args.quiet:
-        con = Console()
+        con = Console(soft_wrap=True)  # (piped: a long error stays one line)
         con.print(f"{study.label}: {len(table)}/{len(study.spec.points)} points "
                   f"({len(table) - len(failed)} ok, {len(failed)} failed)", highlight=False)
         for _, row in failed.head(5).iterrows():

@@ -92,14 +92,15 @@ def check_values(values: dict[str, Any], source: Path | None = None) -> dict[str
     where = f"{clip(source, 300)}: " if source is not None else ""
     known = field_names()
     if isinstance(values.get("pim"), dict):
-        raise RunFileError("pim", f"{where}a [pim] table (GradPIM unit knobs) is not a run "
+        raise RunFileError(f"{where}pim", "a [pim] table (GradPIM unit knobs) is not a run "
                            "option yet: it will come with the memory configuration; set "
                            "pim = true or false here")
     for key in values:
         if key not in known:
-            raise RunFileError(key, f"{where}unknown run option; known: {', '.join(known)}")
+            raise RunFileError(f"{where}{key}", f"unknown run option; known: "
+                               f"{', '.join(known)}")
     if "extra" in values and not isinstance(values["extra"], dict):
-        raise RunFileError("extra", f"{where}must be a table")
+        raise RunFileError(f"{where}extra", "must be a table")
     out = dict(values)
     if source is not None:
         base = source.parent

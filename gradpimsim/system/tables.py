@@ -24,6 +24,8 @@ Per run (:func:`run_row`):
     GradPIM units' column-path utilization over the iteration and their commands.
 ``energy_uj``, ``energy_<component>_uj``
     DRAM and PIM energy; the components add up to ``energy_uj``.
+``placement_resolved``
+    The placement the run used (``auto`` resolved: ``bank-partition`` if it fits).
 ``traffic_<class>_<read|write>_bytes``
     Bus traffic by tensor class (``host.traffic``); they add up to ``read_bytes``/``write_bytes``.
 
@@ -37,15 +39,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gradpimsim.host.traffic import CLASSES
+from gradpimsim.stats.energy import COMPONENTS as ENERGY_COMPONENTS
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from gradpimsim.system.results import CompareResult, RunResult
 
-#: Energy components, in the order they are stacked (they add up to the total).
-ENERGY_COMPONENTS = ("background", "act", "read", "write", "io", "refresh", "pim_column",
-                     "pim_op")
 #: Comparison figures (``system.overlap.compare_overlap``) copied into a comparison row.
 OVERLAP_KEYS = ("gain_captured", "captured_of_ideal", "host_slowdown", "ideal_speedup")
 
@@ -79,14 +79,15 @@ def run_row(r: RunResult) -> dict[str, Any]:
                 "pim_column_ops": r.pim_units.get("column_ops", 0),
                 "pim_ops": r.pim_units.get("ops", 0)})
     e = r.energy_nj
-    row["energy_uj"] = round(float(e.get("total", 0.0)) / 1e3, 6)
+    # (not rounded: the components must still add up to the total in the table)
+    row["energy_uj"] = float(e.get("total", 0.0)) / 1e3
     for comp in ENERGY_COMPONENTS:
-        row[f"energy_{comp}_uj"] = round(float(e.get(comp, 0.0)) / 1e3, 6)
+        row[f"energy_{comp}_uj"] = float(e.get(comp, 0.0)) / 1e3
     by_class = traffic_by_class(r.traffic)
     for cls in CLASSES:
         for direction in ("read", "write"):
             row[f"traffic_{slug(cls)}_{direction}_bytes"] = by_class.get((cls, direction), 0)
-    row["placement"] = r.memory.get("placement", "")
+    row["placement_resolved"] = r.memory.get("placement", "")
     row["wall_s"] = round(r.wall_s, 3)
     return row
 
