@@ -110,3 +110,5 @@ def test_compare_many_is_one_table(result: CompareResult) -> None:
     long = long_form(table)
     assert len(long) == 4 and set(long["run"]) == {"baseline", "pim"}
     assert long[long["run"] == "pim"]["cycles"].iloc[0] == result.pim.cycles
+    # a configuration column named pim_* stays a configuration column
+    assert (long["pim_policy"] == RunConfig().pim_policy).all() and "policy" not in long

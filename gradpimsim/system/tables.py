@@ -197,12 +197,21 @@ def utilization_frame(runs: dict[str, RunResult]) -> pd.DataFrame:
 def long_form(table: pd.DataFrame) -> pd.DataFrame:
     """Comparison rows (``baseline_*``/``pim_*`` columns) as one row per run: the run columns
     lose their prefix and a ``run`` column says which; the other columns repeat."""
+    import dataclasses
+
     import pandas as pd
 
-    shared = [c for c in table.columns if not c.startswith(("baseline_", "pim_"))]
+    from gradpimsim.system.config import RunConfig
+
+    config = {f.name for f in dataclasses.fields(RunConfig)}  # pim_policy is no run's column
+
+    def of_run(c: str, name: str) -> bool:
+        return c.startswith(f"{name}_") and c not in config
+
+    shared = [c for c in table.columns if not (of_run(c, "baseline") or of_run(c, "pim"))]
     frames = []
     for name in ("baseline", "pim"):
-        cols = [c for c in table.columns if c.startswith(f"{name}_")]
+        cols = [c for c in table.columns if of_run(c, name)]
         if not cols:
             continue
         part = table[shared + cols].rename(columns={c: c[len(name) + 1:] for c in cols})
