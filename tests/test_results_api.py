@@ -112,3 +112,19 @@ def test_compare_many_is_one_table(result: CompareResult) -> None:
     assert long[long["run"] == "pim"]["cycles"].iloc[0] == result.pim.cycles
     # a configuration column named pim_* stays a configuration column
     assert (long["pim_policy"] == RunConfig().pim_policy).all() and "policy" not in long
+
+
+def test_the_printed_table_keeps_names_whole_when_piped(capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    from gradpimsim.cli import main
+
+    assert main(["compare", "mlp-tiny", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    # (captured output is not a terminal: as when piped, where rich wrapped at 80 columns)
+    assert any("update exposed after backward" in line for line in out.splitlines())
+    assert any("forward (first start to last end)" in line and "µs" in line
+               for line in out.splitlines())
+    assert "µJ" in out and " us " not in out and " uJ" not in out
+    assert "…" not in out  # nothing cut short either
+    (line,) = [ln for ln in out.splitlines() if "iteration time" in ln]
+    assert line.count(" cyc)") == 2  # both runs' times, whole

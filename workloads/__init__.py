@@ -50,8 +50,8 @@ class WorkloadInfo:
 _REGISTRY: dict[str, WorkloadInfo] = {
     w.name: w for w in (
         WorkloadInfo("mlp", mlp, "MLP 784-2048x3-10 (ours)", 64),
-        WorkloadInfo("mlp-tiny", mlp_tiny, "MLP 64-128x2-10 (ours; for tests and reduced "
-                     "studies)", 8),
+        WorkloadInfo("mlp-tiny", mlp_tiny, "MLP 64-128x2-10 (ours; tests, reduced studies)",
+                     8),
         WorkloadInfo("mlp-small", mlp_small, "MLP 784-512x2-10 (ours; seconds to simulate)", 32),
         WorkloadInfo("resnet18", resnet18, "ResNet-18, ImageNet 224x224 (torchvision)", 32),
         WorkloadInfo("resnet50", resnet50, "ResNet-50, ImageNet 224x224 (torchvision)", 32),

@@ -8,6 +8,7 @@ engine (resumable: a re-run skips the points already in the table) and draws its
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from gradpimsim.options import int_range, positive_int
@@ -85,7 +86,7 @@ def _list() -> int:
         small = load_study(name, reduced=True)
         t.add_row(name, str(len(full.spec.points)), str(len(small.spec.points)),
                   full.description.split(".")[0].replace("\n", " ") + ".")
-    Console(soft_wrap=False).print(t)
+    Console(width=None if sys.stdout.isatty() else 200).print(t)  # piped: whole lines
     return 0
 
 

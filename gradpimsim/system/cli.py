@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,8 @@ if TYPE_CHECKING:  # the simulator itself is imported when a command runs, not f
     from gradpimsim.system.executor import TaskRecord
     from gradpimsim.system.results import RunResult
 
-console = Console()
+#: Piped or redirected, rich would wrap at 80 columns, mid-phrase: a wide table stays whole.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -185,7 +187,7 @@ class _Progress:
         where = rec.layer or rec.task.split(":", 1)[-1]
         self.progress.update(self.task, total=total, completed=done,
                              description=f"{self.label} {rec.phase:8s} {where[:28]}",
-                             sim=f"{rec.end * self.tck_ns / 1000:,.1f} us simulated")
+                             sim=f"{rec.end * self.tck_ns / 1000:,.1f} µs simulated")
 
 
 def _progress() -> Progress:
@@ -326,7 +328,7 @@ def _finish(args: argparse.Namespace, data: dict[str, Any], runs: dict[str, RunR
 
 
 def _fmt_cycles(r: RunResult, cycles: int) -> str:
-    return f"{cycles * r.tCK_ns / 1000:,.1f} us ({cycles:,} cyc)"
+    return f"{cycles * r.tCK_ns / 1000:,.1f} µs ({cycles:,} cyc)"
 
 
 def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunConfig,
@@ -337,10 +339,10 @@ def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunCon
     if any(r.interrupted for r in runs.values()):
         title += " (INTERRUPTED: partial)"
     t = Table(title=escape(title), header_style="bold")
-    t.add_column("metric")
+    t.add_column("metric", no_wrap=True)
     labels = {"baseline": "host update", "pim": "GradPIM"}
     for name in runs:
-        t.add_column(labels.get(name, name), justify="right")
+        t.add_column(labels.get(name, name), justify="right", no_wrap=True)
     rs = list(runs.values())
 
     def row(label: str, fn: Any) -> None:
@@ -368,11 +370,11 @@ def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunCon
     names = sorted({k for r in rs for k in r.dram["commands"]})
     for name in names:
         row(f"  {name}", lambda r, n=name: f"{r.dram['commands'].get(n, 0):,}")
-    row("DRAM energy", lambda r: f"{r.energy_nj.get('total', 0) / 1e3:,.1f} uJ")
+    row("DRAM energy", lambda r: f"{r.energy_nj.get('total', 0) / 1e3:,.1f} µJ")
     for comp in ("background", "act", "read", "write", "io", "refresh", "pim_column",
                  "pim_op"):
         if any(r.energy_nj.get(comp) for r in rs):
-            row(f"  {comp}", lambda r, c=comp: f"{r.energy_nj.get(c, 0) / 1e3:,.1f} uJ")
+            row(f"  {comp}", lambda r, c=comp: f"{r.energy_nj.get(c, 0) / 1e3:,.1f} µJ")
     row("schedule verified (hazards)",
         lambda r: "yes" if not r.schedule_violations
         else f"NO: {len(r.schedule_violations)} violations")
