@@ -32,7 +32,7 @@ MIB = 2**20
 
 @pytest.fixture(scope="module")
 def data() -> dict[str, Any]:
-    return compare(RunConfig(workload="mlp-small", batch=4, channels=2)).to_dict()
+    return compare(RunConfig(workload="mlp-tiny", batch=4, channels=2)).to_dict()
 
 
 def overlapping() -> dict[str, Any]:
@@ -122,7 +122,7 @@ def test_energy_stacks_the_components_of_the_total(data: dict[str, Any]) -> None
             top = y1
         assert top == pytest.approx(e["total"] / 1e3)
     legend_covers_nothing(fig)
-    assert "mlp-small" in ax.get_title()
+    assert "mlp-tiny" in ax.get_title()
     assert ax.get_ylabel() == "energy (µJ)"
 
 
@@ -154,7 +154,7 @@ def test_bandwidth_lines_are_the_bins(data: dict[str, Any]) -> None:
             assert list(line.get_ydata()) == pytest.approx([b / bin_ns for b in bins])
             assert line.get_xdata()[0] == pytest.approx(bin_ns / 2 / 1000)
     assert "µs" in fig.axes[-1].get_xlabel()
-    assert "mlp-small" in fig.get_suptitle()
+    assert "mlp-tiny" in fig.get_suptitle()
     legend_covers_nothing(fig)
 
 

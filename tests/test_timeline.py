@@ -20,7 +20,7 @@ from gradpimsim.system.timeline import chrome_trace, lanes, us_of_ns
 
 @pytest.fixture(scope="module")
 def result() -> CompareResult:
-    return compare(RunConfig(workload="mlp-small", batch=4, channels=2))
+    return compare(RunConfig(workload="mlp-tiny", batch=4, channels=2))
 
 
 def _ns(x: float, reader: str) -> int:
