@@ -236,3 +236,10 @@ def test_a_bad_figure_spec_names_its_key(tmp_path: Path) -> None:
         path.write_text(base + extra)
         with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
             load_study(str(path))
+
+
+def test_bar_totals_read_to_three_digits() -> None:
+    from gradpimsim.stats.study_plots import total_text
+
+    assert [total_text(v) for v in (0.6461, 66.54, 1051.5, 12345.0, 0.0)] == \
+        ["0.646", "66.5", "1,052", "12,345", "0"]

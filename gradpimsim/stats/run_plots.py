@@ -117,8 +117,8 @@ def plot_phase_timeline(results: Any, out: str | Path | None = None) -> Figure:
         y += 0.5
     ax.set_yticks(yticks, ylabels)
     ax.set_xlabel(f"time ({US})")
-    ax.set_xlim(left=0)
-    ax.margins(x=0.12)
+    longest = max((_us(r, r.get("cycles", 0)) for _, r in runs), default=0.0)
+    ax.set_xlim(0, longest * 1.22 or 1.0)  # room for the time written after the longest bar
     ax.set_title(title(data, "Training iteration: phases in time" + _speedup_note(data)))
     return save_one(fig, out)
 
@@ -268,8 +268,8 @@ def plot_overlap(results: Any, out: str | Path | None = None) -> Figure:
     if cmp_.get("host_slowdown") is not None:
         notes.append(f"backward slowed {cmp_['host_slowdown']:.3f}x")
     ax.set_xlabel(f"time ({US})" + (f"; {', '.join(notes)}" if notes else ""))
-    ax.margins(x=0.15)
-    ax.set_xlim(left=0)
+    longest = max((_us(r, r.get("cycles", 0)) for _, r in runs), default=0.0)
+    ax.set_xlim(0, longest * 1.22 or 1.0)  # room for the time written after the longest bar
     legend_outside(fig, ax)
     if units and pim is not None:
         _utilization_map(fig, axes[1], pim, units)

@@ -197,6 +197,14 @@ def stack_parts(row: Mapping[str, Any], run: str, stack: str) -> tuple[dict[str,
     return parts, (float(row[f"{run}_read_bytes"]) + float(row[f"{run}_write_bytes"])) / MIB
 
 
+def total_text(v: float) -> str:
+    """A bar's total to three significant digits, no exponent: 0.646, 66.5, 1,052."""
+    if v <= 0 or not math.isfinite(v):
+        return f"{v:g}"
+    decimals = max(0, 2 - math.floor(math.log10(v)))
+    return f"{v:,.{decimals}f}"
+
+
 def _stacked(ax: Any, table: Any, fig: Mapping[str, Any], series_cols: list[str]) -> None:
     stack = fig["stack"]
     order = list(COMPONENTS) if stack == "energy" else list(CLASSES)
@@ -225,9 +233,11 @@ def _stacked(ax: Any, table: Any, fig: Mapping[str, Any], series_cols: list[str]
                        gid=f"{run}|{xlabel}|{comp}")
                 seen.add(comp)
                 bottom += h
-            ax.text(pos, bottom, f"{bottom:,.0f}", ha="center", va="bottom", fontsize="x-small")
+            ax.text(pos, bottom, total_text(bottom), ha="center", va="bottom",
+                    fontsize="x-small")
             labels.append(pos)
-            ticks.append(f"{xlabel}\n{RUN_LABELS[run]}")
+            # one line per value: side by side, long labels would run into each other
+            ticks.append("\n".join([*(value_text(row[c]) for c in cols), RUN_LABELS[run]]))
             pos += 1.0
         pos += 0.6
     ax.set_xticks(labels, ticks, fontsize="small")
@@ -236,4 +246,4 @@ def _stacked(ax: Any, table: Any, fig: Mapping[str, Any], series_cols: list[str]
     ax.set_ylabel(str(fig.get("ylabel", unit)))
 
 
-__all__ = ["LABELS", "draw", "stack_parts", "subtitle", "value_text"]
+__all__ = ["LABELS", "draw", "stack_parts", "subtitle", "total_text", "value_text"]
