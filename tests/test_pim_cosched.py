@@ -35,7 +35,13 @@ CFG = preset("ddr4-2400")
 PIM = PimConfig()
 OPT = OptimizerConfig("momentum", momentum=0.9)
 PREC = precision("mixed")
-POLICIES = ("host-first", "pim-first")
+POLICIES = ("host-first", "pim-first", "fair", "fair:200", "throttled")
+
+
+def arb(policy: str) -> dict[str, Any]:
+    """``SharedChannel.build`` arguments of a test policy id (``fair:200``: wait bound 200)."""
+    name, _, bound = policy.partition(":")
+    return {"policy": name, "wait_bound": int(bound) if bound else None}
 HOST_CMDS = {Cmd.ACT, Cmd.PRE, Cmd.RD, Cmd.RDA, Cmd.WR, Cmd.WRA}
 
 
@@ -146,9 +152,9 @@ def mean_latency(reqs: list[Request]) -> float:
 
 def test_policy_is_validated_and_the_pim_side_must_share_the_device() -> None:
     with pytest.raises(ConfigError) as err:
-        SharedChannel.build(CFG, PIM, policy="fair")
+        SharedChannel.build(CFG, PIM, policy="round-robin")
     assert err.value.field == "policy"
-    assert "host-first" in str(err.value) and "pim-first" in str(err.value)
+    assert all(p in str(err.value) for p in ("host-first", "pim-first", "fair", "throttled"))
     ctrl = ChannelController(CFG, pim=PIM)
     with pytest.raises(ValueError, match="device"):
         SharedChannel(ctrl, PimChannel(CFG, PIM, refreshing=ctrl.refresh.refreshing))
@@ -206,7 +212,7 @@ def test_heavy_host_traffic_on_the_same_banks(policy: str) -> None:
     PIM still bit-exact, the host never touches a bank PIM holds."""
     s = Setup(functional=True)
     stream: list[Command] = []
-    shared = SharedChannel.build(CFG, PIM, policy=policy, sink=stream.append, array=s.array)
+    shared = SharedChannel.build(CFG, PIM, **arb(policy), sink=stream.append, array=s.array)
     tagged = Tagged(shared, stream)
     done: list[int] = []
     shared.add_program(*batch(s.program), on_done=done.append)
@@ -229,7 +235,7 @@ def test_policy_matters() -> None:
     s = Setup(cfg)
     results = {}
     for policy in POLICIES:
-        shared = SharedChannel.build(cfg, PIM, policy=policy)
+        shared = SharedChannel.build(cfg, PIM, **arb(policy))
         shared.add_program(*batch(s.program, rank=0))
         reqs = host_traffic(shared, 1000, 4, list(range(100)), rank=1)
         shared.drain()
@@ -245,7 +251,7 @@ def test_contention_is_real_but_bounded(policy: str) -> None:
     s = Setup(cfg)
 
     def run(pim_on: bool, host_on: bool) -> int:
-        shared = SharedChannel.build(cfg, PIM, policy=policy)
+        shared = SharedChannel.build(cfg, PIM, **arb(policy))
         if pim_on:
             shared.add_program(*batch(s.program))
         if host_on:
@@ -254,7 +260,11 @@ def test_contention_is_real_but_bounded(policy: str) -> None:
 
     pim_alone, host_alone, both = run(True, False), run(False, True), run(True, True)
     assert both > max(pim_alone, host_alone)
-    assert both <= pim_alone + host_alone
+    if policy in ("host-first", "pim-first"):
+        # a bank changes hands only when its holder is done with its row: never worse than
+        # running one after the other.  (The bounded policies take banks away mid-row, at
+        # the price of reopening rows; their own bounds are in tests/test_arbitration.py.)
+        assert both <= pim_alone + host_alone
 
 
 # --- batches appended while running --------------------------------------------------------
@@ -362,7 +372,7 @@ def test_refresh_during_coscheduling(policy: str) -> None:
     cfg = CFG.with_overrides(tREFI=1500)
     s = Setup(cfg, n=16000, functional=True)
     stream: list[Command] = []
-    shared = SharedChannel.build(cfg, PIM, policy=policy, sink=stream.append, array=s.array)
+    shared = SharedChannel.build(cfg, PIM, **arb(policy), sink=stream.append, array=s.array)
     tagged = Tagged(shared, stream)
     shared.add_program(*batch(s.program))
     reqs = host_traffic(shared, 1500, 12, s.rows())

@@ -41,7 +41,13 @@ from gradpimsim.pim.values import fill_parameters, verify_parameters
 PIM = PimConfig()
 OPT = OptimizerConfig("momentum", momentum=0.9)
 PREC = precision("mixed")
-POLICIES = ("host-first", "pim-first")
+POLICIES = ("host-first", "pim-first", "fair", "fair:200", "throttled")
+
+
+def arb(policy: str) -> dict[str, Any]:
+    """``SharedChannel.build`` arguments of a test policy id (``fair:200``: wait bound 200)."""
+    name, _, bound = policy.partition(":")
+    return {"policy": name, "wait_bound": int(bound) if bound else None}
 
 
 def _program(cfg: Any, n: int, *, opt: OptimizerConfig = OPT,
@@ -82,7 +88,7 @@ def _shared_stream(cfg: Any, n: int, policy: str, fast: bool, host: int, gap: in
                    functional: bool = False) -> tuple[list[Command], list[int], int, Any]:
     program, extra = _program(cfg, n, functional=functional)
     stream: list[Command] = []
-    shared = SharedChannel.build(cfg, PIM, policy=policy, sink=stream.append,
+    shared = SharedChannel.build(cfg, PIM, **arb(policy), sink=stream.append,
                                  array=extra[0] if extra else None)
     shared.fast = fast
     done: list[int] = []
@@ -133,7 +139,7 @@ def _bulk_stream(cfg: Any, n: int, policy: str, fast: bool, host: int, gap: int,
     others): the host streams bursts while PIM fills the command bus between them."""
     program, _ = _program(cfg, n)
     stream: list[Command] = []
-    shared = SharedChannel.build(cfg, PIM, policy=policy, sink=stream.append)
+    shared = SharedChannel.build(cfg, PIM, **arb(policy), sink=stream.append)
     shared.fast = fast
     done: list[int] = []
     shared.add_program(*_batch(program), on_done=done.append)
@@ -245,7 +251,7 @@ def _simpy_stream(fast: bool, policy: str) -> list[tuple[str, Any]]:
     program, _ = _program(cfg, 4000)
     env = simpy.Environment()
     stream: list[Command] = []
-    shared = SharedChannel.build(cfg, PIM, policy=policy, sink=stream.append)
+    shared = SharedChannel.build(cfg, PIM, **arb(policy), sink=stream.append)
     shared.fast = fast
     proc = SharedChannelProcess(env, shared)
     log: list[tuple[str, Any]] = []
@@ -279,7 +285,7 @@ def _callback_stream(fast: bool, policy: str) -> list[Any]:
     cfg = preset("ddr4-2400-x8")
     program, _ = _program(cfg, 3000)
     stream: list[Command] = []
-    shared = SharedChannel.build(cfg, PIM, policy=policy, sink=stream.append)
+    shared = SharedChannel.build(cfg, PIM, **arb(policy), sink=stream.append)
     shared.fast = fast
     dev = shared.ctrl.dev
     rows = sorted({i.row for p in program.units.values() for i in p if i.bank >= 0})

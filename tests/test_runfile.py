@@ -20,7 +20,8 @@ NON_DEFAULT = {
     "workload": "mlp-tiny", "batch": 3, "seq_len": 16, "memory": "ddr4-3200",
     "channels": 2, "ranks": 2, "optimizer": "sgd", "precision": "fp32", "npu": "mid",
     "pim": True, "fusion": "none", "task_order": "legacy", "backward": "split",
-    "update_policy": "after-backward", "pim_policy": "pim-first", "layout": "naive",
+    "update_policy": "after-backward", "pim_policy": "fair", "pim_wait_bound": 500,
+    "pim_knobs": {"vector_registers": 16}, "layout": "naive",
     "placement": "shared", "param_banks": 2, "functional": True, "step": 3, "seed": 11,
     "bin_cycles": 5000, "batch_runs": False, "extra": {"note": "x"},
 }
@@ -85,7 +86,8 @@ def test_relative_paths_are_taken_from_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ('workload = "mlp-tiny"\nbatchsize = 4\n', "batchsize: unknown run option"),
-    ('workload = "mlp-tiny"\n[pim]\nvector_registers = 4\n', "[pim] table"),
+    ('workload = "mlp-tiny"\n[pim]\nvector_registers = 4\n', "[pim_knobs] table"),
+    ('workload = "mlp-tiny"\n[pim_knobs]\nvector_registrs = 4\n', "vector_registrs"),
     ('workload = "mlp-tiny"\nbatch = 0\n', "batch: must be a positive integer"),
     ('workload = "mlp-tiny"\npim_policy = "loudest"\n', "pim_policy: unknown policy"),
     ('schema = "other/2"\nworkload = "mlp-tiny"\n', "schema"),
@@ -116,3 +118,14 @@ def test_merge_precedence() -> None:
     assert (got.workload, got.batch, got.optimizer) == ("mlp-tiny", 4, "adam")
     with pytest.raises(ConfigError, match="unknown run option"):
         merge({}, {"workload": "mlp-tiny", "nope": 1})
+
+
+def test_typed_pim_knobs_go_over_the_files_knob_by_knob(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('workload = "mlp-tiny"\nbatch = 2\n[pim_knobs]\nvector_registers = 16\n'
+                    'op_latency = 6\n')
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(path), "--pim", "--pim-knob", "op_latency=8",
+                 "--out", str(out)]) == 0
+    cfg = json.loads((out / "results.json").read_text())["config"]
+    assert cfg["pim_knobs"] == {"vector_registers": 16, "op_latency": 8}

@@ -56,10 +56,11 @@ def test_every_run_config_field_is_a_sweep_key() -> None:
     for kind, without in (("iteration", ()), ("compare", ("pim",))):
         spec = load_spec({"kind": kind, "grid": {"workload": ["mlp-tiny"]}})
         (point,) = spec.points
-        assert set(point) == set(fields) - set(without) - {"extra"}
+        assert set(point) == set(fields) - set(without) - {"extra", "pim_knobs"}
         for f in fields:
-            if f not in without:  # each may be given (extra too)
-                value = {"extra": {"a": 1}}.get(f, point.get(f))
+            if f not in without:  # each may be given (the tables too)
+                value = {"extra": {"a": 1}, "pim_knobs": {"vector_registers": 16}}.get(
+                    f, point.get(f))
                 if value is not None:
                     grid = {"step": [3]} if f != "step" else {"seed": [1]}
                     load_spec({"kind": kind, "fixed": {"workload": "mlp-tiny", f: value},
@@ -78,7 +79,7 @@ def test_star_takes_every_choice_the_code_knows(monkeypatch: pytest.MonkeyPatch)
 
     study = load_study("sensitivity-arbitration")
     assert [p["pim_policy"] for p in study.spec.points] == list(run_config.PIM_POLICIES)
-    grown = (*run_config.PIM_POLICIES, "fair", "throttled")
+    grown = (*run_config.PIM_POLICIES, "lottery", "round-robin")  # policies to come
     monkeypatch.setattr(run_config, "PIM_POLICIES", grown)
     run_keys.choices.cache_clear()
     try:

@@ -46,6 +46,7 @@ from typing import Final
 
 import simpy
 
+from gradpimsim.arbiter.rules import DEFAULT_WAIT_BOUND, FairShare, Throttle
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.model import ConfigError
 from gradpimsim.config.pim import PimConfig
@@ -58,7 +59,7 @@ from gradpimsim.pim.channel import PimChannel
 from gradpimsim.pim.functional import PimArray
 from gradpimsim.pim.unit import PimInstr
 
-POLICIES: Final = ("host-first", "pim-first")
+POLICIES: Final = ("host-first", "pim-first", "fair", "throttled")
 #: How close PIM's next command must be (cycles past the host's clock) for the arbiter to
 #: interleave burst by burst (:meth:`SharedChannel._interleave`) instead of letting the host
 #: run up to it: a performance threshold only, the commands are the same either way.
@@ -78,7 +79,7 @@ class SharedChannel:
     fast: bool = True
 
     def __init__(self, ctrl: ChannelController, pim: PimChannel,
-                 policy: str = "host-first") -> None:
+                 policy: str = "host-first", wait_bound: int | None = None) -> None:
         if policy not in POLICIES:
             raise ConfigError("policy", f"unknown policy {policy!r}; choose one of "
                                         f"{', '.join(POLICIES)}")
@@ -90,11 +91,17 @@ class SharedChannel:
         self.ctrl = ctrl
         self.pim = pim
         self.policy = policy
-        self.host_first = policy == "host-first"
+        #: Bus ties go to the host (every policy but pim-first; fair may give one to PIM).
+        self.host_first = policy != "pim-first"
         pim.may_close = self._host_lets_go if self.host_first else None
         pim.may_close_changes = self._host_releases if self.host_first else None
         pim.on_row = self._pim_issued
         ctrl.external_busy = pim.rank_busy
+        #: The bounded policies' rules (``arbiter/rules.py``); None for the other two.
+        self.fair = (FairShare(ctrl, pim, wait_bound or DEFAULT_WAIT_BOUND)
+                     if policy == "fair" else None)
+        self.throttle = Throttle(ctrl, pim) if policy == "throttled" else None
+        self._rule_next = INF
         #: Nothing is processed at or after ``cap`` (see :meth:`lower_cap`).
         self.cap = INF
         #: Host bursts issued burst by burst between PIM spans (:meth:`_interleave`).
@@ -105,14 +112,14 @@ class SharedChannel:
     def build(cls, cfg: MemoryConfig, pim: PimConfig | None = None, *, channel: int = 0,
               policy: str = "host-first", sink: CommandSink | None = None,
               array: PimArray | None = None, lookahead: int = 1024,
-              batch_runs: bool = True) -> SharedChannel:
+              batch_runs: bool = True, wait_bound: int | None = None) -> SharedChannel:
         """A controller with the PIM rules (so its sink and checkers know them) and a PIM
         scheduler on the same device and sink: the one place a shared channel is wired."""
         pim = pim or PimConfig()
         ctrl = ChannelController(cfg, channel, pim=pim, sink=sink, batch_runs=batch_runs)
         chan = PimChannel(cfg, pim, channel, dev=ctrl.dev, sink=ctrl.sink, array=array,
                           refreshing=ctrl.refresh.refreshing, lookahead=lookahead)
-        return cls(ctrl, chan, policy)
+        return cls(ctrl, chan, policy, wait_bound)
 
     def lower_cap(self, cycle: int) -> None:
         """A requester may submit work at ``cycle``: decide nothing at or after it, even
@@ -128,6 +135,8 @@ class SharedChannel:
         could deadlock: a read queue full of requests for PIM-held banks never lets the host
         turn to a write for this bank, and PIM would keep its banks while waiting for it."""
         ctrl = self.ctrl
+        if self.fair is not None:
+            return self.fair.may_close(bank, ctrl.now)
         return not (ctrl.write_q if ctrl.draining else ctrl.read_q)[bank]
 
     def _host_releases(self) -> int:
@@ -135,9 +144,11 @@ class SharedChannel:
         the host's count of banks closed, queues emptied and read/write switches.  The
         reference (``fast`` False) answers a new number at every look, so PIM plans every
         unit waiting on the host again each time."""
-        if not self.fast:
+        if not self.fast or self.fair is not None:
             self._looks += 1
             return -self._looks
+        if self.fair is not None:
+            return self.ctrl.releases + (self.fair.claims << 32)
         return self.ctrl.releases
 
     # ------------------------------------------------------------------ driving
@@ -160,32 +171,88 @@ class SharedChannel:
             h = self.ctrl.next_event()
             if h < t:
                 t = h
+            if self.pim.busy and self._rule_next < t:
+                t = self._rule_next  # a bounded policy's deadline
         return t
 
+    def _apply_rules(self) -> int:
+        """Apply the bounded policy's rules as of the host's clock; returns the next cycle at
+        which one becomes due (INF: none or no such policy)."""
+        now = self.ctrl.now
+        if self.fair is not None:
+            self._rule_next = self.fair.apply(now)
+        elif self.throttle is not None:
+            self._rule_next = self.throttle.apply(now)
+        return self._rule_next
+
+    def _rule_watch(self) -> list[int]:
+        if self.fair is not None:
+            return self.fair.watch_banks()
+        if self.throttle is not None:
+            return self.throttle.watch_banks()
+        return []
+
+    def _bump(self, tp: int) -> int:
+        """1 when the host wins a tie at ``tp`` (host-first, and fair unless PIM's command has
+        waited its bound), 0 when PIM does."""
+        if not self.host_first:
+            return 0
+        if self.fair is not None and self.fair.tie_to_pim(tp):
+            return 0
+        return 1
+
     def run_until(self, limit: int) -> None:
-        """Process every event at a cycle < ``limit``; with ``limit == INF``, until both idle."""
+        """Process every event at a cycle < ``limit``; with ``limit == INF``, until both idle.
+
+        Under ``fair`` and ``throttled`` the loop also stops at each cycle one of their rules
+        becomes due (``stop``), applies it there, and goes on (``arbiter/rules.py``)."""
         ctrl, pim = self.ctrl, self.pim
-        bump = 1 if self.host_first else 0
+        ruled = self.fair is not None or self.throttle is not None
+        # ``fair`` reads scheduler state that changes between events (which units wait, which
+        # queues hold requests, when each began): it is decided where the reference decides,
+        # stepping command by command, so its schedule is the reference's by construction
+        fast = self.fast and self.fair is None
         # ctrl.next_at answers for the host's present state: it ran last, and nothing but
         # PIM's peek happened since (so asking it again would only repeat that answer)
         known = False
         while True:
             if self.cap < limit:
                 limit = self.cap
+            stop = limit
+            if ruled:
+                d = self._apply_rules()
+                if d < stop:
+                    stop = d
+                known = False  # (a rule may have changed what the host holds)
             tp = pim.peek()
+            if tp >= INF and ruled:
+                # the peek may have found a unit newly waiting for the host: its deadline
+                claims = self.fair.claims if self.fair is not None else 0
+                d = self._apply_rules()
+                if d < stop:
+                    stop = d
+                if self.fair is not None and self.fair.claims != claims:
+                    continue  # a claim took effect: PIM may close the bank now
             if tp >= INF:
                 known = False
                 if not pim.busy:  # the host alone
+                    if self.fair is not None:
+                        self.fair.release_all()
                     ctrl.horizon = limit
                     ctrl.run_until(limit, until_idle=limit >= INF)
                     break
                 # PIM waits for the host (a refresh, a host-open bank): step the host
                 th = ctrl.next_event()
-                if th >= limit or th >= INF:
-                    if th >= INF or (not ctrl.busy and not any(ctrl.refresh.refreshing)):
+                if th >= stop or th >= INF:
+                    if stop < limit and ctrl.now < stop:
+                        ctrl.horizon = stop  # a rule becomes due before the host's next event
+                        ctrl.run_until(stop)
+                        continue
+                    if th >= INF or (not ctrl.busy and not any(ctrl.refresh.refreshing)
+                                     and self._rule_next >= INF):  # (a rule's wait is timed)
                         raise RuntimeError("; ".join(pim.stalled()) or "PIM stalled")
                     break
-                if not self.fast:  # the reference: PIM looks again after every host cycle
+                if not fast:  # the reference: PIM looks again after every host cycle
                     ctrl.horizon = th + 1
                     ctrl.run_until(th + 1)
                     continue
@@ -193,22 +260,24 @@ class SharedChannel:
                 # PIM might propose something: a watched bank released, a read/write switch,
                 # a refresh flag change (ChannelController.watching).  PIM's answer at every
                 # host cycle before that would be "nothing", as the reference finds.
-                ctrl.horizon = limit
-                ctrl.watch(pim.waiting_banks())
+                ctrl.horizon = stop
+                ctrl.watch(pim.waiting_banks() + self._rule_watch() if ruled
+                           else pim.waiting_banks())
                 try:
-                    ctrl.run_until(limit)
+                    ctrl.run_until(stop)
                 finally:
                     ctrl.unwatch()
                 continue
+            bump = self._bump(tp)
             h = tp + bump
-            if h > limit:
-                h = limit
-            if (bump and self.fast and h - ctrl.now <= _INTERLEAVE_WITHIN and ctrl.busy
-                    and self._interleave(limit)):
+            if h > stop:
+                h = stop
+            if (bump and fast and not ruled and h - ctrl.now <= _INTERLEAVE_WITHIN
+                    and ctrl.busy and self._interleave(limit)):
                 known = False
                 continue
             ctrl.horizon = h
-            if known and ctrl.next_at >= h and self.fast:
+            if known and ctrl.next_at >= h and fast:
                 # what run_until(h) would do: nothing before h, and its clock moves to h
                 if ctrl.now < h < INF:
                     ctrl.now = h
@@ -221,7 +290,10 @@ class SharedChannel:
                 if ctrl.events != events:
                     continue
             th = ctrl.next_at  # (ctrl.next_event(), as run_until just found it)
-            if tp >= limit:
+            if tp >= stop:
+                if stop < limit:
+                    known = False
+                    continue  # a rule is due at ``stop``: the loop applies it first
                 break
             # PIM goes.  While PIM issues only unit instructions (no ACT/PRE: the host's
             # candidates stay put) and no callback runs, the host's next event can only move
@@ -230,10 +302,16 @@ class SharedChannel:
             # the host has no request at all and no rank refreshes, PIM's row commands give it
             # no candidate either (a bank PIM closes or opens has nothing queued; a REF waits
             # for a refresh to start, at the host's next event): those go in the loop too.
+            # Under the bounded policies a span also stops at ``stop`` and before the host's
+            # next event (a tie there is decided command by command, below).
             known = False
             rows = not ctrl.busy and not any(ctrl.refresh.refreshing)
-            if (not self.fast
-                    or pim.run_span(limit if th >= limit else th + 1 - bump, rows) == 0):
+            bound = th + 1 - bump
+            if ruled:
+                bound = th if th < stop else stop
+            elif th >= limit:
+                bound = limit
+            if not fast or pim.run_span(bound, rows) == 0:
                 pim.issue()
                 self._pim_issued(pim.last_cmd, pim.last_bank)
         if self.cap < limit:
@@ -289,8 +367,10 @@ class SharedChannel:
         """Bank ownership and the controller's candidates after a PIM command."""
         if cmd == ACT:
             self.ctrl.hold(bank, True)
-        elif cmd == PRE:
-            self.ctrl.hold(bank, False)
+            if self.fair is not None:
+                self.fair.pim_opened(bank)
+        elif cmd == PRE and not (self.fair is not None and self.fair.claimed[bank]):
+            self.ctrl.hold(bank, False)  # (a claimed bank stays PIM's until it opens it)
         self.ctrl.external_issued(cmd, bank)
 
     def drain(self) -> int:

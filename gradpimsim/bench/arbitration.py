@@ -49,7 +49,7 @@ def run_case(host: str = "other-rank", policy: str = "host-first", *, params: in
     cfg = cfg or load_config("ddr4-2400", ranks=2)
     pc = pim_config or PimConfig()
     o = cfg.org
-    shared = SharedChannel.build(cfg, pc, policy=policy, sink=sink)
+    shared = SharedChannel.build(cfg, pc, policy=policy, sink=sink, wait_bound=wait_bound)
     done = {"pim": -1}
     if pim:
         ranks = tuple(range(o.ranks))
@@ -82,6 +82,8 @@ def run_case(host: str = "other-rank", policy: str = "host-first", *, params: in
             reqs.append(req)
             shared.submit(req)
     shared.drain()
+    if any(r.done < 0 for r in reqs):
+        raise RuntimeError(f"{sum(r.done < 0 for r in reqs)} host requests never completed")
     return ArbitrationResult(done["pim"], max((r.done for r in reqs), default=-1),
                              [r.done for r in reqs], shared)
 

@@ -7,7 +7,13 @@ from gradpimsim.config.model import (
     Organization,
     Timing,
 )
-from gradpimsim.config.presets import from_dict, load_config, preset, preset_names
+from gradpimsim.config.presets import (
+    from_dict,
+    load_config,
+    load_pim_config,
+    preset,
+    preset_names,
+)
 
 __all__ = [
     "ConfigError",
@@ -17,6 +23,7 @@ __all__ = [
     "Timing",
     "from_dict",
     "load_config",
+    "load_pim_config",
     "preset",
     "preset_names",
 ]

@@ -110,3 +110,38 @@ class PimConfig:
             op_latency=self.op_latency,
             sqrt_div_latency=self.sqrt_div_latency,
         )
+
+
+#: Keys of a ``[pim]`` table: every :class:`PimConfig` field (``energy_pj`` a sub-table).
+PIM_KEYS: tuple[str, ...] = tuple(PimConfig.__dataclass_fields__)
+
+
+def pim_from_dict(values: object, *, source: str = "<dict>") -> PimConfig:
+    """A :class:`PimConfig` from a ``[pim]`` table (the memory TOML's, or a dict): unknown keys
+    and wrong types stop with an error naming ``pim.<key>`` and the fix."""
+    if not isinstance(values, dict):
+        raise ConfigError("pim", f"must be a table of key = value entries in {source}")
+    kw: dict[str, object] = {}
+    for key, value in values.items():
+        if key not in PIM_KEYS:
+            raise ConfigError(f"pim.{key}", f"unknown key in {source}; known keys: "
+                                            f"{', '.join(PIM_KEYS)}")
+        if key == "dtypes":
+            if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+                raise ConfigError("pim.dtypes", 'must be a list of names, e.g. ["fp32", "fp16"]')
+            value = tuple(value)
+        elif key == "energy_pj":
+            if not isinstance(value, dict):
+                raise ConfigError("pim.energy_pj", "must be a table, e.g. "
+                                                   "[pim.energy_pj] op = 400.0")
+            value = {**PIM_ENERGY_PJ, **value}
+        elif key == "has_sqrt_div" and not isinstance(value, bool):
+            raise ConfigError("pim.has_sqrt_div", f"must be true or false, got {value!r}")
+        kw[key] = value
+    return PimConfig(**kw)  # type: ignore[arg-type]
+
+
+def pim_knobs(pim: PimConfig) -> dict[str, object]:
+    """The knobs as plain data (for results.json): what a run's units were."""
+    return {k: (list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, dict) else v)
+            for k, v in ((k, getattr(pim, k)) for k in PIM_KEYS)}

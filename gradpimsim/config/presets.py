@@ -13,7 +13,7 @@ import tomllib
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradpimsim.config.model import (
     ConfigError,
@@ -22,6 +22,9 @@ from gradpimsim.config.model import (
     Organization,
     Timing,
 )
+
+if TYPE_CHECKING:
+    from gradpimsim.config.pim import PimConfig
 
 SPEED_BINS = ("2400", "3200")
 WIDTHS = ("x4", "x8", "x16")
@@ -115,8 +118,10 @@ def from_dict(data: dict[str, Any], *, source: str = "<dict>") -> MemoryConfig:
     """A configuration from a nested dict (the TOML layout): optional ``base``, then sections.
 
     Sections ``org``, ``timing``, ``controller`` and ``power`` override the base field by field.
+    A ``[pim]`` section describes the GradPIM units (:func:`load_pim_config`); it is validated
+    here too, so a typo stops every command that reads the file.
     """
-    allowed = {"name", "base", "org", "timing", "controller", "power"}
+    allowed = {"name", "base", "org", "timing", "controller", "power", "pim"}
     for key in data:
         if key not in allowed:
             raise ConfigError(
@@ -125,6 +130,10 @@ def from_dict(data: dict[str, Any], *, source: str = "<dict>") -> MemoryConfig:
     for key in ("name", "base"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(key, f"must be a string in {source}, e.g. base = \"ddr4-2400\"")
+    if "pim" in data:
+        from gradpimsim.config.pim import pim_from_dict
+
+        pim_from_dict(data["pim"], source=source)
     if "base" in data:
         base = preset(str(data["base"]))
         org = dataclasses.asdict(base.org)
@@ -178,3 +187,16 @@ def load_config(
     if changes:
         cfg = cfg.with_overrides(**changes)
     return cfg
+
+
+def load_pim_config(spec: str | Path) -> PimConfig:
+    """The GradPIM units a memory spec describes: a ``.toml`` file's ``[pim]`` section, else the
+    defaults of ``docs/gradpim.md`` (presets and DRAMsim3 ``.ini`` files have none)."""
+    from gradpimsim.config.pim import PimConfig, pim_from_dict
+
+    path = Path(spec)
+    if path.suffix.lower() == ".toml":
+        data = read_toml(path)
+        if "pim" in data:
+            return pim_from_dict(data["pim"], source=str(path))
+    return PimConfig()

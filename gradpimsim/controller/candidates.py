@@ -81,6 +81,9 @@ class BankCandidates(RequestQueues):
         #: exactly the cycle after which the PIM side must look again, where it would
         #: otherwise be stepped one event at a time (``arbiter.shared_channel``).
         self.watching = False
+        #: Co-scheduling: stop a run right after admitting a request to a bank another source
+        #: holds (``held``), at that cycle: an arbiter bounds how long such a request waits.
+        self.stop_on_held = False
         self.watched = [False] * nb
         #: Bumped whenever a bank closes, a bank's queue empties or the queue being served
         #: switches: what lets a PIM scheduler know its ``may_close`` answers may have changed.

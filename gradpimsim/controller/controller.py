@@ -213,6 +213,8 @@ class ChannelController(MergeRuns):
                 break
             if not self._enqueue(req, now):
                 break
+            if self.stop_on_held and self.held[req.bank]:
+                self._watch_hit(now)  # an arbiter bounds how long this request may wait
             admitted = True
             # The youngest request can change its bank's choice only if the bank had none,
             # was about to precharge (the newcomer may hit the open row), or has a fresh row.

@@ -295,6 +295,9 @@ class MergeRuns(Runs):
                             break  # a candidate changed: it may be due before the next one
                         continue
                     pending.popleft()
+                    self.rank_pending[head.rank] -= 1
+                    if self.stop_on_held and self.held[head.bank]:
+                        self._watch_hit(a)
                     head.admitted = a
                     qh = queues[head.bank]  # a virtual stream's bank queue, too
                     if not qh:
@@ -551,6 +554,9 @@ class MergeRuns(Runs):
                 self.drain_forced, self.high, self.low):
             return False
         self.pending.popleft()
+        self.rank_pending[head.rank] -= 1
+        if self.stop_on_held and self.held[bk]:
+            self._watch_hit(a)
         head.admitted = a
         qh = (self.write_q if head.is_write else self.read_q)[bk]
         qh.append(head)

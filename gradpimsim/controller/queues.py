@@ -51,6 +51,9 @@ class RequestQueues:
         self.drain_forced = False
         self.pending: deque[Request] = deque()
         self.rank_queued = [0] * cfg.org.ranks
+        #: Requests offered and not yet admitted, per rank (an arbiter asks whether the host
+        #: has work on a rank).
+        self.rank_pending = [0] * cfg.org.ranks
 
     def submit(self, req: Request) -> None:
         """Offer a request; it is admitted at ``max(req.arrival, now)`` once its queue has room.
@@ -59,9 +62,11 @@ class RequestQueues:
         construction, order them for the scheduler).
         """
         self.pending.append(req)
+        self.rank_pending[req.rank] += 1
 
     def submit_many(self, reqs: Iterable[Request]) -> None:
-        self.pending.extend(reqs)
+        for req in reqs:
+            self.submit(req)
 
     @property
     def queued(self) -> int:
@@ -99,6 +104,7 @@ class RequestQueues:
             if self.fcfs:
                 self.order_r.append(req)
         self.pending.popleft()
+        self.rank_pending[req.rank] -= 1
         req.admitted = now
         self.rank_queued[req.rank] += 1
         return True

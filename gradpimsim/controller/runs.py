@@ -252,6 +252,9 @@ class Runs(CommandMux):
                         limit = a
                         break
                     pending.popleft()
+                    self.rank_pending[head.rank] -= 1
+                    if self.stop_on_held and self.held[head.bank]:
+                        self._watch_hit(a)
                     head.admitted = a
                     if not q:
                         admitted = True  # a new head: the choice may change

@@ -77,6 +77,19 @@ class PimBatches:
             self.refreshing = refreshing
             self.next_check = INF
             self.own_row = [-1] * self.dev.nbanks
+        #: Shared mode: per bank, the cycle from which this scheduler must give it back to the
+        #: other source (an arbiter's bound on that source's wait: nothing but its PRE from
+        #: then on, and no reopening until lifted; INF: none, :meth:`PimProposals.set_yield`).
+        self.yield_from = [INF] * self.dev.nbanks
+        #: Shared mode: per bank, since when a unit has needed it prepared (its open row is not
+        #: the next one it needs): when a unit started waiting for a bank, for an arbiter's
+        #: bound; ``_clock`` is the cycle of the latest event of this scheduler (a command, a
+        #: batch's arrival), which is when a bank starts being needed.
+        self.need_since = [0] * self.dev.nbanks
+        #: Shared mode: the cycle of this scheduler's latest ACT to each bank (since when it
+        #: has held the bank).
+        self.act_at = [0] * self.dev.nbanks
+        self._clock = 0
         self.agents: list[Agent] = []
         self.ready: list[int] = []
         self.stamp: list[int] = []
@@ -138,6 +151,8 @@ class PimBatches:
         """Append a batch: ``units[(rank, bg)]`` instruction streams (dependence order) and
         ``prologue[rank]`` PIM_SETs; ``on_done(cycle)`` when all of it has issued."""
         prologue = prologue or {}
+        if self.floor > self._clock:
+            self._clock = self.floor  # the batch arrives now
         batch = Batch(self._seq, on_done)
         self._seq += 1
         new_units: list[Agent] = []
@@ -214,6 +229,15 @@ class PimBatches:
                 f"{len(a.buf) - a.head} instructions left" for a in self.agents
                 if a.kind == UNIT and (len(a.buf) > a.head or not a.exhausted)]
 
+    def needs(self, fb: int) -> bool:
+        """Shared mode: does a unit still have to prepare flat bank ``fb`` (open another row
+        there, or close it)?"""
+        i = self.unit_of.get(fb // self.bpg, -1)
+        if i < 0:
+            return False
+        a = self.agents[i]
+        return (fb - a.fb0) in a.prep
+
     def waiting_banks(self) -> list[int]:
         """Shared mode, after :meth:`peek` found nothing to propose: the banks whose release
         by the other source (its queue for the bank empties, or it closes the bank) could let
@@ -286,15 +310,22 @@ class PimBatches:
         """Does bank ``b`` of unit ``a`` need an ACT or PRE for its next row (or, shared, a
         release PRE because nothing buffered needs its row)?"""
         runs = a.runs[b]
-        if runs:
-            if self.own_row[a.fb0 + b] != runs[0][0]:
-                a.prep.add(b)
+        fb = a.fb0 + b
+        prep = a.prep
+        was = b in prep
+        if self.yield_from[fb] < INF:
+            prep.add(b)  # to be closed, and not reopened (a yielded bank): plan it fully
+        elif runs:
+            if self.own_row[fb] != runs[0][0]:
+                prep.add(b)
             else:
-                a.prep.discard(b)
-        elif self.shared and self.own_row[a.fb0 + b] != -1:
-            a.prep.add(b)
+                prep.discard(b)
+        elif self.shared and self.own_row[fb] != -1:
+            prep.add(b)
         else:
-            a.prep.discard(b)
+            prep.discard(b)
+        if not was and b in prep:
+            self.need_since[fb] = self._clock
 
     def _refill(self, a: Agent) -> None:
         buf = a.buf

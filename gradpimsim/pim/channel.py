@@ -193,6 +193,7 @@ class PimChannel(PimProposals):
             issued += 1
             # -- inlined issue() of a unit's head instruction
             t = m
+            self._clock = t
             c = a.cmd
             rank = a.rank
             counts[c] = counts[c] + 1  # (an augmented list item is a generic add)
@@ -312,6 +313,7 @@ class PimChannel(PimProposals):
             raise RuntimeError("issue() without a command: call peek() first")
         self._sel = -1
         t = self._at
+        self._clock = t
         agents = self.agents
         a = agents[i]
         self.rr = i + 1 if i + 1 < len(agents) else 0
@@ -447,6 +449,7 @@ class PimChannel(PimProposals):
             row = a.row
             dev.issue(ACT, fb, t, row)
             a.res.activations += 1
+            self.act_at[fb] = t
         else:
             row = dev.open_row[fb]
             dev.issue(PRE, fb, t)

@@ -46,12 +46,14 @@ class PimProposals(PimBatches):
                 elif not busy_ref:
                     fb = a.fb0 + ins.bank
                     if own_row[fb] == ins.row:
-                        best = dev.earliest(c, fb)
-                        if c == PIM_WR and best < a.wr_floor:
-                            best = a.wr_floor
-                        a.cmd = c
-                        a.fb = fb
-                        a.sel = HEAD
+                        e = dev.earliest(c, fb)
+                        if c == PIM_WR and e < a.wr_floor:
+                            e = a.wr_floor
+                        if e < self.yield_from[fb]:  # (a yielded bank: before the yield only)
+                            best = e
+                            a.cmd = c
+                            a.fb = fb
+                            a.sel = HEAD
             if busy_ref:
                 for b in range(self.bpg):
                     fb = a.fb0 + b
@@ -61,12 +63,18 @@ class PimProposals(PimBatches):
                             best, a.cmd, a.fb, a.sel = e, PRE, fb, b
             elif a.prep:
                 open_row = dev.open_row
+                yield_from = self.yield_from
                 for b in a.prep:
                     fb = a.fb0 + b
                     if own_row[fb] != -1:
                         e = dev.earliest(PRE, fb)
+                        y = yield_from[fb]
+                        if y < INF and e < y and a.runs[b] and own_row[fb] == a.runs[b][0][0]:
+                            e = y  # still needed: given back at the yield, not before
                         if e < best:
                             best, a.cmd, a.fb, a.sel = e, PRE, fb, b
+                    elif yield_from[fb] < INF:
+                        continue  # given back to the other source: not reopened
                     elif open_row[fb] != -1:  # shared: the other source's open row
                         if self.may_close is None or self.may_close(fb):
                             e = dev.earliest(PRE, fb)
@@ -203,6 +211,21 @@ class PimProposals(PimBatches):
             if ((ready[i] < bus and (a.prep or refreshing[a.rank]))
                     or (closing and a.cmd == PRE and own_row[a.fb] == -1)):
                 stamp[i] = -1
+
+    def set_yield(self, fb: int, at: int) -> None:
+        """Shared mode: give flat bank ``fb`` back to the other source from cycle ``at`` on
+        (nothing but its PRE from then, and no reopening), or lift it (``at`` INF); its unit
+        plans again."""
+        if self.yield_from[fb] == at:
+            return
+        self.yield_from[fb] = at
+        i = self.unit_of.get(fb // self.bpg, -1)
+        if i >= 0:
+            a = self.agents[i]
+            self._check(a, fb - a.fb0)
+            if at < INF:
+                self.need_since[fb] = at  # given back: needed again from then (after _check)
+            self._plan(i)
 
     def advance(self, t: int) -> None:
         """Nothing of this scheduler issues before cycle ``t`` (time has moved on)."""

@@ -38,7 +38,8 @@ def check_supported(opt: OptimizerConfig, prec: PrecisionPolicy, pim: PimConfig)
     if opt.needs_sqrt_div and not pim.has_sqrt_div:
         raise PimCapabilityError(
             "pim.has_sqrt_div", f"{opt.name} needs a square root and a division, which the "
-            "paper's GradPIM unit lacks; enable the extension with pim.has_sqrt_div = true")
+            "paper's GradPIM unit lacks; enable the extension with has_sqrt_div = true in "
+            "the memory TOML's [pim] section, or --pim-knob has_sqrt_div=true")
     if opt.name == "nesterov" and (opt.momentum <= 0 or opt.dampening != 0):
         raise ConfigError("optimizer.dampening",
                           "Nesterov momentum requires a momentum and zero dampening")

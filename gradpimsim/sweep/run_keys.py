@@ -23,8 +23,9 @@ from gradpimsim.config import ConfigError
 if TYPE_CHECKING:  # (the registry builds the KindSchema: this module stays off its import loop)
     from gradpimsim.sweep.spec import Check
 
-#: Fields a sweep point never sets: ``extra`` is free-form (allowed, not defaulted).
-NOT_DEFAULTED = ("extra",)
+#: Tables a sweep point sets only when given (allowed, not defaulted): ``extra`` is free-form,
+#: ``pim_knobs`` go over the memory's ``[pim]`` section (none: the memory's own).
+NOT_DEFAULTED = ("extra", "pim_knobs")
 
 
 @cache

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gradpimsim.config.model import ConfigError
 from gradpimsim.graph.importers.python_entry import AllowPython
 from gradpimsim.host.fusion import FUSION_POLICIES
 from gradpimsim.host.npu import DEFAULT_NPU
@@ -109,7 +110,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default="colocated",
                    help="placement of each parameter's weight/gradient/state (both runs)")
     p.add_argument("--pim-policy", choices=PIM_POLICIES, default="host-first",
-                   help="who wins command-bus ties between NPU traffic and PIM streams")
+                   help="arbitration between NPU traffic and PIM streams: host-first (bus "
+                   "ties to the host; PIM waits for banks the host serves), pim-first, fair "
+                   "(neither side waits more than --pim-wait-bound cycles for a bank the "
+                   "other keeps), throttled (PIM only uses what the host leaves idle)")
+    p.add_argument("--pim-wait-bound", type=int, default=None, metavar="CYCLES",
+                   help="with --pim-policy fair: the wait bound (default 1000 cycles)")
+    p.add_argument("--pim-knob", action="append", default=[], metavar="KEY=VALUE",
+                   help="a GradPIM unit knob over the memory TOML's [pim] section, e.g. "
+                   "vector_registers=16, op_latency=8, has_sqrt_div=true (repeatable; "
+                   "docs/gradpim.md lists them)")
     p.add_argument("--step", type=positive_int, default=2,
                    help="optimizer step simulated (default 2)")
     p.add_argument("--seed", type=nonneg_int, default=0,
@@ -131,6 +141,26 @@ def _common(p: argparse.ArgumentParser) -> None:
     mark_defaults(p, set(RUN_OPTIONS))
 
 
+def _pim_knobs(items: list[str]) -> dict[str, object]:
+    """``--pim-knob KEY=VALUE`` options as a dict, each value read as a TOML value (numbers,
+    true/false, ["lists"]); checked against the knobs when the run is configured."""
+    import tomllib
+
+    knobs: dict[str, object] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ConfigError("pim_knobs", f"--pim-knob {item!r}: expected KEY=VALUE, "
+                                           "e.g. --pim-knob vector_registers=16")
+        try:
+            knobs[key] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ConfigError(f"pim.{key}", f"--pim-knob {item!r}: {text!r} is not a number, "
+                                            "true/false or a quoted string") from None
+    return knobs
+
+
 #: Option ``dest`` -> RunConfig field, for the options that set one: every option whose
 #: ``dest`` is a field's name, and ``--no-batch`` (``batch_runs`` inverted).
 RUN_OPTIONS = {**{f.name: f.name for f in dataclasses.fields(RunConfig)},
@@ -150,6 +180,9 @@ def _config(args: argparse.Namespace, pim: bool | None) -> RunConfig:
     if pim is not None:
         given["pim"] = pim
     file_values = load_run_file(args.run_file) if args.run_file else None
+    typed_knobs = _pim_knobs(getattr(args, "pim_knob", None) or [])
+    if typed_knobs:  # each typed knob over the file's knobs (not the whole table)
+        given["pim_knobs"] = {**(file_values or {}).get("pim_knobs", {}), **typed_knobs}
     return merge(given, file_values)
 
 

@@ -114,7 +114,7 @@ def _compared(run: RunConfig, base: RunResult, with_pim: RunResult | None,
     if with_pim is not None and not out.interrupted and base.overlap and with_pim.overlap:
         out.overlap = compare_overlap(base, with_pim, base.param_numels,
                                       run.optimizer_config(), run.precision_policy(),
-                                      run.memory_config(), pim_config or PimConfig(),
+                                      run.memory_config(), pim_config or run.pim_config(),
                                       int(base.memory.get("param_units", 1)), run.step)
     return out
 

@@ -11,14 +11,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradpimsim.config import ConfigError, MemoryConfig, load_config
+from gradpimsim.config import ConfigError, MemoryConfig, load_config, load_pim_config
+from gradpimsim.config.pim import PimConfig, pim_from_dict, pim_knobs
 from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy, precision
 from gradpimsim.host.fusion import FUSION_POLICIES
 from gradpimsim.host.npu import DEFAULT_NPU
 from gradpimsim.host.placement import check_placement
 from gradpimsim.host.training import BACKWARD_PASSES, TASK_ORDERS, Dataflow
 
-PIM_POLICIES = ("host-first", "pim-first")
+PIM_POLICIES = ("host-first", "pim-first", "fair", "throttled")
 LAYOUTS = ("colocated", "naive")
 #: When an update may start: ``overlap`` as soon as its parameter's hazards allow,
 #: ``after-backward`` once the whole backward pass is done; ``auto``: the host baseline
@@ -50,6 +51,8 @@ class RunConfig:
     update_policy: str = "auto"
     #: Command-bus ties between host traffic and PIM streams (``arbiter.shared_channel``).
     pim_policy: str = "host-first"
+    #: ``fair``: the most cycles either side waits for a bank the other keeps (None: 1000).
+    pim_wait_bound: int | None = None
     #: Placement of each parameter's weight, gradient and state (the same in both runs).
     layout: str = "colocated"
     #: Where parameters live relative to activations (``host.placement``; both runs).
@@ -62,6 +65,9 @@ class RunConfig:
     #: Optimizer step being simulated (1 = first step: momentum buffers are not read yet).
     step: int = 2
     seed: int = 0
+    #: GradPIM unit knobs over the memory TOML's ``[pim]`` section (``config.pim.PimConfig``
+    #: field names, e.g. ``{"vector_registers": 16, "has_sqrt_div": True}``).
+    pim_knobs: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
     #: Width of the bandwidth-over-time bins, in DRAM cycles.
     bin_cycles: int = 10_000
     #: Closed-form runs of row hits (False: one scheduler decision per command, for checks).
@@ -73,6 +79,9 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ConfigError(name, f"must be a positive integer, got {v!r}")
+        wb = self.pim_wait_bound
+        if wb is not None and (isinstance(wb, bool) or not isinstance(wb, int) or wb < 1):
+            raise ConfigError("pim_wait_bound", f"must be a positive integer (cycles), got {wb!r}")
         if self.pim_policy not in PIM_POLICIES:
             raise ConfigError("pim_policy", f"unknown policy {self.pim_policy!r}; choose one "
                                             f"of {', '.join(PIM_POLICIES)}")
@@ -100,6 +109,8 @@ class RunConfig:
         if self.bin_cycles < 1:
             raise ConfigError("bin_cycles", "must be >= 1")
         self.optimizer_config()  # validate names early: errors name the field
+        if self.pim_knobs:
+            self.pim_config()
         self.precision_policy()
 
     def dataflow(self, resident_bytes: int) -> Dataflow:
@@ -128,6 +139,13 @@ class RunConfig:
 
     def memory_config(self) -> MemoryConfig:
         return load_config(self.memory, channels=self.channels, ranks=self.ranks)
+
+    def pim_config(self) -> PimConfig:
+        """The GradPIM units: the memory TOML's ``[pim]`` section, then ``pim_knobs``."""
+        base = load_pim_config(self.memory)
+        if not self.pim_knobs:
+            return base
+        return pim_from_dict({**pim_knobs(base), **self.pim_knobs}, source="the run's PIM knobs")
 
     def with_pim(self, pim: bool) -> RunConfig:
         return dataclasses.replace(self, pim=pim)

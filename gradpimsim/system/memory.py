@@ -64,7 +64,7 @@ class MemorySystem:
                  policy: str = "host-first", array: PimArray | None = None,
                  sink_factory: Callable[[int], CommandSink | None] | None = None,
                  batch_runs: bool = True, bin_cycles: int = 10_000,
-                 util_bin: int = 0) -> None:
+                 util_bin: int = 0, wait_bound: int | None = None) -> None:
         self.env = env
         self.cfg = cfg
         self.pim = pim
@@ -80,7 +80,8 @@ class MemorySystem:
         for ch in range(cfg.org.channels):
             sink = sink_factory(ch) if sink_factory is not None else None
             shared = SharedChannel.build(cfg, pim, channel=ch, policy=policy, sink=sink,
-                                         array=array, batch_runs=batch_runs)
+                                         array=array, batch_runs=batch_runs,
+                                         wait_bound=wait_bound)
             self.controllers.append(shared.ctrl)
             shared.pim.util_bin = util_bin
             self.pims.append(shared.pim)

@@ -22,8 +22,10 @@ Command-line options override the file: :func:`mark_defaults` wraps each option'
 :class:`Default`, so an option the user typed is told apart from one left at its default even
 when the typed value equals the default.
 
-TODO (the lead's): PIM unit knobs (``[pim]``) belong to the memory configuration; until
-``RunConfig`` carries them, a ``[pim]`` table in a run file is refused with a message saying so.
+GradPIM unit knobs come from the memory configuration's ``[pim]`` section (a memory TOML) and,
+over it, the run file's ``[pim_knobs]`` table (``--pim-knob KEY=VALUE`` over both, knob by knob).
+A ``[pim]`` table in a run file is refused: there ``pim`` is the true/false choice of where the
+update runs.
 """
 
 from __future__ import annotations
@@ -92,9 +94,9 @@ def check_values(values: dict[str, Any], source: Path | None = None) -> dict[str
     where = f"{clip(source, 300)}: " if source is not None else ""
     known = field_names()
     if isinstance(values.get("pim"), dict):
-        raise RunFileError(f"{where}pim", "a [pim] table (GradPIM unit knobs) is not a run "
-                           "option yet: it will come with the memory configuration; set "
-                           "pim = true or false here")
+        raise RunFileError(f"{where}pim", "pim is true or false (the update on GradPIM); "
+                           "GradPIM unit knobs go in a [pim_knobs] table here, or in the "
+                           "memory TOML's [pim] section")
     for key in values:
         if key not in known:
             raise RunFileError(f"{where}{key}", f"unknown run option; known: "

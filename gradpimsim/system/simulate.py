@@ -19,7 +19,7 @@ import numpy as np
 import simpy
 
 from gradpimsim.config import MemoryConfig
-from gradpimsim.config.pim import PimConfig
+from gradpimsim.config.pim import PimConfig, pim_knobs
 from gradpimsim.dram.commands import CommandSink
 from gradpimsim.graph.loader import load_any
 from gradpimsim.host.allocator import Allocator, place_iteration
@@ -82,7 +82,7 @@ def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
     wall = time.perf_counter()
     opt = run.optimizer_config()
     prec = run.precision_policy()
-    pim = pim_config or PimConfig()
+    pim = pim_config or run.pim_config()
     if run.pim:
         check_supported(opt, prec, pim)  # an update the unit cannot do is an error, up front
     p = plan(run)
@@ -106,7 +106,8 @@ def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
     util_width = run.bin_cycles * UTIL_BINS_PER_BIN
     memory = MemorySystem(env, cfg, pim=pim, policy=run.pim_policy, array=array,
                           sink_factory=sink_factory, batch_runs=run.batch_runs,
-                          bin_cycles=run.bin_cycles, util_bin=util_width if run.pim else 0)
+                          bin_cycles=run.bin_cycles, util_bin=util_width if run.pim else 0,
+                          wait_bound=run.pim_wait_bound)
 
     def pim_program(task: str) -> Any:
         pid = schedule.dag.nodes[task]["param"]
@@ -149,6 +150,8 @@ def simulate(run: RunConfig, *, progress: ProgressHook | None = None,
     result.memory["param_units"] = (cfg.org.channels * len(split.param_ranks)
                                     * cfg.org.bankgroups)
     result.memory["placement"] = alloc.split.name
+    if run.pim:  # the units this run's update ran on (results.json)
+        result.memory["pim_units"] = pim_knobs(pim)
     result.memory["placement_detail"] = alloc.split.describe(cfg)
     result.schedule_violations = verify_schedule(schedule.program, schedule.dag.nodes,
                                                  executor.records.values())
