@@ -38,6 +38,7 @@ SUBCOMMAND_MODULES = (
     "gradpimsim.sweep.cli",
     "gradpimsim.recast.cli",
     "gradpimsim.hic.cli",
+    "gradpimsim.sweep.study_cli",
     "gradpimsim.stats.plot_cli",
 )
 

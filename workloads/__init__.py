@@ -32,6 +32,12 @@ def mlp_small(batch: int = 32) -> nx.DiGraph:
     return mlp(batch, hidden=(512, 512))
 
 
+def mlp_tiny(batch: int = 8) -> nx.DiGraph:
+    """A CI-sized workload (reduced studies, tests): 64-128-128-10, 26,122 parameters; a
+    comparison takes a fraction of a second."""
+    return mlp(batch, in_features=64, hidden=(128, 128))
+
+
 @dataclass(frozen=True)
 class WorkloadInfo:
     """A registry entry: the builder, its defaults and a one-line description."""
@@ -50,6 +56,8 @@ class WorkloadInfo:
 _REGISTRY: dict[str, WorkloadInfo] = {
     w.name: w for w in (
         WorkloadInfo("mlp", mlp, "MLP 784-2048x3-10 (ours)", 64),
+        WorkloadInfo("mlp-tiny", mlp_tiny, "MLP 64-128x2-10 (ours; tests, reduced studies)",
+                     8),
         WorkloadInfo("mlp-small", mlp_small, "MLP 784-512x2-10 (ours; seconds to simulate)", 32),
         WorkloadInfo("resnet18", resnet18, "ResNet-18, ImageNet 224x224 (torchvision)", 32),
         WorkloadInfo("resnet50", resnet50, "ResNet-50, ImageNet 224x224 (torchvision)", 32),

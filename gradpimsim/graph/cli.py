@@ -9,6 +9,7 @@ so users can inspect their own networks the same way as the built-in ones, and, 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,8 @@ from gradpimsim.graph.schema import (
 )
 from gradpimsim.options import positive_int
 
-out = Console()
+#: Piped or redirected, rich would wrap at 80 columns: a wide table stays whole.
+out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _fmt_bytes(n: float) -> str:
