@@ -41,7 +41,10 @@ def test_the_shipped_studies() -> None:
 def test_show_prints_the_file_to_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["study", "show", "traffic-energy"]) == 0
     text = capsys.readouterr().out
-    shipped = Path(__file__).parents[1] / "gradpimsim/sweep/studies/traffic-energy.toml"
+    import gradpimsim.sweep
+
+    # (beside the package that runs: the checkout's or an installed one)
+    shipped = Path(gradpimsim.sweep.__file__).parent / "studies" / "traffic-energy.toml"
     assert text == shipped.read_text()
     mine = tmp_path / "mine.toml"
     mine.write_text(text.replace('"mlp-tiny"', '"mlp-tiny", "mlp"'))
