@@ -53,13 +53,32 @@ HOT_MODULES = [
 ]
 
 #: The profile-guided build's training run: both runs of a small iteration, so the profile
-#: covers the host controller's closed-form runs, the PIM scheduler and their arbitration.
+#: covers the host controller's closed-form runs, the PIM scheduler and their arbitration; then
+#: request-trace replays (sequential, uniform random 80/20, the two interleaved), so it covers
+#: the DDR4 core's per-command path and trace admission too (without them the compiler lays
+#: those out as cold code).
 PGO_TRAINING = """
+import os, random, tempfile
+from gradpimsim.config import preset
 from gradpimsim.system.config import RunConfig
 from gradpimsim.system.simulate import simulate
+from gradpimsim.trace import replay
 for pim in (False, True):
     simulate(RunConfig(workload="resnet18", batch=2, pim=pim, precision="mixed",
                        optimizer="momentum", memory="ddr4-2400"))
+cfg = preset("ddr4-2400-x8-2r")
+rng = random.Random(1)
+n, bursts = 50000, cfg.org.channel_bytes // 64
+seq = [(i * 64, False) for i in range(n)]
+rnd = [(rng.randrange(bursts) * 64, rng.random() < 0.2) for _ in range(n)]
+mix = [s if rng.random() < 0.5 else r for s, r in zip(seq, rnd)]
+with tempfile.TemporaryDirectory() as tmp:
+    for name, reqs in (("seq", seq), ("random", rnd), ("mixed", mix)):
+        path = os.path.join(tmp, name + ".trace")
+        with open(path, "w") as f:
+            for i, (a, w) in enumerate(reqs):
+                f.write(f"{a:#x} {'WRITE' if w else 'READ'} {i}\\n")
+        replay.replay_trace(path, cfg)
 """
 
 #: Compiler options of the tuned build (GCC and Clang): the compiled modules live in one shared

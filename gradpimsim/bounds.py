@@ -11,6 +11,7 @@ over the configuration, never the work itself:
   the update is executed on real values, the arrays holding them;
 - :func:`check_workload`: the DRAM capacity a training iteration needs at least (every parameter's
   master copy, gradient, optimizer state and low-precision copy, plus the largest activation);
+- :func:`check_hic`: the host memory of the HIC (PCM) model's per-weight state;
 - sweep points are counted before they are expanded (``gradpimsim.sweep.spec``).
 
 The host memory budget is half of this machine's physical memory, or ``GRADPIMSIM_MEMORY_MB``.
@@ -32,6 +33,12 @@ BYTES_PER_BANK = 2 * 1024
 #: with the functional check, the DRAM contents and the reference optimizer's arrays.
 PROGRAM_BYTES_PER_PARAM = 80
 FUNCTIONAL_BYTES_PER_PARAM = 64
+#: Host bytes of ``gradpimsim hic`` per weight held in PCM (code and accumulator, 4 + 4), per
+#: device (an event counter, 4), and per weight of the largest tensor (one step's float64 and
+#: int64 temporaries; measured with tracemalloc: 53 B a weight in all on ResNet-18).
+HIC_BYTES_PER_WEIGHT = 8
+HIC_BYTES_PER_DEVICE = 4
+HIC_STEP_BYTES_PER_WEIGHT = 128
 
 
 def memory_budget() -> int:
@@ -113,3 +120,11 @@ def check_workload(graph: Any, cfg: Any, optimizer: Any, precision: Any) -> None
     _capacity_check(f"{graph.graph.get('name', 'the workload')} at batch "
                     f"{graph.graph.get('batch', '?')} ({params:,} parameters, largest "
                     f"activation {fmt_bytes(largest)})", need + largest, cfg)
+
+
+def check_hic(weights: int, largest: int, devices_per_weight: int) -> None:
+    """``hic``: the model's per-weight state (and one tensor's step) fit in host memory."""
+    need = weights * (HIC_BYTES_PER_WEIGHT + HIC_BYTES_PER_DEVICE * devices_per_weight) + \
+        largest * HIC_STEP_BYTES_PER_WEIGHT
+    _budget_check(f"the HIC model of {weights:,} weights in PCM", need,
+                  "hold fewer parameters in PCM (--params gemm) or use a smaller workload")

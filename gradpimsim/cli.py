@@ -36,6 +36,9 @@ SUBCOMMAND_MODULES = (
     "gradpimsim.system.cli",
     "gradpimsim.config.cli",
     "gradpimsim.sweep.cli",
+    "gradpimsim.recast.cli",
+    "gradpimsim.hic.cli",
+    "gradpimsim.sweep.study_cli",
     "gradpimsim.stats.plot_cli",
 )
 

@@ -13,7 +13,8 @@ Three rules, for every file a subcommand writes:
      field (:data:`JSON_MARK`);
    - command traces: a first line ``# gradpimsim ...`` (plain or gzip);
    - ``tasks.csv``: its header line; sweep tables: their leading columns ``key,kind,version,...``;
-   - PNG plots: a ``Software`` text chunk naming gradpimsim.
+   - PNG plots: a ``Software`` text chunk naming gradpimsim; PDF and SVG plots: their creator
+     (``/Creator (gradpimsim ...)``, ``<dc:title>gradpimsim ...`` in the SVG's metadata).
 
    A symbolic link is never taken for ours (``--force`` replaces the link, not its target).
 3. **Atomic, exclusive writes.**  Data goes to a temporary file in the target directory, created
@@ -46,7 +47,10 @@ TRACE_MARK = b"# gradpimsim"
 PNG_SOFTWARE = "gradpimsim"
 PARTIAL_PREFIX = ".partial."
 
-KINDS = ("json", "cmd-trace", "tasks-csv", "sweep-table", "png", "text")
+KINDS = ("json", "cmd-trace", "tasks-csv", "sweep-table", "png", "pdf", "svg", "text")
+#: Marks of gradpimsim's PDF and SVG plots (matplotlib's ``Creator`` metadata).
+PDF_MARK = b"/Creator (gradpimsim"
+SVG_MARK = b"<dc:title>gradpimsim"
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,10 @@ def is_ours(path: Path, kind: str) -> bool:
             return _head(path, 64).startswith(b"key,kind,version,status,error,wall_s")
         if kind == "png":
             return PNG_SOFTWARE in _png_software(path)
+        if kind == "pdf":
+            return _head(path, 5) == b"%PDF-" and _contains(path, (PDF_MARK,))
+        if kind == "svg":
+            return SVG_MARK in _head(path, 4096)
         return False
     except OSError:
         return False

@@ -53,6 +53,7 @@ def test_profile_guided_training_names_a_valid_run(monkeypatch: pytest.MonkeyPat
     from gradpimsim.graph.loader import load_any
 
     sim = sys.modules["gradpimsim.system.simulate"]
+    from gradpimsim.trace import replay
 
     runs = []
 
@@ -61,6 +62,22 @@ def test_profile_guided_training_names_a_valid_run(monkeypatch: pytest.MonkeyPat
         load_any(run.workload, batch=run.batch, seq_len=run.seq_len)  # type: ignore[attr-defined]
         runs.append(run.pim)  # type: ignore[attr-defined]
 
+    replayed: list[tuple[str, int, int]] = []
+
+    def replay_head(path: str, cfg: object) -> None:
+        """The trace must parse and fit the configuration (the replay is tested elsewhere)."""
+        from gradpimsim.dram.address_map import AddressMap
+        from gradpimsim.trace.requests import read_request_trace
+
+        trace = read_request_trace(path)
+        assert int(trace.addr.max()) < AddressMap(cfg).capacity  # type: ignore[arg-type]
+        name = path.rsplit("/", 1)[-1].removesuffix(".trace")
+        replayed.append((name, len(trace.addr), int(trace.is_write.sum())))
+
     monkeypatch.setattr(sim, "simulate", resolve)
+    monkeypatch.setattr(replay, "replay_trace", replay_head)
     exec(str(setup_constant("PGO_TRAINING")), {})
     assert runs == [False, True]
+    assert [(name, n) for name, n, _ in replayed] == [("seq", 50000), ("random", 50000),
+                                                       ("mixed", 50000)]
+    assert replayed[0][2] == 0 and replayed[1][2] > 0  # sequential reads; random has writes

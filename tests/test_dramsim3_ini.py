@@ -15,6 +15,7 @@ import pytest
 from gradpimsim.config import ConfigError, load_config, preset
 from gradpimsim.config.dramsim3 import load_dramsim3_ini, parse_ini, read_dramsim3_ini
 from gradpimsim.dram.address_map import AddressMap
+from tests.helpers import addr_of, simulate
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "dramsim3"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference absent")
@@ -219,6 +220,35 @@ def test_policies_mapped(tmp_path: Path) -> None:
     assert c.write_low_watermark < c.write_high_watermark <= 16
     assert result.extras["queue_structure"] == "PER_RANK"
     assert result.extras["refresh_policy"] == "RANK_LEVEL_SIMULTANEOUS"
+
+
+@pytest.mark.parametrize("is_write", [False, True])
+@pytest.mark.parametrize(("depth", "waits"), [(4, True), (5, False)])
+def test_trans_queue_size_is_the_admission_capacity(tmp_path: Path, is_write: bool, depth: int,
+                                                    waits: bool) -> None:
+    """Five requests to one row at cycle 0: with ``trans_queue_size = 4`` the fifth waits for
+    the first slot to free (the first column command, tRCD = 17 after the ACT at 0); one more
+    slot and it is admitted at once."""
+    cfg = load_dramsim3_ini(_ini(tmp_path, _edit("trans_queue_size", str(depth))))
+    reqs = [(addr_of(cfg, row=3, col=c), is_write, 0) for c in range(5)]
+    _, cmds, done = simulate(cfg, reqs)
+    assert [(c.clk, c.cmd.name) for c in cmds[:2]] == [(0, "ACT"), (17, "WR" if is_write else "RD")]
+    assert [r.admitted for r in done[:4]] == [0] * 4
+    assert done[4].admitted == (17 if waits else 0)
+
+
+@pytest.mark.parametrize(("depth", "admitted"), [(4, [18, 23, 29]), (5, [18, 18, 23])])
+def test_trans_queue_size_binds_inside_a_run(tmp_path: Path, depth: int,
+                                             admitted: list[int]) -> None:
+    """Four reads to one row at 0 (RDs at 17, 23, 29, ...: tRCD, then tCCD_L = 6), three more
+    arriving at 18 while the bursts stream: each waits for a slot, which the next RD frees.
+    Depth 4: one slot free at 18 (the RD at 17), the next at 23, then 29; depth 5: two at 18."""
+    cfg = load_dramsim3_ini(_ini(tmp_path, _edit("trans_queue_size", str(depth))))
+    reqs = [(addr_of(cfg, row=3, col=c), False, 0) for c in range(4)]
+    reqs += [(addr_of(cfg, row=3, col=c), False, 18) for c in range(4, 7)]
+    _, cmds, done = simulate(cfg, reqs)
+    assert [c.clk for c in cmds] == [0, 17, 23, 29, 35, 41, 47, 53]
+    assert [r.admitted for r in done] == [0, 0, 0, 0, *admitted]
 
 
 def test_bank_level_refresh_mapped_with_warning(tmp_path: Path) -> None:

@@ -24,11 +24,12 @@ LAYERS: list[set[str]] = [
     {"config", "runtime"},  # configuration as data; a process-level helper
     {"dram", "graph"},  # the device; workload graphs
     {"trace"},  # command and request trace formats (an edge: replay sits with system)
-    {"controller", "pim", "host", "checker"},  # the host side, the PIM side; checker beside
+    {"controller", "pim", "host", "checker", "hic"},  # the host side, the PIM side; checker
+                                                      # beside; the PCM comparison model
     {"arbiter", "stats", "gradpimsim", "bounds"},  # above both sides; reports (edge); the
                                                    # package root; up-front size estimates
     {"system", "bench"},  # a full iteration; the update bench
-    {"sweep"},  # many runs of either
+    {"sweep", "recast"},  # many runs of either; a recasting schedule's runs
     {"cli"},  # every command-line front end
 ]
 

@@ -76,13 +76,14 @@ def test_results_plots_are_written(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["plot", str(path), "--out", str(out)]) == 0
     printed = capsys.readouterr().out.split()
     names = sorted(Path(p).name for p in printed)
-    assert names == ["results-bandwidth.png", "results-energy.png", "results-phases.png"]
+    assert names == sorted(f"results-{n}.{f}" for n in ("bandwidth", "energy", "phases")
+                           for f in ("png", "pdf"))
     assert all(Path(p).stat().st_size > 1000 for p in printed)
 
 
 def test_results_with_one_run_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _results(tmp_path, runs=("pim",))
-    assert main(["plot", str(path)]) == 0  # default: beside the input
+    assert main(["plot", str(path), "--formats", "png"]) == 0  # default: beside the input
     assert len(capsys.readouterr().out.split()) == 3
     assert (tmp_path / "results-phases.png").stat().st_size > 0
 
@@ -93,7 +94,7 @@ def test_sweep_speedup_pairs_and_plot(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(pairs) == 4 and (pairs["speedup"] == 2.0).all()
     fig = plot_sweep_speedup(table, tmp_path / "s.png")
     assert fig.axes and (tmp_path / "s.png").stat().st_size > 1000
-    assert main(["plot", str(table), "--out", str(tmp_path / "p")]) == 0
+    assert main(["plot", str(table), "--out", str(tmp_path / "p"), "--formats", "png"]) == 0
     (printed,) = capsys.readouterr().out.split()
     assert Path(printed).name == "iter-speedup.png" and Path(printed).stat().st_size > 1000
 

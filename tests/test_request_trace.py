@@ -282,9 +282,10 @@ def test_gen_traces_seeded_and_readable(tmp_path: Path, capsys: pytest.CaptureFi
     gen = _gen_traces_module()
     assert gen.main([str(tmp_path / "a"), "--n", "5000", "--seed", "7", "--gap", "2"]) == 0
     printed = capsys.readouterr().out.split()
-    assert [Path(p).name for p in printed] == ["seq_read_5000.trace", "random_rw80_5000.trace"]
+    names = ["seq_read_5000.trace", "random_rw80_5000.trace", "mixed_5000.trace"]
+    assert [Path(p).name for p in printed] == names
     gen.main([str(tmp_path / "b"), "--n", "5000", "--seed", "7", "--gap", "2"])
-    for name in ("seq_read_5000.trace", "random_rw80_5000.trace"):
+    for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     seq = read_request_trace(tmp_path / "a" / "seq_read_5000.trace")
     assert seq.addr.tolist() == list(range(0, 5000 * 64, 64)) and not seq.is_write.any()
@@ -293,3 +294,15 @@ def test_gen_traces_seeded_and_readable(tmp_path: Path, capsys: pytest.CaptureFi
     assert 0.17 < rnd.is_write.mean() < 0.23
     assert (rnd.addr % 64 == 0).all() and int(rnd.addr.max()) < 8 * 2**30
     assert int(rnd.addr.max()) > 7 * 2**30  # covers the whole rank
+    # mixed: about half the requests walk four streams (the fourth writing) in order
+    mix = read_request_trace(tmp_path / "a" / "mixed_5000.trace")
+    assert mix.cycle.tolist() == list(range(0, 10000, 2))
+    streamed = 0
+    for s, base in enumerate(range(0, 8 * 2**30, 2 * 2**30)):
+        nxt = base  # the stream's next burst; a random request may land in its region too
+        for addr, w in zip(mix.addr.tolist(), mix.is_write.tolist(), strict=True):
+            if addr == nxt:
+                assert w == (s == 3)
+                nxt += 64
+        streamed += (nxt - base) // 64
+    assert 0.45 < streamed / 5000 < 0.55

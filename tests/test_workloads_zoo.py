@@ -37,6 +37,11 @@ def test_mlp_count_by_hand() -> None:
     assert param_count(g) == hand == 10_020_874
 
 
+def test_mlp_tiny_count_by_hand() -> None:
+    g = workloads.get_workload("mlp-tiny")
+    assert param_count(g) == 64 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10 == 26_122
+
+
 def test_lstm_lm_count_by_hand() -> None:
     g = workloads.get_workload("lstm-lm")
     h, v = 650, 10_000
@@ -46,7 +51,8 @@ def test_lstm_lm_count_by_hand() -> None:
 
 def test_registry_lists_all_and_builds_valid_graphs() -> None:
     names = [w.name for w in workloads.list_workloads()]
-    assert set(REFERENCE_PARAMS) | {"mlp", "mlp-small", "lstm-lm"} == set(names)
+    assert set(REFERENCE_PARAMS) | {"mlp", "mlp-small", "mlp-tiny", "lstm-lm", "resnet32",
+                                    "ae-proto"} == set(names)
     for name in names:
         validate(workloads.get_workload(name, batch=2))
 

@@ -70,9 +70,11 @@ class HostResult:
 
 def host_roles(optimizer: OptimizerConfig, precision: PrecisionPolicy) -> tuple[
         list[tuple[str, str]], list[tuple[str, str]]]:
-    """(role, dtype) the host reads and writes, matching ``PrecisionPolicy.update_bytes``."""
+    """(role, dtype) the host reads and writes, matching ``PrecisionPolicy.update_bytes``
+    (a regularizer's ``omega`` and ``theta_old`` are read, never written)."""
     reads = [("grad", precision.grad_dtype), ("weight", precision.master_dtype)]
-    reads += [(r, precision.state_dtype) for r in optimizer.state_roles]
+    reads += [(r, precision.state_dtype)
+              for r in optimizer.state_roles + optimizer.const_roles]
     writes = [("weight", precision.master_dtype)]
     writes += [(r, precision.state_dtype) for r in optimizer.state_roles]
     if precision.has_weight_copy:
@@ -95,10 +97,15 @@ def _bursts(placement, nbytes: int, burst: int) -> list[int]:
     return out
 
 
+Roles = tuple[list[tuple[str, str]], list[tuple[str, str]]]
+
+
 def update_requests(targets: Sequence[UpdateTarget], optimizer: OptimizerConfig,
                     precision: PrecisionPolicy, cfg: MemoryConfig,
-                    tile_bytes: int = 32768) -> list[tuple[int, bool]]:
-    """The update's 64 B requests as ``(address, is_write)``, reads first (see the docstring)."""
+                    tile_bytes: int = 32768, roles: Roles | None = None) -> list[tuple[int, bool]]:
+    """The update's 64 B requests as ``(address, is_write)``, reads first (see the docstring).
+    ``roles``: (role, dtype) read and written, if not the optimizer step's
+    (:func:`host_roles`; e.g. an importance program's)."""
     burst = cfg.org.burst_bytes
     amap = AddressMap(cfg)
     o = cfg.org
@@ -107,7 +114,7 @@ def update_requests(targets: Sequence[UpdateTarget], optimizer: OptimizerConfig,
         loc = amap.decode(addr)
         return (loc.channel * o.ranks + loc.rank) * o.bankgroups + loc.bankgroup
 
-    reads, writes = host_roles(optimizer, precision)
+    reads, writes = roles if roles is not None else host_roles(optimizer, precision)
     out: list[tuple[int, bool]] = []
     for is_write, roles in ((False, reads), (True, writes)):
         for t in targets:
@@ -137,15 +144,16 @@ def update_requests(targets: Sequence[UpdateTarget], optimizer: OptimizerConfig,
 def run_host_update(targets: Sequence[UpdateTarget], optimizer: OptimizerConfig,
                     precision: PrecisionPolicy, cfg: MemoryConfig, *,
                     sink_factory: SinkFactory | None = None,
-                    tile_bytes: int = 32768) -> HostResult:
-    """Time the host update on the controllers; ``sink_factory(channel)`` may give a sink."""
+                    tile_bytes: int = 32768, roles: Roles | None = None) -> HostResult:
+    """Time the host update on the controllers; ``sink_factory(channel)`` may give a sink;
+    ``roles`` as in :func:`update_requests`."""
     start = time.perf_counter()
     amap = AddressMap(cfg)
     burst = cfg.org.burst_bytes
     ctrls: dict[int, ChannelController] = {}
     queues: dict[int, list[Request]] = {}
     res = HostResult(tCK_ns=cfg.timing.tCK_ns)
-    for addr, is_write in update_requests(targets, optimizer, precision, cfg, tile_bytes):
+    for addr, is_write in update_requests(targets, optimizer, precision, cfg, tile_bytes, roles):
         loc = amap.decode(addr)
         ctrl = ctrls.get(loc.channel)
         if ctrl is None:

@@ -53,6 +53,9 @@ class UpdateBench:
     mismatches: list[str] = field(default_factory=list)
     #: Wall time spent generating the GradPIM program (not part of ``pim.wall_s``).
     program_s: float = 0.0
+    #: What was timed: the optimizer ``step``, or a regularized optimizer's task-boundary
+    #: program (``fisher``, ``consolidate``: ``bench.importance``).
+    program: str = "step"
 
     @property
     def speedup(self) -> float:
@@ -76,7 +79,7 @@ class UpdateBench:
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": self.cfg.name, "params": self.params, "optimizer": self.optimizer.name,
-            "precision": self.precision.name, "layout": self.layout,
+            "precision": self.precision.name, "layout": self.layout, "program": self.program,
             "host": self.host.to_dict(), "pim": self.pim.to_dict(),
             "pim_bounds": dict(self.pim_bounds), "host_bound_cycles": self.host_bound,
             "speedup": self.speedup, "bound_speedup": self.bound_speedup,
@@ -103,7 +106,7 @@ def run_update_bench(cfg: MemoryConfig, params: int, optimizer: OptimizerConfig,
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     pim = pim or PimConfig()
     check_supported(optimizer, precision, pim)  # before any work
-    alloc = Allocator(cfg, ColocatedPolicy() if layout == "colocated" else "naive")
+    alloc = Allocator(cfg, ColocatedPolicy(fit_banks=True) if layout == "colocated" else "naive")
     placements = alloc.place_group("p", update_tensors(params, optimizer, precision))
     targets = [UpdateTarget("p", params, placements)]
     start = time.perf_counter()

@@ -1,8 +1,9 @@
 """Per-bank candidates: the one command each bank with work would issue next, and why.
 
 Each bank with queued work has one *candidate* (its oldest row hit, else PRE or ACT for its
-oldest request), kept in a heap keyed by a lower bound of its earliest legal cycle (the command
-mux, ``mux.py``, picks the winner).  What a bank proposes is stated here in small named pieces:
+oldest request), kept in flat per-bank vectors (command, priority, age, floor); the command mux
+(``mux.py``) picks the winner by scanning them.  What a bank proposes is stated here in small
+named pieces:
 
 - refresh: a refreshing rank's banks propose what the refresh authority asks for
   (:meth:`~gradpimsim.dram.refresh.RefreshManager.propose`: PREs, then the REF);
@@ -19,16 +20,18 @@ co-scheduled PIM unit holds propose nothing (``held``).
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 from typing import Final
+
+from librt.vecs import vec
+from mypy_extensions import i64
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.pim import PimConfig
 from gradpimsim.controller.queues import RequestQueues, drain_flips
 from gradpimsim.controller.request import Request
-from gradpimsim.dram.codes import ACT, INF, PRE, RD, WR
-from gradpimsim.dram.device import ChannelDevice
+from gradpimsim.dram.codes import ACT, INF, NCMD, PRE, RD, WR
+from gradpimsim.dram.device import ChannelDevice, zeros
 from gradpimsim.dram.refresh import RefreshManager
 
 # Candidate priorities (ties at one cycle: refresh, then hits, then misses, then idle closes),
@@ -38,12 +41,15 @@ PRIO_HIT: Final = 0
 PRIO_MISS: Final = 1
 PRIO_IDLE: Final = 2
 
-#: A bank's choice: (command or -1, the request it serves, priority, floor cycle).
-Choice = tuple[int, Request | None, int, int]
-
 
 class BankCandidates(RequestQueues):
-    """The device, each bank's candidate and the heap they wait in."""
+    """The device and each bank's candidate.
+
+    A bank's candidate is ``cand_cmd[b]`` (-1: none), the request it serves ``cand_req[b]``,
+    its priority ``cand_prio[b]``, the request's age stamp ``cand_seq[b]`` (-1 without one) and
+    a floor cycle ``cand_floor[b]``.  While a closed-form run holds a bank as one of its streams
+    (``in_run[b]``), its candidate takes no part in the choice.
+    """
 
     def __init__(self, cfg: MemoryConfig, pim: PimConfig | None) -> None:
         c = cfg.controller
@@ -55,11 +61,18 @@ class BankCandidates(RequestQueues):
         self.adaptive = c.page_policy == "adaptive"
         self.idle_close = c.adaptive_idle_cycles
         self.cap = c.starvation_cap
-        self.heap: list[tuple[int, int, int, int, int]] = []
-        self.version = [0] * nb
-        self.cand_cmd = [-1] * nb
+        self.cand_cmd: vec[i64] = vec[i64]([-1] * nb)
         self.cand_req: list[Request | None] = [None] * nb
-        self.cand_floor = [0] * nb
+        self.cand_prio: vec[i64] = zeros(nb)
+        self.cand_seq: vec[i64] = zeros(nb)
+        self.cand_floor: vec[i64] = zeros(nb)
+        self.in_run: vec[i64] = zeros(nb)
+        #: Each bank's rank, and where its bank group's and rank's entries start in the
+        #: device's tables, for the mux's scan.
+        bpg, bpr = self.dev.banks_per_group, self.dev.banks_per_rank
+        self.bank_rank: vec[i64] = vec[i64]([b // bpr for b in range(nb)])
+        self.bg_base: vec[i64] = vec[i64]([b // bpg * NCMD for b in range(nb)])
+        self.rank_base: vec[i64] = vec[i64]([b // bpr * NCMD for b in range(nb)])
         self.bypass = [0] * nb
         #: True between an ACT and the first column command to its row.
         self.fresh = [False] * nb
@@ -118,21 +131,21 @@ class BankCandidates(RequestQueues):
             self._refresh_candidate(b)
 
     def _refresh_candidate(self, b: int) -> None:
-        """Recompute bank ``b``'s candidate command and push it (stale entries die by version)."""
-        self.version[b] += 1
-        cmd, req, prio, floor = self._choose(b)
+        """Recompute bank ``b``'s candidate command."""
+        self._choose(b)
+
+    def _set(self, b: int, cmd: int, req: Request | None, prio: int, floor: int) -> None:
+        """Bank ``b``'s candidate is ``cmd`` (-1: none) for ``req`` at ``prio``, not before
+        ``floor``."""
         self.cand_cmd[b] = cmd
         self.cand_req[b] = req
+        self.cand_prio[b] = prio
+        self.cand_seq[b] = req.seq if req is not None else -1
         self.cand_floor[b] = floor
-        if cmd < 0:
-            return
-        key = self._due(b)
-        seq = req.seq if req is not None else -1
-        heapq.heappush(self.heap, (key, prio, seq, b, self.version[b]))
 
     def _due(self, b: int) -> int:
         """Exact issue cycle of bank ``b``'s candidate: its earliest legal cycle, its floor and
-        the clock (what the mux's ``_peek`` computes inline for the heap's top)."""
+        the clock (what the mux's ``_peek`` computes inline for every candidate)."""
         e = self.dev.earliest(self.cand_cmd[b], b)
         floor = self.cand_floor[b]
         if floor > e:
@@ -141,66 +154,76 @@ class BankCandidates(RequestQueues):
             e = self.now
         return e
 
-    def _choose(self, b: int) -> Choice:
+    def _choose(self, b: int) -> None:
         """Bank ``b``'s candidate: refresh first, then the scheduler with the page policy."""
         if self.held[b]:
-            return -1, None, 0, 0
+            self._set(b, -1, None, 0, 0)
+            return
         rank = b // self.dev.banks_per_rank
         if self.refresh.refreshing[rank]:
             c = self.refresh.propose(rank, b, self.dev.open_row)
-            if c < 0:
-                return -1, None, 0, 0
-            return c, None, PRIO_REFRESH, 0
+            self._set(b, c, None, PRIO_REFRESH if c >= 0 else 0, 0)
+            return
         if self.fcfs:
-            return self._fcfs_choice(b)
-        return self._frfcfs_choice(b)
+            self._fcfs_choice(b)
+        else:
+            self._frfcfs_choice(b)
 
-    def _fcfs_choice(self, b: int) -> Choice:
+    def _fcfs_choice(self, b: int) -> None:
         """FCFS: the oldest request of the mode served, when it lives in bank ``b``."""
         order = self.order_w if self.draining else self.order_r
         if not order or order[0].bank != b:
-            return -1, None, 0, 0
+            self._set(b, -1, None, 0, 0)
+            return
         head = order[0]
         row = self.dev.open_row[b]
         if row == head.row:
-            return (WR if head.is_write else RD), head, PRIO_HIT, 0
-        return (PRE if row >= 0 else ACT), head, PRIO_MISS, 0
+            self._set(b, WR if head.is_write else RD, head, PRIO_HIT, 0)
+        else:
+            self._set(b, PRE if row >= 0 else ACT, head, PRIO_MISS, 0)
 
-    def _frfcfs_choice(self, b: int) -> Choice:
+    def _frfcfs_choice(self, b: int) -> None:
         """FR-FCFS: a fresh row's hit, the head's hit, a younger hit within the starvation cap,
         else PRE (or ACT) for the head."""
         q = self.write_q[b] if self.draining else self.read_q[b]
         row = self.dev.open_row[b]
         if not q:
-            return self._idle_choice(b, row)
+            self._idle_choice(b, row)
+            return
         if row >= 0:
             if self.fresh[b]:
                 # a row activated for a request serves it before anything closes it
                 for other in (self.read_q[b], self.write_q[b]):
                     for req in other:
                         if req.row == row:
-                            return (WR if req.is_write else RD), req, PRIO_HIT, 0
+                            self._set(b, WR if req.is_write else RD, req, PRIO_HIT, 0)
+                            return
             head = q[0]
             if head.row == row:
-                return (WR if head.is_write else RD), head, PRIO_HIT, 0
+                self._set(b, WR if head.is_write else RD, head, PRIO_HIT, 0)
+                return
             if self.bypass[b] < self.cap:
                 for req in q:
                     if req.row == row:
-                        return (WR if req.is_write else RD), req, PRIO_HIT, 0
-            return PRE, head, PRIO_MISS, 0
-        return ACT, q[0], PRIO_MISS, 0
+                        self._set(b, WR if req.is_write else RD, req, PRIO_HIT, 0)
+                        return
+            self._set(b, PRE, head, PRIO_MISS, 0)
+            return
+        self._set(b, ACT, q[0], PRIO_MISS, 0)
 
-    def _idle_choice(self, b: int, row: int) -> Choice:
+    def _idle_choice(self, b: int, row: int) -> None:
         """A bank with nothing queued in the mode served: a fresh row still serves its hit from
         the other queue; the adaptive page policy closes a row idle for ``idle_close``."""
         if self.fresh[b] and row >= 0:
             other = self.read_q[b] if self.draining else self.write_q[b]
             for req in other:
                 if req.row == row:
-                    return (WR if req.is_write else RD), req, PRIO_HIT, 0
+                    self._set(b, WR if req.is_write else RD, req, PRIO_HIT, 0)
+                    return
         if self.adaptive and row >= 0 and not self.read_q[b] and not self.write_q[b]:
-            return PRE, None, PRIO_IDLE, self.last_col[b] + self.idle_close
-        return -1, None, 0, 0
+            self._set(b, PRE, None, PRIO_IDLE, self.last_col[b] + self.idle_close)
+            return
+        self._set(b, -1, None, 0, 0)
 
     def _column_cmd(self, b: int, cmd: int, req: Request) -> int:
         """RD/WR, or RDA/WRA when the closed-page policy finds no other request for the row

@@ -2,16 +2,16 @@
 
 The controller is built in layers, one concern a module, each a class the next one extends:
 ``queues.py`` (admission, queues, the read/write mode), ``candidates.py`` (each bank's candidate:
-refresh, scheduler and page policy as named pieces), ``mux.py`` (the candidate heap's winner,
+refresh, scheduler and page policy as named pieces), ``mux.py`` (the winner among the candidates,
 single commands, completion, statistics), ``runs.py`` (closed-form runs, the one-stream run),
 ``merge_run.py`` (the multi-stream run) with ``periodic.py`` (its periodic closed forms), and
 this module: the main loop and the API a requester or an arbiter uses.
 
 Event-driven, never cycle-ticked.  Each bank with queued work has one *candidate* command (its
-oldest row hit, else PRE or ACT for its oldest request).  Candidates sit in a heap keyed by a
-lower bound of their earliest legal cycle; the winner is the first entry whose exact earliest
-cycle (asked of the device) equals its key, which is exactly what a per-cycle FR-FCFS controller
-would issue: the earliest-ready command, ties broken by hits first, then age.  Time jumps straight
+oldest row hit, else PRE or ACT for its oldest request), kept in flat per-bank vectors; the
+winner is the candidate with the smallest exact earliest cycle (read from the device's tables),
+which is exactly what a per-cycle FR-FCFS controller would issue: the earliest-ready command,
+ties broken by hits first, then age.  Time jumps straight
 to that cycle.  The same loop admits arrivals (before deciding at their cycle) and wakes for
 refresh deadlines.
 
@@ -49,7 +49,6 @@ Bulk requests (``Request.ncols > 1``: consecutive columns of one row, one burst 
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 
 from gradpimsim.config import MemoryConfig
@@ -98,6 +97,8 @@ class ChannelController(MergeRuns):
         self._idle_others = -1
         #: Whole tREFI periods of an idle gap accounted in closed form.
         self.idle_periods_skipped = 0
+        #: Banks whose candidate the last admissions re-chose.
+        self._touched: list[int] = []
 
     # ------------------------------------------------------------------ main loop
     def next_event(self) -> int:
@@ -115,10 +116,12 @@ class ChannelController(MergeRuns):
 
         With ``until_idle`` it also returns as soon as no request is pending or queued.
         """
+        known = False  # the last peek still names the winner (see _admit_ready)
         while True:
             if until_idle and not self.pending and self.reads + self.writes == 0:
                 return
-            t_cmd = self._peek()
+            t_cmd = self.top_t if known else self._peek()
+            known = False
             t_arr = self._next_admission()
             t_ref = self.refresh_due
             t = t_cmd if t_cmd < t_arr else t_arr  # (builtin min() of three is a generic call
@@ -133,7 +136,7 @@ class ChannelController(MergeRuns):
             self.now = t
             self.events += 1
             if t_arr <= t:
-                self._admit_ready()
+                known = self._admit_ready() and self._peek_more(self._touched)
                 continue
             if t_ref <= t:
                 if self.skip_idle and self.reads + self.writes == 0 and \
@@ -198,14 +201,17 @@ class ChannelController(MergeRuns):
         return self.last_done
 
     # ------------------------------------------------------------------ requests in
-    def _admit_ready(self) -> None:
+    def _admit_ready(self) -> bool:
         """Admit every pending request due by ``now`` that has room, and re-choose the banks
-        whose candidate a newcomer can change."""
+        whose candidate a newcomer can change (left in ``_touched``).  True if no other
+        candidate changed (no read/write switch, not FCFS), so that the last peek's winner
+        stands against every bank not touched (:meth:`_peek_more`)."""
         pending = self.pending
         now = self.now
         cand_cmd = self.cand_cmd
         fresh = self.fresh
-        touched: list[int] = []
+        touched = self._touched
+        touched.clear()
         admitted = False
         while pending:
             req = pending[0]
@@ -220,18 +226,23 @@ class ChannelController(MergeRuns):
             # was about to precharge (the newcomer may hit the open row), or has a fresh row.
             b = req.bank
             c = cand_cmd[b]
-            if c < 0 or c == PRE or fresh[b]:
+            if (c < 0 or c == PRE or fresh[b]) and b not in touched:
                 touched.append(b)
-        if admitted and not self._update_mode():
-            if self.fcfs:
-                self._rebuild()
-            else:
-                for b in set(touched):
-                    self._refresh_candidate(b)
+        if not admitted:
+            return True
+        if self._update_mode():
+            return False
+        if self.fcfs:
+            self._rebuild()
+            return False
+        for b in touched:
+            self._refresh_candidate(b)
+        return True
 
     # ------------------------------------------------------------------ issuing
     def _issue_top(self) -> None:
-        _, _, _, b, _ = heapq.heappop(self.heap)
+        """Issue the winner :meth:`_peek` just found (at ``now``)."""
+        b = self.top_b
         cmd = self.cand_cmd[b]
         req = self.cand_req[b]
         if cmd in (RD, WR):
@@ -253,8 +264,8 @@ class ChannelController(MergeRuns):
     def external_issued(self, cmd: int, b: int) -> None:
         """Another source issued ``cmd`` to bank ``b`` on this channel's device.
 
-        Timing needs nothing: heap keys are lower bounds and every winner's exact earliest
-        cycle is asked of the shared device.  Row state does: a candidate chosen for the old
+        Timing needs nothing: every candidate's earliest cycle is read from the shared
+        device when the mux scans them.  Row state does: a candidate chosen for the old
         open row is recomputed, and during a refresh the rank's REF may have become possible.
         """
         if cmd in (ACT, PRE):
@@ -293,27 +304,27 @@ class ChannelController(MergeRuns):
             end = v
         if self.refresh_due < end:
             end = self.refresh_due
-        dev = self.dev
-        version = self.version
         cand_cmd = self.cand_cmd
         cand_req = self.cand_req
+        in_run = self.in_run
         hit = WR if self.draining else RD
         queues = self.write_q if self.draining else self.read_q
         refreshing = self.refresh.refreshing
-        bpr = dev.banks_per_rank
-        for key, _prio, _seq, b, ver in self.heap:
-            if ver != version[b] or key >= end:
-                continue  # stale, or due no earlier than the window's end anyway
+        bpr = self.dev.banks_per_rank
+        for b in range(self.nbanks):
             c = cand_cmd[b]
+            if c < 0 or in_run[b]:
+                continue
+            e = self._due(b)
+            if e >= end:
+                continue  # due no earlier than the window's end anyway
             if c == hit and not refreshing[b // bpr]:
                 req = cand_req[b]
                 q = queues[b]
                 if req is not None and q and q[0] is req and req.ncols - req.served > 1:
                     streams.append(b)
                     continue
-            e = self._due(b)
-            if e < end:
-                end = e
+            end = e
         return end
 
     def next_stream_burst(self, streams: list[int]) -> tuple[int, int]:
@@ -341,8 +352,8 @@ class ChannelController(MergeRuns):
 
     def issue_stream_burst(self, b: int, t: int) -> None:
         """Issue bank ``b``'s stream burst at ``t`` (from :meth:`next_stream_burst`): what
-        :meth:`run_until` and :meth:`_issue_column` do for it.  Its heap entry stays: the
-        candidate is the same, and its old key is still a lower bound."""
+        :meth:`run_until` and :meth:`_issue_column` do for it.  Its candidate stays: it is the
+        same, and the next scan reads its new earliest cycle from the device."""
         req = self.cand_req[b]
         assert req is not None
         self.now = t

@@ -2,7 +2,7 @@
 
 :meth:`MergeRuns._issue_run` states the rules.  The run's state lives in a :class:`Merge` (the
 streams and what the loop learns about them); the loop itself, the part that runs per burst,
-stays in one method, and what happens rarely (a head finishing, a rescan of the heap, an
+stays in one method, and what happens rarely (a head finishing, a rescan of the candidates, an
 admission that is no hit for a stream, a periodic jump) is a method of its own.
 """
 
@@ -44,7 +44,7 @@ class Merge:
         self.rank = rank
         self.is_write = cmd == WR
         self.streams = streams
-        #: the other streams' heap keys when the run began (lower bounds of their issue)
+        #: the other streams' due cycles when the run began (lower bounds of their issue)
         self.keys = keys
         self.s_q = s_q
         self.virtual = virtual
@@ -103,7 +103,7 @@ class MergeRuns(Runs):
         bus (checked on the timing table, ``run_row_inline``).  Such a command is issued inside
         the run when it falls due before the run's next burst (:meth:`_inline_row`), and a
         stream whose bank needs a PRE *retires*: its PRE joins the candidates like any other.
-        After either, the heap is scanned again: the next candidate bounds the run, and new
+        After either, the candidates are scanned again: the next candidate bounds the run, and new
         hits of the run's kind (a row just opened) join it as streams.  A run so spans many
         rows of a DMA sweep instead of ending at every row command.
 
@@ -112,7 +112,7 @@ class MergeRuns(Runs):
         the merge soon becomes periodic and whole periods are skipped (:meth:`_periodic_step`).
         """
         rank = b0 // self.dev.banks_per_rank
-        # -- the streams: the winner plus other head hits of the same kind waiting in the heap
+        # -- the streams: the winner plus other head hits of the same kind among the candidates
         limit = self.refresh_due if self.refresh_due < self.horizon else self.horizon
         streams = [b0]
         keys: dict[int, int] = {}
@@ -124,19 +124,19 @@ class MergeRuns(Runs):
         virtual_banks: set[int] = set()
         if queues[b0][0] is not req0:
             virtual_banks.add(b0)
-        top = self._collect_streams(cmd, rank, queues, bypassing, streams, keys, virtual_banks)
+        self.in_run[b0] = 1  # (the run holds its streams' candidates until it commits)
+        top_t, top_prio, top_b = self._collect_streams(cmd, rank, queues, bypassing, streams,
+                                                       keys, virtual_banks)
+        self.top_b = top_b
         # the first other candidate bounds the run (``limit``), unless it is a row command the
         # run may issue itself when it is due (``f_at``; open pages only, see _inline_row)
         inline = bypassing and self.run_row_inline[cmd]
         f_at = INF
-        if top is not None:
-            if inline and top[1] != PRIO_REFRESH and self.cand_cmd[top[3]] in (ACT, PRE):
-                f_at = top[0]
-            elif top[0] < limit:
-                limit = top[0]
-        version = self.version
-        for b in streams:
-            version[b] += 1  # their heap entries are consumed; re-pushed after the run
+        if top_b >= 0:
+            if inline and top_prio != PRIO_REFRESH and self.cand_cmd[top_b] in (ACT, PRE):
+                f_at = top_t
+            elif top_t < limit:
+                limit = top_t
         if len(streams) == 1 and not virtual_banks:
             self._run_single(b0, cmd, req0, limit if limit < f_at else f_at, rank)
             return
@@ -411,7 +411,7 @@ class MergeRuns(Runs):
                         self.bypass_streams += 1
                         break
             if inline and not m.virtual[k]:
-                # retire it: its bank's PRE joins the heap as a candidate like any other, to
+                # retire it: its bank's PRE becomes a candidate like any other, to
                 # be issued inside the run when it is due
                 self._flush_run(m.cmd, m.streams, m.s_row, m.s_last, m.flushed_at)
                 m.flushed_at = t
@@ -488,20 +488,20 @@ class MergeRuns(Runs):
         queues = self.write_q if m.is_write else self.read_q
         found: list[int] = []
         vb: set[int] = set()
-        top = self._collect_streams(cmd, m.rank, queues, bypassing, found, m.keys, vb)
+        top_t, top_prio, top_b = self._collect_streams(cmd, m.rank, queues, bypassing, found,
+                                                       m.keys, vb)
+        self.top_b = top_b
         f_at = INF
-        if top is not None:
-            if top[1] != PRIO_REFRESH and self.cand_cmd[top[3]] in (ACT, PRE):
-                f_at = top[0]
-            elif top[0] < limit:
-                limit = top[0]
+        if top_b >= 0:
+            if top_prio != PRIO_REFRESH and self.cand_cmd[top_b] in (ACT, PRE):
+                f_at = top_t
+            elif top_t < limit:
+                limit = top_t
         dev = self.dev
         bpg = dev.banks_per_group
-        version = self.version
         now_run = self.now
         streams, s_q, s_row, s_start = m.streams, m.s_q, m.s_row, m.s_start
         for b in found:
-            version[b] += 1
             virt = b in vb
             self.bypass_streams += virt
             ks = m.former.pop(b, -1)

@@ -1,16 +1,18 @@
-"""The command mux: the candidate heap's winner, and issuing one command at a time.
+"""The command mux: the winning candidate, and issuing one command at a time.
 
-The winner is the first heap entry whose exact earliest cycle (asked of the device) equals its
-key, which is exactly what a per-cycle FR-FCFS controller would issue: the earliest-ready
-command, ties broken by priority (refresh, hits, misses, idle closes), then age.  Commands issued
-one by one go through here (row commands, REF, and column commands outside closed-form runs), as
-do a request's completion, the statistics of every command and the refresh start glue.
+The winner is the candidate with the smallest exact earliest cycle (read from the device's
+tables), ties broken by priority (refresh, hits, misses, idle closes), then age, then bank:
+exactly what a per-cycle FR-FCFS controller would issue.  A command moves the bus, the clock and
+its rank's and group's timing for most other candidates, so each decision scans the banks' flat
+candidate vectors (a few dozen native compares) rather than keeping a heap in order.  Commands
+issued one by one go through here (row commands, REF, and column commands outside closed-form
+runs), as do a request's completion, the statistics of every command and the refresh start glue.
 """
 
 from __future__ import annotations
 
-import heapq
-from typing import Final
+from librt.vecs import vec
+from mypy_extensions import i64
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.pim import PimConfig
@@ -19,9 +21,7 @@ from gradpimsim.controller.latency import LatencyHistogram
 from gradpimsim.controller.request import Request
 from gradpimsim.dram.codes import ACT, INF, NCMD, PRE, RDA, REF, WRA
 from gradpimsim.dram.commands import Cmd, Command, CommandSink
-
-#: Heap size above which :meth:`CommandMux._peek` re-keys every entry at once.
-REKEY_ALL: Final = 6
+from gradpimsim.dram.device import zeros
 
 
 class CommandMux(BankCandidates):
@@ -54,72 +54,121 @@ class CommandMux(BankCandidates):
         self.last_done = 0
         #: Column commands that were the first to their row after its ACT (row-buffer misses).
         self.row_misses = 0
+        #: The winner after :meth:`_peek`: its cycle, priority, age stamp and bank (-1: none).
+        self.top_t: i64 = INF
+        self.top_p: i64 = 0
+        self.top_s: i64 = 0
+        self.top_b: i64 = -1
+        #: Per rank, the cycle the tFAW window allows its next ACT (filled by :meth:`_peek`).
+        self._faw_at: vec[i64] = zeros(cfg.org.ranks)
 
     # ------------------------------------------------------------------ the winner
     def _peek(self) -> int:
-        """Exact issue cycle of the winning candidate (left at the heap top), or INF."""
-        heap = self.heap
+        """Exact issue cycle of the winning candidate (its bank left in ``top_b``), or INF."""
         dev = self.dev
-        version = self.version
-        now = self.now
-        cand_cmd = self.cand_cmd
         bank_next, bg_next, rank_next = dev.bank_next, dev.bg_next, dev.rank_next
-        bpg, bpr = dev.banks_per_group, dev.banks_per_rank
-        rekeyed = 0
-        while heap:
-            key, prio, seq, b, ver = heap[0]
-            if ver != version[b]:
-                heapq.heappop(heap)
+        cand_cmd, cand_prio, cand_seq = self.cand_cmd, self.cand_prio, self.cand_seq
+        cand_floor, in_run = self.cand_floor, self.in_run
+        bg_base, rank_base, bank_rank = self.bg_base, self.rank_base, self.bank_rank
+        clock: i64 = self.now
+        bus: i64 = dev.cmd_bus_next
+        if bus > clock:
+            clock = bus
+        # the rolling four-activate window's floor per rank, for the ACT candidates
+        faw_at = self._faw_at
+        nfaw: i64 = dev.faw_count
+        faw_times, faw_head, faw_len = dev.faw_times, dev.faw_head, dev.faw_len
+        window: i64 = dev.faw_window
+        for r in range(len(faw_at)):
+            faw_at[r] = (faw_times[r * nfaw + faw_head[r]] + window
+                         if faw_len[r] == nfaw else 0)
+        best: i64 = INF
+        best_p: i64 = 0
+        best_s: i64 = 0
+        best_b: i64 = -1
+        n: i64 = self.nbanks
+        for b in range(n):
+            c = cand_cmd[b]
+            if c < 0 or in_run[b]:
                 continue
             # dev.earliest(), inlined: this is the scheduler's innermost loop
-            cmd = cand_cmd[b]
-            e = bank_next[b * NCMD + cmd]
-            v = bg_next[(b // bpg) * NCMD + cmd]
+            e = bank_next[b * NCMD + c]
+            v = bg_next[bg_base[b] + c]
             if v > e:
                 e = v
-            v = rank_next[(b // bpr) * NCMD + cmd]
+            v = rank_next[rank_base[b] + c]
             if v > e:
                 e = v
-            if dev.cmd_bus_next > e:
-                e = dev.cmd_bus_next
-            if cmd == ACT:
-                acts = dev.faw[b // bpr]
-                if len(acts) == dev.faw_count:
-                    v = acts[0] + dev.faw_window
-                    if v > e:
-                        e = v
-            floor = self.cand_floor[b]
-            if floor > e:
-                e = floor
-            if e < now:
-                e = now
-            if e > key:
-                rekeyed += 1
-                if rekeyed == 2 and len(heap) > REKEY_ALL:
-                    self._rekey_all()  # (a command moved most keys: cheaper all at once)
-                else:
-                    heapq.heapreplace(heap, (e, prio, seq, b, ver))
+            if c == ACT:
+                v = faw_at[bank_rank[b]]
+                if v > e:
+                    e = v
+            v = cand_floor[b]
+            if v > e:
+                e = v
+            if e < clock:
+                e = clock
+            if e > best:
                 continue
-            return e
-        return INF
+            p = cand_prio[b]
+            if e == best:
+                if p > best_p:
+                    continue
+                if p == best_p and cand_seq[b] >= best_s:
+                    continue
+            best = e
+            best_p = p
+            best_s = cand_seq[b]
+            best_b = b
+        self.top_t, self.top_p, self.top_s, self.top_b = best, best_p, best_s, best_b
+        return best
 
-    def _rekey_all(self) -> None:
-        """Key every live candidate by its exact earliest cycle and drop stale entries, in one
-        pass and one heapify.  A column command moves the rank's column timing, the bus and the
-        clock for every candidate, and :meth:`_peek` would re-key them one ``heapreplace`` at a
-        time before the top is exact; here each costs one tuple and the heapify's few compares.
-        Keys only grow to their exact values, so they stay lower bounds for every reader."""
-        version = self.version
-        keyed: list[tuple[int, int, int, int, int]] = []
-        for entry in self.heap:
-            key, prio, seq, b, ver = entry
-            if ver != version[b]:
+    def _peek_more(self, banks: list[int]) -> bool:
+        """The last :meth:`_peek` again after only ``banks`` changed their candidates, with no
+        command issued and the clock moved no later than its winner: every other candidate's
+        exact cycle is what that peek found, so the winner is its winner or one of ``banks``
+        (the same order as :meth:`_peek`).  False (nothing updated) if the winner's own
+        candidate changed: a full peek is needed."""
+        best_b: i64 = self.top_b
+        for bank in banks:
+            if bank == best_b:
+                return False
+        dev = self.dev
+        cand_cmd, cand_prio, cand_seq = self.cand_cmd, self.cand_prio, self.cand_seq
+        clock: i64 = self.now
+        bus: i64 = dev.cmd_bus_next
+        if bus > clock:
+            clock = bus
+        best: i64 = self.top_t
+        best_p: i64 = self.top_p
+        best_s: i64 = self.top_s
+        in_run = self.in_run
+        for bank in banks:
+            b: i64 = bank
+            c = cand_cmd[b]
+            if c < 0 or in_run[b]:
                 continue
-            e = self._due(b)
-            keyed.append((e, prio, seq, b, ver) if e > key else entry)
-        heap = self.heap
-        heap[:] = keyed  # (in place: callers hold the list)
-        heapq.heapify(heap)
+            e: i64 = dev.earliest(c, b)
+            v = self.cand_floor[b]
+            if v > e:
+                e = v
+            if e < clock:
+                e = clock
+            if e > best:
+                continue
+            p = cand_prio[b]
+            if e == best:
+                if p > best_p:
+                    continue
+                if p == best_p and (cand_seq[b] > best_s
+                                    or (cand_seq[b] == best_s and b > best_b)):
+                    continue
+            best = e
+            best_p = p
+            best_s = cand_seq[b]
+            best_b = b
+        self.top_t, self.top_p, self.top_s, self.top_b = best, best_p, best_s, best_b
+        return True
 
     # ------------------------------------------------------------------ one command
     def _issue_row(self, cmd: int, b: int, req: Request | None) -> None:

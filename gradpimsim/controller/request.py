@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
+from typing import Final
 
-#: Age stamps: FR-FCFS breaks ties by age, and a C-level counter keeps stamping cheap.
-_ages = itertools.count()
+from gradpimsim.dram.address_map import AddressMap
+
+
+class _Ages:
+    """The age-stamp counter: FR-FCFS breaks ties by age.  A native object behind a ``Final``
+    name, so that compiled, a stamp is one field read and write (``next()`` of an
+    ``itertools.count`` global is a globals lookup, a builtins lookup and a Python call)."""
+
+    __slots__ = ("next_seq",)
+
+    def __init__(self) -> None:
+        self.next_seq = 0
+
+
+_ages: Final = _Ages()
 
 
 class Request:
@@ -29,7 +42,9 @@ class Request:
                  tag: object = None, *, ncols: int = 1) -> None:
         if ncols < 1:
             raise ValueError(f"ncols must be >= 1, got {ncols}")
-        self.seq = next(_ages)
+        ages = _ages
+        self.seq = ages.next_seq
+        ages.next_seq += 1
         self.addr = addr
         self.is_write = is_write
         self.arrival = arrival
@@ -50,3 +65,23 @@ class Request:
         cols = f" ncols={self.ncols} served={self.served}" if self.ncols > 1 else ""
         return (f"Request({kind} {self.addr:#x} bank={self.bank} row={self.row} col={self.col}"
                 f"{cols} arr={self.arrival} done={self.done})")
+
+
+def trace_requests(amap: AddressMap, addrs: list[int], is_write: list[bool],
+                   arrivals: list[int], channels: int) -> list[list[Request]]:
+    """Single-burst requests for a decoded trace chunk, per channel, in order.
+
+    Each address is decoded here (:meth:`AddressMap.fields`, shifts and masks) and the request
+    built at once: compiled, both are native calls, where numpy decoding, one ``tolist`` per
+    field and building each request from interpreted code (``map``) cost most of a sequential
+    replay.
+    """
+    out: list[list[Request]] = [[] for _ in range(channels)]
+    bpg = amap.mask["ba"] + 1
+    bgs = amap.mask["bg"] + 1
+    for i in range(len(addrs)):
+        addr = addrs[i]
+        ch, ra, bg, ba, row, col = amap.fields(addr)
+        out[ch].append(Request(addr, is_write[i], arrivals[i], (ra * bgs + bg) * bpg + ba, row,
+                               col, ra))
+    return out

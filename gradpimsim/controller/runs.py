@@ -19,14 +19,13 @@ closed form, and a DMA sweep is a few runs.  With a command sink every command i
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from collections.abc import Callable
 from typing import Final
 
 from gradpimsim.config import MemoryConfig
 from gradpimsim.config.pim import PimConfig
-from gradpimsim.controller.candidates import PRIO_HIT, PRIO_REFRESH
+from gradpimsim.controller.candidates import PRIO_REFRESH
 from gradpimsim.controller.mux import CommandMux
 from gradpimsim.controller.periodic import Cycle
 from gradpimsim.controller.queues import drain_flips
@@ -280,10 +279,13 @@ class Runs(CommandMux):
         run loops): ``tally`` holds its queue counts, completions and admissions, ``issued``
         its column commands.
 
-        ``idle`` maps streams that issued nothing to their old heap keys: their candidate (the
-        same head hit) is unchanged and the old key is still a lower bound, so they are simply
-        pushed back, unless a refresh or a mode switch rebuilt every candidate anyway.
+        ``idle`` holds streams that issued nothing: their candidate (the same head hit) is
+        unchanged, so it simply takes part in the choice again, unless a refresh or a mode
+        switch rebuilt every candidate anyway.
         """
+        in_run = self.in_run
+        for b in streams:
+            in_run[b] = 0  # (their candidates are chosen again below, or kept: ``idle``)
         self.reads, self.writes = tally.n_r, tally.n_w
         self.rank_queued[rank] = tally.queued
         completed = tally.completed
@@ -307,6 +309,7 @@ class Runs(CommandMux):
             (self.write_q if late.is_write else self.read_q)[late.bank].pop()
             late.admitted = -1
             self.rank_queued[late.rank] -= 1
+            self.rank_pending[late.rank] += 1  # pending again
             if late.is_write:
                 self.writes -= 1
             else:
@@ -342,58 +345,53 @@ class Runs(CommandMux):
             return
         if self._update_mode():
             return
-        heap = self.heap
-        version = self.version
         for b in streams:
-            key = idle.get(b) if idle else None
-            if key is None:
+            if not idle or b not in idle:
                 self._refresh_candidate(b)
-            else:
-                version[b] += 1
-                req = self.cand_req[b]
-                assert req is not None
-                heapq.heappush(heap, (key, PRIO_HIT, req.seq, b, version[b]))
 
     def _collect_streams(self, cmd: int, rank: int, queues: list[deque[Request]],
                          bypassing: bool, streams: list[int], keys: dict[int, int],
-                         virtual_banks: set[int]) -> tuple[int, int, int, int, int] | None:
-        """Pop the heap's hits of kind ``cmd`` on ``rank`` (queue heads, and bypass hits as
-        virtual streams when ``bypassing``) into ``streams`` until the first other candidate;
-        return that one's entry, left on top with its exact earliest cycle as key (or None)."""
-        heap = self.heap
-        version = self.version
+                         virtual_banks: set[int]) -> tuple[int, int, int]:
+        """Add to ``streams`` the hits of kind ``cmd`` on ``rank`` (queue heads, and bypass
+        hits as virtual streams when ``bypassing``) that the scheduler would choose before
+        every other candidate, in that order (``keys``: their exact cycles), and mark them as
+        held by the run; return that first other candidate as (its exact cycle, priority,
+        bank), or (INF, 0, -1) if there is none."""
         cand_cmd = self.cand_cmd
         cand_req = self.cand_req
+        cand_prio, cand_seq = self.cand_prio, self.cand_seq
+        in_run = self.in_run
         fresh = self.fresh
-        dev = self.dev
-        bpr = dev.banks_per_rank
-        while heap:
-            key, prio, seq, b, ver = heap[0]
-            if ver != version[b]:
-                heapq.heappop(heap)
+        bpr = self.dev.banks_per_rank
+        mine: list[tuple[int, int, int, int]] = []
+        first = (INF, 0, 0, -1)
+        for b in range(self.nbanks):
+            c = cand_cmd[b]
+            if c < 0 or in_run[b]:
                 continue
-            if cand_cmd[b] == cmd and b // bpr == rank and queues[b]:
+            entry = (self._due(b), cand_prio[b], cand_seq[b], b)
+            if c == cmd and b // bpr == rank and queues[b]:
                 if cand_req[b] is queues[b][0]:
-                    heapq.heappop(heap)
-                    streams.append(b)
-                    keys[b] = key
+                    mine.append(entry)
                     continue
                 if bypassing and not fresh[b]:
-                    heapq.heappop(heap)
-                    streams.append(b)
-                    keys[b] = key
                     virtual_banks.add(b)
+                    mine.append(entry)
                     continue
-            # another command bounds the run: by its exact earliest cycle, not a stale key
-            # (timing only grows, so the run cannot make it earlier)
-            e = dev.earliest(cand_cmd[b], b)
-            if self.cand_floor[b] > e:
-                e = self.cand_floor[b]
-            if e > key:
-                heapq.heapreplace(heap, (e, prio, seq, b, ver))
-                continue
-            return heap[0]
-        return None
+            if entry < first:
+                first = entry
+        mine.sort()
+        for entry in mine:
+            if entry > first:
+                break
+            b = entry[3]
+            streams.append(b)
+            keys[b] = entry[0]
+            in_run[b] = 1
+        for entry in mine:  # (virtual only when collected)
+            if entry > first:
+                virtual_banks.discard(entry[3])
+        return first[0], first[1], first[3]
 
     def _retire(self, k: int, at: int, streams: list[int], s_q: list[deque[Request]],
                 live: list[int], index: dict[int, int], former: dict[int, int]) -> None:
@@ -405,6 +403,7 @@ class Runs(CommandMux):
         former[b] = k
         s_q[k] = deque()
         self.now = at
+        self.in_run[b] = 0
         self._refresh_candidate(b)
 
     def _flush_run(self, cmd: int, streams: list[int], s_row: list[int], s_last: list[int],
@@ -423,49 +422,36 @@ class Runs(CommandMux):
 
     def _inline_row(self, cmd: int, t: int, streams: list[int], s_row: list[int],
                     s_last: list[int], since: int) -> bool:
-        """Issue the heap's top candidate, an ACT or PRE, at cycle ``t`` inside a run.
+        """Issue the last scan's winner (``top_b``), an ACT or PRE, at cycle ``t`` inside a run.
 
         The run found it due at ``t``, before its own next burst; ``t`` is its exact earliest
-        cycle, or the first free bus cycle.  Every other candidate is due no earlier (the heap
-        is ordered by lower bounds, and the run delays row commands only through the bus), so
+        cycle, or the first free bus cycle.  Every other candidate is due no earlier (the scan
+        found none earlier, and the run delays row commands only through the bus), so
         it is the command the scheduler issues then, unless another one ties at ``t`` and wins
         the tie (hits first, then age), or might: then nothing is issued and False returned.
         """
-        heap = self.heap
-        entry = heapq.heappop(heap)
-        version = self.version
+        top = self.top_b
         cand_cmd = self.cand_cmd
+        cand_prio, cand_seq = self.cand_prio, self.cand_seq
+        in_run = self.in_run
         dev = self.dev
-        mine = (entry[1], entry[2], entry[3])  # the heap's order after the cycle
-        ties: list[tuple[int, int, int, int, int]] = []
-        ok = True
-        while heap:
-            key, prio, seq, b, ver = heap[0]
-            if ver != version[b]:
-                heapq.heappop(heap)
-                continue
-            if key > t:
-                break
+        mine = (cand_prio[top], cand_seq[top], top)  # the scheduler's order after the cycle
+        for b in range(self.nbanks):
             c = cand_cmd[b]
+            if c < 0 or in_run[b] or b == top:
+                continue
             e = dev.earliest(c, b)
             if self.cand_floor[b] > e:
                 e = self.cand_floor[b]
-            if e > key:
-                heapq.heapreplace(heap, (e, prio, seq, b, ver))
+            if e > t:
                 continue
             # due by t: a tie at t, which a row command of another bank loses by priority
             # and age only; anything else (its timing may depend on the run) ends the run
-            if c not in (ACT, PRE) or prio == PRIO_REFRESH or (prio, seq, b) < mine:
-                ok = False
-                break
-            ties.append(heapq.heappop(heap))
-        for tie in ties:
-            heapq.heappush(heap, tie)
-        if not ok:
-            heapq.heappush(heap, entry)
-            return False
+            if c not in (ACT, PRE) or cand_prio[b] == PRIO_REFRESH or \
+                    (cand_prio[b], cand_seq[b], b) < mine:
+                return False
         self._flush_run(cmd, streams, s_row, s_last, since)
-        b = entry[3]
+        b = top
         row_cmd = self.cand_cmd[b]
         dev = self.dev
         self.now = t

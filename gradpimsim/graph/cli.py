@@ -9,6 +9,7 @@ so users can inspect their own networks the same way as the built-in ones, and, 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,12 +32,14 @@ from gradpimsim.graph.schema import (
     numel,
     param_bytes,
     param_count,
+    parameters,
     tensor_bytes,
     total_flops,
 )
 from gradpimsim.options import positive_int
 
-out = Console()
+#: Piped or redirected, rich would wrap at 80 columns: a wide table stays whole.
+out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _fmt_bytes(n: float) -> str:
@@ -75,6 +78,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
     pol = precision(args.precision)
     opt = OptimizerConfig(args.optimizer)
     params = param_count(g)
+    # a frozen node's parameters (a recasting teacher, a stored table) are read, not updated
+    trained = sum(numel(p["shape"]) for p in parameters(g).values()
+                  if not g.nodes[p["node"]].get("frozen"))
     summary = Table(title=escape(f"{g.graph.get('name', args.name)}"), show_header=False)
     summary.add_column("what")
     summary.add_column("value", justify="right")
@@ -83,6 +89,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
         ("sequence length", str(g.graph.get("seq_len", "-"))),
         ("layers (nodes)", f"{len(compute_nodes(g)):,}"),
         ("parameters", f"{params:,}"),
+        *([("trained parameters (the rest frozen)", f"{trained:,}")] if trained != params
+          else []),
         ("parameter bytes (fp32)", _fmt_bytes(param_bytes(g))),
         ("activation bytes (graph dtypes)", _fmt_bytes(activation_bytes(g))),
         ("forward FLOPs", _fmt_flops(total_flops(g))),
@@ -108,13 +116,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
                        _fmt_bytes(tensor_bytes(d["out_shape"], d.get("out_dtype", "fp32"))))
     out.print(layers)
 
-    upd = Table(title=f"Host update traffic per iteration ({pol.name} precision)")
+    upd = Table(title=f"Host update traffic per iteration ({pol.name} precision, "
+                      f"{trained:,} trained parameters)")
     for col in ("optimizer", "read B/param", "written B/param", "read", "written"):
         upd.add_column(col, justify="left" if col == "optimizer" else "right")
     for name in OPTIMIZERS:
         r, w = update_traffic(1, OptimizerConfig(name), pol)
         mark = " *" if name == opt.name else ""
-        upd.add_row(name + mark, str(r), str(w), _fmt_bytes(r * params), _fmt_bytes(w * params))
+        upd.add_row(name + mark, str(r), str(w), _fmt_bytes(r * trained),
+                    _fmt_bytes(w * trained))
     out.print(upd)
     if args.traffic:
         _traffic_tables(g, args)

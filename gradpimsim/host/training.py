@@ -64,7 +64,7 @@ import networkx as nx
 
 from gradpimsim.config.model import ConfigError
 from gradpimsim.config.training import DTYPE_BYTES, OptimizerConfig, PrecisionPolicy, precision
-from gradpimsim.graph.schema import TENSOR_DTYPE_BYTES, numel, parameters, validate
+from gradpimsim.graph.schema import TENSOR_DTYPE_BYTES, GraphError, numel, parameters, validate
 from gradpimsim.host.fusion import (
     FUSION_POLICIES,
     NEEDS_VALUES,
@@ -84,8 +84,16 @@ BACKWARD_PASSES = ("fused", "split")
 #: SGD w -= lr*g; momentum m = mu*m + g, w -= lr*m; Nesterov adds the look-ahead; Adam's two
 #: moments, bias corrections, square root and division.  Weight decay adds 2.
 UPDATE_FLOPS: dict[str, int] = {"sgd": 2, "momentum": 4, "nesterov": 6, "adam": 12, "adamw": 14}
+#: The regularizer of an ``ewc-*`` optimizer: theta - theta_old, times omega, times lambda,
+#: plus the gradient.
+REGULARIZER_FLOPS = 4
 
 LOSS_FLOPS_PER_ELEMENT = 5
+#: A mean-squared-error loss per element of the trained output: difference, square, sum, and
+#: the gradient's scaled difference.
+MSE_FLOPS_PER_ELEMENT = 4
+#: Loss kinds a graph may name in ``graph["loss"]`` (default: softmax/cross-entropy).
+LOSS_KINDS = ("cross_entropy", "mse")
 GEMM_WITH_WEIGHTS = ("conv2d", "linear", "lstm")
 #: Activations whose derivative follows from their output alone.
 OUTPUT_DERIVATIVE = frozenset({"relu", "relu6", "tanh", "sigmoid", "softmax"})
@@ -159,7 +167,7 @@ def group_roles(param_numel: int, optimizer: OptimizerConfig,
         "weight": param_numel * DTYPE_BYTES[policy.master_dtype],
         "grad": param_numel * DTYPE_BYTES[policy.grad_dtype],
     }
-    for r in optimizer.state_roles:
+    for r in optimizer.state_roles + optimizer.const_roles:
         roles[r] = param_numel * DTYPE_BYTES[policy.state_dtype]
     if policy.has_weight_copy:
         roles["weight_copy"] = param_numel * DTYPE_BYTES[policy.compute_dtype]
@@ -168,9 +176,11 @@ def group_roles(param_numel: int, optimizer: OptimizerConfig,
 
 def update_traffic(param_numel: int, optimizer: OptimizerConfig,
                    policy: PrecisionPolicy) -> tuple[int, int]:
-    """(bytes read, bytes written) by a host-side update of one parameter tensor."""
+    """(bytes read, bytes written) by a host-side update of one parameter tensor (the
+    regularizer's read-only tensors are read, never written)."""
     roles = group_roles(param_numel, optimizer, policy)
-    read = roles["grad"] + roles["weight"] + sum(roles[r] for r in optimizer.state_roles)
+    read = roles["grad"] + roles["weight"] + sum(
+        roles[r] for r in optimizer.state_roles + optimizer.const_roles)
     write = roles["weight"] + sum(roles[r] for r in optimizer.state_roles)
     write += roles.get("weight_copy", 0)
     return read, write
@@ -221,18 +231,30 @@ class _Expander:
                               task_order=flow.order, backward=flow.backward)
         self.tensors: dict[str, TensorSpec] = {}
         self.alias: dict[str, Access] = {}
-        self.params = parameters(g)
+        every = parameters(g)
+        #: Nodes whose own parameters are not trained (``frozen``: a teacher network, a
+        #: stored table): no weight gradient, no update; their weights are read as stored.
+        self.frozen = frozenset(n for n in g.nodes if g.nodes[n].get("frozen"))
+        self.frozen_params = {pid: p for pid, p in every.items() if p["node"] in self.frozen}
+        #: The trained parameters: one optimizer group and one update each.
+        self.params = {pid: p for pid, p in every.items() if p["node"] not in self.frozen}
         self.order = list(nx.topological_sort(g))
         self.requires_grad: dict[str, bool] = {}
         for n in self.order:
-            d = g.nodes[n]
-            self.requires_grad[n] = bool(d["params"] or d.get("shared_params")) or any(
+            self.requires_grad[n] = self._trainable(n) or any(
                 self.requires_grad[p] for p in g.predecessors(n))
+        self.loss_kind, self.loss_targets = _loss_spec(g)
         self.groups = fusion_groups(g, flow.fusion)
         self.group = {m: grp for grp in self.groups for m in grp.members}
         #: (tensor, offset, nbytes) ranges of gradients written so far in backward order
         self._produced: list[Access] = []
         self._contributors: dict[Access, int] = {}
+
+    def _trainable(self, node: str) -> bool:
+        """Does ``node`` use a parameter that is trained (its own or a shared one)?"""
+        d = self.g.nodes[node]
+        refs = {f"{node}.{p}" for p in d["params"]} | set(d.get("shared_params", {}).values())
+        return any(pid not in self.frozen_params for pid in refs)
 
     # -- tensors ------------------------------------------------------------------------------
     def _dtype(self, node: str) -> str:
@@ -278,9 +300,23 @@ class _Expander:
         role = "grad" if grad else ("weight_copy" if self.pol.has_weight_copy else "weight")
         out = []
         for pid in sorted(refs):
+            if pid in self.frozen_params:
+                if not grad:  # a frozen parameter has no gradient
+                    out.append(self.frozen_weight(pid, role))
+                continue
             nb = self.groups_bytes(pid)[role]
             out.append(Access(group_tensor_name(pid, role), 0, nb))
         return out
+
+    def frozen_weight(self, pid: str, role: str) -> Access:
+        """A frozen parameter as the compute reads it: the compute-dtype copy only (no
+        master, gradient or optimizer state), placed with the other tensors."""
+        name = group_tensor_name(pid, role)
+        dtype = self.pol.compute_dtype
+        nb = numel(self.frozen_params[pid]["shape"]) * DTYPE_BYTES[dtype]
+        if name not in self.tensors:
+            self.tensors[name] = TensorSpec(name, nb, role, dtype)
+        return Access(name, 0, nb)
 
     def groups_bytes(self, pid: str) -> dict[str, int]:
         return group_roles(numel(self.params[pid]["shape"]), self.opt, self.pol)
@@ -349,9 +385,14 @@ class _Expander:
             self.forward(grp)
         compute = [n for n in self.order if g.nodes[n]["op"] != "input"]
         sinks = [n for n in compute if g.out_degree(n) == 0]
-        self.add("loss", "loss", None, "loss",
-                 LOSS_FLOPS_PER_ELEMENT * sum(numel(g.nodes[s]["out_shape"]) for s in sinks),
-                 [self.stored(s) for s in sinks],
+        if self.loss_kind == "mse":
+            flops = MSE_FLOPS_PER_ELEMENT * sum(numel(g.nodes[s]["out_shape"]) for s in sinks
+                                                if self.requires_grad[s])
+        else:
+            flops = LOSS_FLOPS_PER_ELEMENT * sum(numel(g.nodes[s]["out_shape"]) for s in sinks)
+        targets = [self.stored(t) for t in self.loss_targets if t not in sinks]
+        self.add("loss", "loss", None, "loss", flops,
+                 [self.stored(s) for s in sinks] + targets,
                  [self.act(s, "dact") for s in sinks if self.requires_grad[s]])
         program = [f"fwd:{grp.anchor}" for grp in self.groups] + ["loss"]
         if self.flow.order == "legacy":
@@ -418,7 +459,10 @@ class _Expander:
                 reads += self.weights(m)
         anchor = grp.anchor
         writes = []
-        if grp.saves_anchor:
+        # under no_grad (a graph with frozen nodes, a group needing no gradient) nothing is
+        # saved for a backward pass that never comes; a stored form of the output still is
+        no_grad = bool(self.frozen) and not self._needs_grad(grp)
+        if grp.saves_anchor and not (no_grad and grp.stores_tail):
             writes.append(self.act(anchor))
         if grp.stores_tail and self.act(grp.tail) not in writes:
             writes.append(self.act(grp.tail))
@@ -450,8 +494,8 @@ class _Expander:
         return out
 
     def _has_params(self, grp: FusionGroup) -> bool:
-        return any(self.g.nodes[m]["params"] or self.g.nodes[m].get("shared_params")
-                   for m in grp.members)
+        """Does the group train a parameter (frozen ones do not count)?"""
+        return any(self._trainable(m) for m in grp.members)
 
     def _value_reads(self, grp: FusionGroup, weight_pass: bool) -> list[Access]:
         """Forward values a group's backward reads (besides its output gradient): what the
@@ -529,7 +573,7 @@ class _Expander:
         total = 0
         for m in grp.members:
             d = self.g.nodes[m]
-            if not (d["params"] or d.get("shared_params")):
+            if not self._trainable(m):
                 continue
             if d["op"] == "embedding":
                 total += numel(d["out_shape"])
@@ -543,7 +587,7 @@ class _Expander:
         out = []
         for m in grp.members:
             d = self.g.nodes[m]
-            if not (d["params"] or d.get("shared_params")):
+            if not self._trainable(m):
                 continue
             grads = self.weights(m, grad=True)
             if d["op"] == "embedding":
@@ -563,8 +607,7 @@ class _Expander:
 
     def _weight_gemm(self, grp: FusionGroup) -> list[tuple[int, int, int, int]]:
         gemm = self.gemm_dims(grp.anchor)
-        if not gemm or not self.g.nodes[grp.anchor]["params"] and \
-                not self.g.nodes[grp.anchor].get("shared_params"):
+        if not gemm or not self._trainable(grp.anchor):
             return []
         m, nn, k, gr = gemm[0]
         return [(k, nn, m, gr)]
@@ -652,7 +695,7 @@ class _Expander:
     def update(self, pid: str) -> str:
         roles = self.groups_bytes(pid)
         states = list(self.opt.state_roles)
-        rroles = ["grad", "weight", *states]
+        rroles = ["grad", "weight", *states, *self.opt.const_roles]
         reads = [Access(group_tensor_name(pid, r), 0, roles[r]) for r in rroles]
         wroles = ["weight", *states] + (["weight_copy"] if "weight_copy" in roles else [])
         writes = [Access(group_tensor_name(pid, r), 0, roles[r]) for r in wroles]
@@ -662,13 +705,31 @@ class _Expander:
                   "weight_copy": self.pol.compute_dtype}.get(r, self.pol.state_dtype)
             self.tensors[name] = TensorSpec(name, nb, r, dt)
         count = numel(self.params[pid]["shape"])
-        per = UPDATE_FLOPS[self.opt.name] + (2 if self.opt.weight_decay else 0)
+        per = UPDATE_FLOPS[self.opt.base] + (2 if self.opt.weight_decay else 0) + (
+            REGULARIZER_FLOPS if self.opt.regularized else 0)
         tid = f"update:{pid}"
         self.add(tid, "update", None, "update", per * count, reads, writes, param=pid,
                  numel=count, optimizer=self.opt.name, roles=roles,
                  read_bytes=sum(a.nbytes for a in reads),
                  write_bytes=sum(a.nbytes for a in writes))
         return tid
+
+
+def _loss_spec(g: nx.DiGraph) -> tuple[str, list[str]]:
+    """The graph's loss: ``graph["loss"]`` (default ``cross_entropy``) and
+    ``graph["loss_targets"]``, nodes whose outputs the loss reads besides the sinks (a
+    regression target: the teacher activation of a recasting step, an autoencoder's input)."""
+    kind = g.graph.get("loss", "cross_entropy")
+    if kind not in LOSS_KINDS:
+        raise GraphError("graph.loss", f"unknown loss {kind!r}; choose one of "
+                                       f"{', '.join(LOSS_KINDS)}")
+    targets = g.graph.get("loss_targets", [])
+    if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
+        raise GraphError("graph.loss_targets", "must be a list of node names")
+    for t in targets:
+        if t not in g.nodes:
+            raise GraphError("graph.loss_targets", f"no node {t!r} in the graph")
+    return kind, list(targets)
 
 
 def _overlap(a: Access, b: Access) -> bool:

@@ -32,13 +32,17 @@ def column_ops_per_param(optimizer: OptimizerConfig, precision: PrecisionPolicy,
     Every column is read or written once, so this is (bytes read + bytes written) / 64: the
     gradient, master weight and state are read, weight and state written, plus the weight copy.
     On the first step torch initializes the momentum buffer from the gradient, so it is not read.
+    A regularized optimizer (``ewc-*``) also reads ``omega`` and ``theta_old`` (4 + 4 bytes),
+    never writing them: 0.125 column ops more per parameter.
     """
     b = DTYPE_BYTES
     state = len(optimizer.state_roles) * b[precision.state_dtype]
-    if optimizer.name in ("momentum", "nesterov") and optimizer.momentum == 0:
+    momentum = optimizer.base in ("momentum", "nesterov")
+    if momentum and optimizer.momentum == 0:
         state = 0
-    read_state = 0 if (first_step and optimizer.name in ("momentum", "nesterov")) else state
-    read = b[precision.grad_dtype] + b[precision.master_dtype] + read_state
+    read_state = 0 if (first_step and momentum) else state
+    const = len(optimizer.const_roles) * b[precision.state_dtype]
+    read = b[precision.grad_dtype] + b[precision.master_dtype] + read_state + const
     write = b[precision.master_dtype] + state
     if precision.has_weight_copy:
         write += b[precision.compute_dtype]

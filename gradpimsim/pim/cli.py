@@ -19,11 +19,13 @@ from rich.table import Table
 from gradpimsim.bench.update import LAYOUTS, UpdateBench, run_update_bench
 from gradpimsim.config import ConfigError, load_config
 from gradpimsim.config.training import OPTIMIZERS, OptimizerConfig, precision
-from gradpimsim.options import positive_int
+from gradpimsim.options import finite_float, positive_int
 from gradpimsim.pim.errors import LayoutError
 
 #: The mark of ``update-bench --json`` files (see ``gradpimsim.io_safety``).
 BENCH_SCHEMA = "gradpimsim.update-bench/1"
+#: ``--program``: the optimizer step, or a regularized optimizer's boundary programs.
+PROGRAMS = ("step", "fisher", "consolidate")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -37,7 +39,17 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--params", type=positive_int, required=True, metavar="N",
                    help="parameters to update")
     p.add_argument("--optimizer", default="momentum", metavar="NAME",
-                   help=f"optimizer ({', '.join(OPTIMIZERS)}; default momentum, momentum 0.9)")
+                   help=f"optimizer ({', '.join(OPTIMIZERS)}; default momentum, momentum 0.9; "
+                   "ewc-* adds the regularizer g + lambda*omega*(theta - theta_old))")
+    p.add_argument("--reg-lambda", type=finite_float(0.0, 1e30), default=1.0, metavar="L",
+                   help="regularizer strength of an ewc-* optimizer (default 1.0)")
+    p.add_argument("--program", choices=PROGRAMS, default="step",
+                   help="what to time: the optimizer step (default), or an ewc-* optimizer's "
+                   "task-boundary program: fisher (one sample's squared gradient into the "
+                   "accumulator; --step 1 is the first sample) or consolidate (omega += "
+                   "fisher/N, theta_old = weights)")
+    p.add_argument("--samples", type=positive_int, default=8, metavar="N",
+                   help="consolidate: squared gradients in the accumulator (default 8)")
     p.add_argument("--precision", default="mixed", metavar="NAME",
                    help="precision policy (fp32, mixed, mixed-bf16, mixed-int8; default mixed)")
     p.add_argument("--config", "-c", default="ddr4-2400", metavar="PRESET|FILE",
@@ -70,9 +82,14 @@ def run_update_bench_cli(args: argparse.Namespace) -> int:
     from gradpimsim.io_safety import commit, create_partial, discard, output, preflight
 
     cfg = load_config(args.config, channels=args.channels, ranks=args.ranks)
-    momentum = 0.9 if args.optimizer in ("momentum", "nesterov") else 0.0
-    opt = OptimizerConfig(args.optimizer, momentum=momentum)
+    base = args.optimizer.removeprefix("ewc-")
+    momentum = 0.9 if base in ("momentum", "nesterov") else 0.0
+    opt = OptimizerConfig(args.optimizer, momentum=momentum, reg_lambda=args.reg_lambda)
     prec = precision(args.precision)
+    if args.program != "step" and not opt.regularized:
+        raise ConfigError("program", f"--program {args.program} is the task boundary of a "
+                                     "regularized optimizer: use --optimizer ewc-sgd, "
+                                     "ewc-momentum or ewc-nesterov")
     check_update_bench(cfg, args.params, opt, prec, not args.no_functional)
     preflight([output("--json", args.json, "json"),
                output("--cmd-trace", args.cmd_trace, "cmd-trace")], [args.config],
@@ -85,9 +102,20 @@ def run_update_bench_cli(args: argparse.Namespace) -> int:
         writer = CommandTraceWriter(partial, fd=fd, header=f"gradpimsim update-bench "
                                     f"{args.params} params, {opt.name}, {prec.name}, {cfg.name}")
     try:
-        bench = run_update_bench(cfg, args.params, opt, prec, layout=args.layout,
-                                 functional=not args.no_functional, step=args.step,
-                                 pim_sink=writer.write if writer is not None else None)
+        sink = writer.write if writer is not None else None
+        if args.program == "step":
+            bench = run_update_bench(cfg, args.params, opt, prec, layout=args.layout,
+                                     functional=not args.no_functional, step=args.step,
+                                     pim_sink=sink)
+        else:
+            from gradpimsim.bench.importance import run_importance_bench
+
+            if args.layout != "colocated":
+                raise LayoutError("the boundary programs run on the co-located layout only")
+            bench = run_importance_bench(cfg, args.params, args.program, opt, prec,
+                                         functional=not args.no_functional,
+                                         first=args.step == 1, samples=args.samples,
+                                         pim_sink=sink)
         if writer is not None and partial is not None:
             writer.close()
             commit(partial, Path(args.cmd_trace))
@@ -106,11 +134,33 @@ def run_update_bench_cli(args: argparse.Namespace) -> int:
                           "optimizer")
         else:
             console.print("[bold red]functional check failed:[/] " + "; ".join(bench.mismatches))
+    if args.program == "step" and opt.regularized:
+        console.print(regularizer_note(opt, prec, first_step=args.step == 1))
     if args.json:
         from gradpimsim.trace.cli import write_json_atomic
 
         write_json_atomic(args.json, {"schema": BENCH_SCHEMA, **bench.to_dict()})
     return 0 if bench.verified in (None, True) else 1
+
+
+def regularizer_note(opt: OptimizerConfig, prec: Any, *, first_step: bool = False) -> str:
+    """What the regularizer's two read-only tensors add on each side, against the same
+    optimizer without it (closed forms: host bus bytes, GradPIM column operations)."""
+    import dataclasses
+
+    from gradpimsim.bench.update import update_bytes_per_param
+    from gradpimsim.pim.bounds import column_ops_per_param
+
+    base = dataclasses.replace(opt, name=opt.base)
+    hb, rb = update_bytes_per_param(base, prec), update_bytes_per_param(opt, prec)
+    hc = column_ops_per_param(base, prec, first_step=first_step)
+    rc = column_ops_per_param(opt, prec, first_step=first_step)
+    return (f"regularizer: omega and theta_old add {rb - hb} B per parameter to the host's "
+            f"update ({opt.base} {hb} B -> {rb} B, x{rb / hb:.2f}) and {rc - hc:.3f} column "
+            f"operations to GradPIM's ({hc:.4f} -> {rc:.4f}, x{rc / hc:.2f}), plus 3 PIM_OPs "
+            "per 16 parameters: both sides grow alike, so the update's speedup does not grow "
+            "with the extra state; the iteration's does, with the update's share of it "
+            "(docs/related-methods.md)")
 
 
 def _us(cycles: int, tck: float) -> str:
@@ -122,7 +172,8 @@ def bench_table(b: UpdateBench) -> Table:
     cfg = b.cfg
     tck = cfg.timing.tCK_ns
     h, p, pb = b.host, b.pim, b.pim_bounds
-    table = Table(title=escape(f"update-bench: {b.params:,} params, {b.optimizer.name}, "
+    what = "" if b.program == "step" else f" {b.program} program"
+    table = Table(title=escape(f"update-bench: {b.params:,} params, {b.optimizer.name}{what}, "
                                f"{b.precision.name}, {cfg.name}, {b.layout} layout"),
                   show_header=True, header_style="bold")
     table.add_column("metric")

@@ -115,11 +115,17 @@ def build_program(targets: Sequence[UpdateTarget], optimizer: OptimizerConfig,
         first_step=step == 1,
         scale_grad=precision.grad_dtype == "int8" or grad_scale != 1.0,
         s={k: v[0] for k, v in recipe_scalars.items()})
-    used = ["grad", "weight", *recipe.state_roles]
-    if recipe.copy_dtype is not None:
-        used.append("weight_copy")
-    roles = {r: roles[r] for r in used}
+    roles = {r: roles[r] for r in recipe.roles}
+    return assemble(targets, recipe, recipe_scalars, roles, optimizer, precision, step, cfg,
+                    pim, amap, lazy)
 
+
+def assemble(targets: Sequence[UpdateTarget], recipe: Recipe,
+             recipe_scalars: dict[str, tuple[int, float]], roles: dict[str, str],
+             optimizer: OptimizerConfig, precision: PrecisionPolicy, step: int,
+             cfg: MemoryConfig, pim: PimConfig, amap: AddressMap, lazy: bool) -> PimProgram:
+    """The program of ``recipe`` over ``targets`` (``roles``: role -> dtype of every column
+    the recipe touches): lane groups per unit, phases, and the PIM_SET prologue."""
     # lane groups per unit, in order, as runs [target, first lane group, count]
     work: dict[UnitKey, list[list[int]]] = {}
     locs: list[dict[str, Loc]] = []

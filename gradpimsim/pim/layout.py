@@ -86,11 +86,15 @@ class ColocatedPolicy:
     ``chunk_columns``: columns of the widest role per chunk (``None``: a whole row), a power of
     two so chunks tile rows.  ``spread_banks``: give roles their own banks (``False`` puts all
     roles in one bank, in different rows: the layout that measures what bank parallelism buys).
+    ``fit_banks`` (with ``chunk_columns=None``): when whole-row chunks would make two roles
+    share a bank in different rows (more roles than banks: a regularized optimizer's six), take
+    the widest smaller chunk with which every role has its own bank or a slot of a shared row.
     """
 
     chunk_columns: int | None = None
     spread_banks: bool = True
     name: str = "colocated"
+    fit_banks: bool = False
     #: Next unit (bank group) to start at: consecutive tensors continue the rotation, so many
     #: small tensors do not all pile onto bank group 0.
     cursor: int = 0
@@ -108,14 +112,23 @@ class ColocatedPolicy:
         chunk_cols = self.chunk_columns or o.bursts_per_row
         if chunk_cols & (chunk_cols - 1) or not 4 <= chunk_cols <= o.bursts_per_row:
             raise LayoutError(f"chunk_columns must be a power of two in 4..{o.bursts_per_row}")
-        cols = {r: chunk_cols // dens[r] for r in live}
-        widest = max(live.values())
-        n_chunks = -(-widest // (chunk_cols * COLUMN_BYTES))
         # the ranks and banks reserved for parameters (all of them unless partitioned)
         split = getattr(alloc, "split", None)
         ranks = list(split.param_ranks) if split is not None else list(range(o.ranks))
         banks = list(split.param_banks) if split is not None else list(range(o.banks_per_group))
+        cols = {r: chunk_cols // dens[r] for r in live}
         sets = self._row_sets(cols, len(banks), o.bursts_per_row)
+        if self.fit_banks and self.chunk_columns is None and len(sets) > len(banks):
+            smaller = chunk_cols // 2
+            while smaller >= 4:
+                trial = {r: smaller // dens[r] for r in live}
+                trial_sets = self._row_sets(trial, len(banks), o.bursts_per_row)
+                if len(trial_sets) <= len(banks):
+                    chunk_cols, cols, sets = smaller, trial, trial_sets
+                    break
+                smaller //= 2
+        widest = max(live.values())
+        n_chunks = -(-widest // (chunk_cols * COLUMN_BYTES))
 
         n_units = o.channels * len(ranks) * o.bankgroups
         unit_of = [(self.cursor + k) % n_units for k in range(n_chunks)]
@@ -220,9 +233,9 @@ class NaivePolicy:
 
 def update_roles(optimizer: Any, precision: Any) -> dict[str, str]:
     """The tensors one parameter tensor's update touches, role -> dtype (in a fixed order:
-    weight, grad, optimizer state, weight copy)."""
+    weight, grad, optimizer state, the regularizer's read-only tensors, weight copy)."""
     roles = {"weight": precision.master_dtype, "grad": precision.grad_dtype}
-    for r in optimizer.state_roles:
+    for r in optimizer.state_roles + optimizer.const_roles:
         roles[r] = precision.state_dtype
     if precision.has_weight_copy:
         roles["weight_copy"] = precision.compute_dtype

@@ -184,10 +184,10 @@ def _schedule(runs: list[list[int]], locs: list[dict[str, Loc]], recipe: Recipe,
     did not fit, and the last users of its columns), so it gives exactly the instructions the
     phase would.
     """
-    read_roles = ["grad", "weight"] + (list(recipe.state_roles) if recipe.read_state else [])
-    write_roles = ["weight", *recipe.state_roles]
+    read_roles = list(recipe.read_roles)
+    out_roles = list(recipe.out_roles)
     copy = recipe.copy_dtype is not None
-    out_roles = write_roles + (["weight_copy"] if copy else [])
+    part_role = read_roles[0]  # the role whose lane-group part the recipe converts
 
     temps = recipe.temps
     n_vec = pim.vector_registers
@@ -263,7 +263,8 @@ def _schedule(runs: list[list[int]], locs: list[dict[str, Loc]], recipe: Recipe,
             r.update(temp_regs)
             loc = locs[ti]
             cpart = lg % loc["weight_copy"].parts if copy else 0
-            entries.extend((_OP, op, 0) for op in recipe.ops(r, lg % loc["grad"].parts, cpart))
+            entries.extend((_OP, op, 0) for op in recipe.ops(r, lg % loc[part_role].parts,
+                                                             cpart))
         # writes of completed columns; release registers no later lane group needs
         ends = {key: last(key) for key in held}
         done = sorted((key for key in held if ends[key] < j), key=ends.__getitem__)

@@ -4,6 +4,12 @@
 :func:`scalar_values` and :func:`assign_scalars` put the hyperparameters in scalar registers;
 :class:`Recipe` is the arithmetic of one lane group (16 parameters), decided once per program.
 A new optimizer recipe lands here (and its reference in ``reference.py``).
+
+Besides the optimizer step (kind ``update``) a recipe can be one of the two task-boundary
+programs of a regularized optimizer (``ewc-*``, ``docs/related-methods.md``): ``fisher``
+accumulates squared gradients (``F = F + G*G``, the first sample ``F = G*G``), and
+``consolidate`` turns them into the importance and snapshots the weights
+(``omega = omega + (1/N)*F``, ``theta_old = W``).
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from gradpimsim.pim import datapath
 from gradpimsim.pim.errors import PimCapabilityError
 from gradpimsim.pim.unit import PimInstr, pim_op
 
+#: What a recipe computes: an optimizer step, or one of the two importance programs.
+RECIPE_KINDS = ("update", "fisher", "consolidate")
+
 
 def uses_momentum(opt: OptimizerConfig) -> bool:
-    return opt.name in ("momentum", "nesterov") and opt.momentum != 0
+    return opt.base in ("momentum", "nesterov") and opt.momentum != 0
 
 
 def check_supported(opt: OptimizerConfig, prec: PrecisionPolicy, pim: PimConfig) -> None:
@@ -40,7 +49,7 @@ def check_supported(opt: OptimizerConfig, prec: PrecisionPolicy, pim: PimConfig)
             "pim.has_sqrt_div", f"{opt.name} needs a square root and a division, which the "
             "paper's GradPIM unit lacks; enable the extension with has_sqrt_div = true in "
             "the memory TOML's [pim] section, or --pim-knob has_sqrt_div=true")
-    if opt.name == "nesterov" and (opt.momentum <= 0 or opt.dampening != 0):
+    if opt.base == "nesterov" and (opt.momentum <= 0 or opt.dampening != 0):
         raise ConfigError("optimizer.dampening",
                           "Nesterov momentum requires a momentum and zero dampening")
 
@@ -55,9 +64,12 @@ def scalar_values(opt: OptimizerConfig, prec: PrecisionPolicy, step: int, grad_s
         s["grad_scale"] = grad_scale
     if prec.has_weight_copy and prec.compute_dtype == "int8":
         s["copy_inv_scale"] = float(datapath.int8_inverse_scale(copy_scale))
-    if opt.name in ("adam", "adamw"):
+    if opt.regularized:
+        s["neg_one"] = -1.0
+        s["reg_lambda"] = opt.reg_lambda
+    if opt.base in ("adam", "adamw"):
         if opt.weight_decay != 0:
-            if opt.name == "adamw":
+            if opt.base == "adamw":
                 s["decay"] = 1.0 - opt.lr * opt.weight_decay
             else:
                 s["wd"] = opt.weight_decay
@@ -104,10 +116,12 @@ class Recipe:
     first_step: bool
     scale_grad: bool
     s: dict[str, int]  # scalar name -> register
+    #: ``update`` (the optimizer step), ``fisher`` or ``consolidate`` (``RECIPE_KINDS``).
+    kind: str = "update"
 
     @property
     def adam(self) -> bool:
-        return self.opt.name in ("adam", "adamw")
+        return self.kind == "update" and self.opt.base in ("adam", "adamw")
 
     @property
     def momentum(self) -> bool:
@@ -115,10 +129,16 @@ class Recipe:
 
     @property
     def nesterov(self) -> bool:
-        return self.opt.name == "nesterov"
+        return self.opt.base == "nesterov"
+
+    @property
+    def regularized(self) -> bool:
+        return self.kind == "update" and self.opt.regularized
 
     @property
     def state_roles(self) -> tuple[str, ...]:
+        if self.kind != "update":
+            return ()
         if self.adam:
             return ("exp_avg", "exp_avg_sq")
         return ("momentum",) if self.momentum else ()
@@ -128,12 +148,45 @@ class Recipe:
         return self.adam or not self.first_step
 
     @property
+    def read_roles(self) -> tuple[str, ...]:
+        """Roles each lane group reads, in read order (the first one's lane-group part is
+        the ``gpart`` of :meth:`ops`)."""
+        if self.kind == "fisher":
+            return ("grad",) if self.first_step else ("grad", "fisher")
+        if self.kind == "consolidate":
+            return ("fisher", "omega", "weight")
+        state = self.state_roles if self.read_state else ()
+        const = self.opt.const_roles if self.regularized else ()
+        return ("grad", "weight", *state, *const)
+
+    @property
+    def out_roles(self) -> tuple[str, ...]:
+        """Roles each lane group writes, in write order."""
+        if self.kind == "fisher":
+            return ("fisher",)
+        if self.kind == "consolidate":
+            return ("omega", "theta_old")
+        copy = ("weight_copy",) if self.copy_dtype is not None else ()
+        return ("weight", *self.state_roles, *copy)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Every role the program touches (each needs a placement)."""
+        if self.kind == "update":
+            const = self.opt.const_roles if self.regularized else ()
+            copy = ("weight_copy",) if self.copy_dtype is not None else ()
+            return ("grad", "weight", *self.state_roles, *const, *copy)
+        return tuple(dict.fromkeys(self.read_roles + self.out_roles))
+
+    @property
     def temps(self) -> tuple[str, ...]:
-        t = ("G",) if self.grad_dtype != "fp32" else ()
+        t = ("G",) if self.grad_dtype != "fp32" and self.kind != "consolidate" else ()
         return t + (("T",) if self.adam else ())
 
     def ops(self, r: dict[str, int], gpart: int, cpart: int) -> list[PimInstr]:
         """PIM_OPs of one lane group; ``r`` maps operand names to vector registers."""
+        if self.kind == "consolidate":
+            return self._consolidate_ops(r)
         s, out = self.s, []
         gs = s.get("grad_scale", -1) if self.scale_grad else -1
         if self.grad_dtype != "fp32":
@@ -143,8 +196,17 @@ class Recipe:
             G = r["grad"]
             if gs >= 0:
                 out.append(pim_op("scale", G, G, gs))
-        W = r["weight"]
         one = s["one"]
+        if self.kind == "fisher":
+            return out + self._fisher_ops(r, G)
+        W = r["weight"]
+        if self.regularized:
+            # G = G + lambda * (omega * (W - theta_old)); the read-only columns' registers
+            # serve as temporaries (an fp32 column belongs to one lane group)
+            D, O = r["theta_old"], r["omega"]
+            out.append(pim_op("axpby", D, W, s["neg_one"], one))
+            out.append(pim_op("mul", O, O, D))
+            out.append(pim_op("axpby", G, O, one, s["reg_lambda"]))
         if self.adam:
             M, V, T = r["exp_avg"], r["exp_avg_sq"], r["T"]
             if "decay" in s:
@@ -178,3 +240,17 @@ class Recipe:
             out.append(pim_op("cvt", r["weight_copy"], W, "fp32", self.copy_dtype, cpart,
                               s.get("copy_inv_scale", -1)))
         return out
+
+    def _fisher_ops(self, r: dict[str, int], G: int) -> list[PimInstr]:
+        """``F = G*G`` on the first sample, else ``F = F + G*G`` (G may be overwritten: the
+        gradient is not written back)."""
+        one = self.s["one"]
+        if self.first_step:
+            return [pim_op("mul", r["fisher"], G, G)]
+        return [pim_op("mul", G, G, G), pim_op("axpby", r["fisher"], G, one, one)]
+
+    def _consolidate_ops(self, r: dict[str, int]) -> list[PimInstr]:
+        """``omega = omega + (1/N)*F`` and ``theta_old = W`` (a raw copy)."""
+        s = self.s
+        return [pim_op("axpby", r["omega"], r["fisher"], s["one"], s["inv_samples"]),
+                pim_op("mov", r["theta_old"], r["weight"])]

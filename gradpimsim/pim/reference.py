@@ -75,14 +75,30 @@ def adam_step(param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray],
     param[:] = param + f32(-step_size) * (m / denom)
 
 
+def regularized_grad(grad: np.ndarray, param: np.ndarray, omega: np.ndarray,
+                     theta_old: np.ndarray, reg_lambda: float) -> np.ndarray:
+    """The EWC/MAS-style gradient ``g + lambda * (omega * (theta - theta_old))``: the
+    gradient of ``loss + lambda/2 * sum(omega * (theta - theta_old)**2)``, in this order."""
+    with np.errstate(all="ignore"):
+        return grad + f32(reg_lambda) * (omega * (param - theta_old))
+
+
 def optimizer_step(opt: OptimizerConfig, param: np.ndarray, grad: np.ndarray,
                    state: dict[str, np.ndarray], step: int) -> None:
-    """One step of ``opt`` on fp32 ``param`` with fp32 ``grad``; updates ``param``/``state``."""
+    """One step of ``opt`` on fp32 ``param`` with fp32 ``grad``; updates ``param``/``state``.
+
+    A regularized optimizer (``ewc-*``) reads ``state['omega']`` and ``state['theta_old']``
+    (never writing them) and steps its base optimizer on :func:`regularized_grad`; weight
+    decay, if any, is added after the regularizer, inside the base step, as torch.optim does
+    for a penalty that is part of the loss."""
     with np.errstate(all="ignore"):
-        if opt.name == "sgd":
+        if opt.regularized:
+            grad = regularized_grad(grad, param, state["omega"], state["theta_old"],
+                                    opt.reg_lambda)
+        if opt.base == "sgd":
             sgd_step(param, grad, state, lr=opt.lr, weight_decay=opt.weight_decay)
-        elif opt.name in ("momentum", "nesterov"):
-            nesterov = opt.name == "nesterov"
+        elif opt.base in ("momentum", "nesterov"):
+            nesterov = opt.base == "nesterov"
             if nesterov and (opt.momentum <= 0 or opt.dampening != 0):
                 raise ConfigError("optimizer.dampening",
                                   "Nesterov momentum requires a momentum and zero dampening")
@@ -90,7 +106,26 @@ def optimizer_step(opt: OptimizerConfig, param: np.ndarray, grad: np.ndarray,
                      dampening=opt.dampening, weight_decay=opt.weight_decay, nesterov=nesterov)
         else:
             adam_step(param, grad, state, step=step, lr=opt.lr, beta1=opt.beta1, beta2=opt.beta2,
-                      eps=opt.eps, weight_decay=opt.weight_decay, decoupled=opt.name == "adamw")
+                      eps=opt.eps, weight_decay=opt.weight_decay, decoupled=opt.base == "adamw")
+
+
+def fisher_step(fisher: np.ndarray | None, grad: np.ndarray) -> np.ndarray:
+    """Accumulate one sample's squared gradient: ``F + g*g`` (``g*g`` for the first,
+    ``fisher=None``); ``grad`` is fp32 (widened)."""
+    with np.errstate(all="ignore"):
+        sq = grad * grad
+        return sq if fisher is None else fisher + sq
+
+
+def consolidate(omega: np.ndarray, fisher: np.ndarray, param: np.ndarray,
+                samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """The task boundary: the importance of the task just learned (the empirical Fisher
+    diagonal, the mean of ``samples`` squared gradients) is added to ``omega``, and the
+    weights are kept as ``theta_old``; returns ``(omega, theta_old)``."""
+    if samples < 1:
+        raise ValueError("the importance needs at least one sample")
+    with np.errstate(all="ignore"):
+        return omega + f32(1.0 / samples) * fisher, param.copy()
 
 
 def widen_grad(grad: np.ndarray, dtype: str, grad_scale: float = 1.0) -> np.ndarray:

@@ -39,6 +39,15 @@ def fill_parameters(store: DramStore, targets: Sequence[UpdateTarget], opt: Opti
             g = datapath.from_fp32((rng.standard_normal(n) * 0.1).astype(np.float32),
                                    prec.grad_dtype)
         store.write_tensor(pl["grad"], g, prec.grad_dtype)
+        # a regularizer's importance (>= 0) and the weights of the last task boundary (near
+        # today's), drawn last so that the other values match the unregularized optimizer's
+        for role in opt.const_roles:
+            if role == "omega":
+                c = np.abs(rng.standard_normal(n)).astype(np.float32)
+            else:
+                c = (w + rng.standard_normal(n) * 0.05).astype(np.float32)
+            store.write_tensor(pl[role], c, "fp32")
+            state[role] = c.copy()
         refs.append({"master": w.copy(), "state": state, "grad": g})
     return refs
 
@@ -46,7 +55,8 @@ def fill_parameters(store: DramStore, targets: Sequence[UpdateTarget], opt: Opti
 def verify_parameters(store: DramStore, targets: Sequence[UpdateTarget],
                       refs: list[dict[str, Any]], opt: OptimizerConfig, prec: PrecisionPolicy,
                       step: int) -> list[str]:
-    """Mismatches between the stored parameters and the reference optimizer (empty: exact)."""
+    """Mismatches between the stored parameters and the reference optimizer (empty: exact).
+    A regularizer's read-only tensors are in ``state`` too: they must come out unchanged."""
     bad = []
     for t, r in zip(targets, refs, strict=True):
         copy = reference.mixed_precision_step(opt, prec, r["master"], r["grad"], r["state"], step)

@@ -1,11 +1,12 @@
-"""``gradpimsim plot RESULTS``: PNG plots of a sweep table or a compare results JSON.
+"""``gradpimsim plot RESULTS``: figures of a sweep table or a compare results JSON.
 
 The input is checked before anything is drawn: a results JSON must be strict JSON of schema
 ``gradpimsim.results/1`` with the fields the plots read, of the right types (:func:`check_results`);
-a sweep table is read row by row (a corrupt row names its file and line).  The PNGs are drawn
-into a private temporary directory inside the output directory, and each is moved into place only
-after its name passed the pre-flight (not an input, not a file gradpimsim did not write unless
-``--force``): nothing is replaced half-written, and nothing of someone else's is replaced.
+a sweep table is read row by row (a corrupt row names its file and line).  The figures (PNG and
+PDF by default, ``--formats png,pdf,svg``) are drawn into a private temporary directory inside
+the output directory, and each is moved into place only after its name passed the pre-flight
+(not an input, not a file gradpimsim did not write unless ``--force``): nothing is replaced
+half-written, and nothing of someone else's is replaced.
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ PHASES = ("forward", "backward", "update")
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "plot",
-        help="plot a sweep table (CSV) or a compare results JSON into PNG files",
+        help="plot a sweep table (CSV) or a compare results JSON (PNG, PDF, SVG)",
         description="Detect the input (sweep CSV table or results JSON) and write every plot "
-        "that applies: speedup per workload or per parameter count for sweeps; per-phase time, "
-        "bandwidth per channel and energy by component for results. Prints the paths.",
+        "that applies: speedup per workload or per parameter count for sweeps; phases in time, "
+        "energy by component, traffic by tensor class, bandwidth per channel and the update's "
+        "overlap for results. Prints the paths.",
     )
     p.add_argument("results", metavar="RESULTS", help="a sweep .csv or a results .json")
     p.add_argument("--out", "-o", metavar="DIR", help="output directory (default: beside input)")
+    p.add_argument("--formats", default="png,pdf", metavar="LIST",
+                   help="figure formats, comma-separated: png, pdf, svg (default png,pdf)")
     p.add_argument("--force", action="store_true",
-                   help="replace PNG files that gradpimsim did not write")
+                   help="replace figure files that gradpimsim did not write")
     p.set_defaults(func=run_plot_cli)
 
 
@@ -90,6 +94,39 @@ def check_results(data: Any, where: str) -> None:
             raise bad(f"{at}.bandwidth.channels", "must be a list of lists of numbers")
         if sum(len(c) for c in channels) > 10_000_000:
             raise bad(f"{at}.bandwidth.channels", "has more than ten million bins")
+    for name, run in runs.items():
+        _check_optional(run, f"runs.{name}", bad)
+    overlap = data.get("overlap", {})
+    if not isinstance(overlap, dict) or not all(
+            v is None or _number(v) for v in overlap.values()):
+        raise bad("overlap", "must map names to numbers (or null)")
+
+
+def _check_optional(run: dict[str, Any], at: str, bad: Any) -> None:
+    """The newer fields (traffic, overlap, PIM utilization), when present."""
+    traffic = run.get("traffic", {})
+    if not isinstance(traffic, dict) or not all(
+            isinstance(classes, dict) and all(
+                isinstance(rw, dict) and all(_number(v) for v in rw.values())
+                for rw in classes.values())
+            for classes in traffic.values()):
+        raise bad(f"{at}.traffic", "must map phase -> tensor class -> read/write bytes")
+    overlap = run.get("overlap", {})
+    if not isinstance(overlap, dict) or not all(_number(v) for v in overlap.values()):
+        raise bad(f"{at}.overlap", "must map names to numbers")
+    if overlap and not {"backward_end", "exposed_update_cycles"} <= set(overlap):
+        raise bad(f"{at}.overlap", "needs backward_end and exposed_update_cycles")
+    util = run.get("pim_utilization", {})
+    if not isinstance(util, dict):
+        raise bad(f"{at}.pim_utilization", "must be an object")
+    units = util.get("units", {})
+    if isinstance(units, list) and not units:
+        units = {}
+    if not isinstance(units, dict) or not all(
+            isinstance(w, list) and all(_number(x) for x in w) for w in units.values()):
+        raise bad(f"{at}.pim_utilization.units", "must map unit names to lists of numbers")
+    if sum(len(w) for w in units.values()) > 10_000_000:
+        raise bad(f"{at}.pim_utilization.units", "has more than ten million windows")
 
 
 def run_plot_cli(args: argparse.Namespace) -> int:
@@ -104,9 +141,11 @@ def run_plot_cli(args: argparse.Namespace) -> int:
         preflight,
         read_input_text,
     )
+    from gradpimsim.stats.figures import check_formats
     from gradpimsim.stats.plots import detect_kind, plot_any
     from gradpimsim.sweep.store import ResultStore
 
+    formats = check_formats(args.formats.split(","))
     check_input_file("RESULTS", args.results)
     src = Path(args.results)
     if detect_kind(src) == "results":
@@ -122,9 +161,10 @@ def run_plot_cli(args: argparse.Namespace) -> int:
     out_dir = make_out_dir("--out", args.out) if args.out else (src.parent or Path("."))
     tmp_dir = Path(tempfile.mkdtemp(prefix=".partial.", dir=out_dir))
     try:
-        drawn = plot_any(src, tmp_dir)
+        drawn = plot_any(src, tmp_dir, formats)
         targets = [out_dir / p.name for p in drawn]
-        preflight([output("--out", t, "png") for t in targets], [src], force=args.force)
+        preflight([output("--out", t, t.suffix.lstrip(".")) for t in targets], [src],
+                  force=args.force)
         for p, target in zip(drawn, targets, strict=True):
             commit(p, target)
     finally:

@@ -47,6 +47,11 @@ def _load_lazy() -> None:
     if _lazy_done:
         return
     _lazy_done = True
+    from gradpimsim.sweep import run_keys
+    from gradpimsim.sweep.spec import KindSchema, register_schema
+
+    for kind, without in run_keys.KINDS.items():  # every RunConfig field a key of each
+        register_schema(kind, KindSchema(**run_keys.run_schema(without=without)))
     for name in LAZY_RUNNER_MODULES:
         try:
             module = importlib.import_module(name)
@@ -56,6 +61,9 @@ def _load_lazy() -> None:
             raise
         if "iteration" not in _RUNNERS and callable(getattr(module, "run", None)):
             register_runner("iteration", module.run)
+        for kind, fn in getattr(module, "RUNNERS", {}).items():  # more kinds (compare)
+            if kind not in _RUNNERS:
+                register_runner(kind, fn)
         schema = getattr(module, "SCHEMA", None)
         if schema is not None:  # optional: the iteration keys' checks and defaults
             from gradpimsim.sweep.spec import register_schema
@@ -91,7 +99,8 @@ def update_bench_runner(params: dict[str, Any]) -> Metrics:
     cfg = load_config(params.get("memory", "ddr4-2400"), channels=params.get("channels"),
                       ranks=params.get("ranks"))
     name = params.get("optimizer", "momentum")
-    opt = OptimizerConfig(name, momentum=0.9 if name in ("momentum", "nesterov") else 0.0)
+    base = OptimizerConfig(name).base  # an ewc-* optimizer's momentum is its base's
+    opt = OptimizerConfig(name, momentum=0.9 if base in ("momentum", "nesterov") else 0.0)
     b = run_update_bench(cfg, int(params["params"]), opt, precision(params.get("precision",
                          "mixed")), layout=params.get("layout", "colocated"),
                          functional=bool(params.get("functional", True)),

@@ -79,11 +79,15 @@ def _choice(options: tuple[str, ...]) -> Check:
 
 @dataclass(frozen=True)
 class KindSchema:
-    """The keys a runner kind accepts: type checks, required keys and defaults."""
+    """The keys a runner kind accepts: type checks, required keys and defaults; ``choices``
+    (what ``KEY = "*"`` in ``[grid]`` expands to) and ``validate`` (a whole point: an error
+    message or None), both optional."""
 
     keys: Mapping[str, Check]
     required: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    validate: Callable[[dict[str, Any]], str | None] | None = None
 
 
 SCHEMAS: dict[str, KindSchema] = {
@@ -96,13 +100,9 @@ SCHEMAS: dict[str, KindSchema] = {
         defaults={"optimizer": "momentum", "precision": "mixed", "memory": "ddr4-2400",
                   "layout": "colocated", "step": 2, "functional": True},
     ),
-    "iteration": KindSchema(
-        keys={"workload": _str, "batch": _int(1), "optimizer": _choice(OPTIMIZERS),
-              "precision": _choice(tuple(PRECISIONS)), "memory": _str, "channels": _pow2,
-              "ranks": _pow2, "pim": _bool, "layout": _str, "npu": _str},
-        required=("workload",),
-    ),
 }
+#: ``iteration`` and ``compare`` (every RunConfig field) come from ``sweep/run_keys.py``,
+#: declared when the runner registry first loads its kinds.
 
 
 def register_schema(kind: str, schema: KindSchema) -> None:
@@ -217,6 +217,7 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "sweep",
     grid = data.get("grid", {})
     if not isinstance(grid, Mapping):
         raise SpecError("grid", "must be a table: [grid] with key = [values] lines")
+    grid = {k: _every_choice(schema, k, v) for k, v in grid.items()}
     for k, values in grid.items():
         _check_key(schema, f"grid.{k}", k)
         if not isinstance(values, list) or not values:
@@ -259,6 +260,10 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "sweep",
             if req not in full:
                 raise SpecError(f"{where}.{req}", "missing; give it in [fixed], [grid] or "
                                 "every [[points]] block")
+        if schema.validate is not None:
+            problem = schema.validate(full)
+            if problem:
+                raise SpecError(f"{where} ({_describe(full)})", problem)
         key = point_key(kind, full)
         if key not in seen:  # the same point twice is run once
             seen.add(key)
@@ -266,12 +271,27 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "sweep",
     _check_memory(points)
     if kind == "update-bench":
         _check_bench_bounds(points)
-    elif kind == "iteration":
+    elif kind in ("iteration", "compare"):
         _check_iteration_bounds(points)
     name = data.get("name", default_name)
     if not isinstance(name, str):
         raise SpecError("name", f"must be a string, got {type(name).__name__}")
     return SweepSpec(kind=kind, points=tuple(points), name=str(name))
+
+
+def _every_choice(schema: KindSchema, key: str, values: Any) -> Any:
+    """``KEY = "*"``: every value the schema knows for the key."""
+    if values != "*":
+        return values
+    if key not in schema.choices:
+        raise SpecError(f"grid.{key}", f'"*" (every choice) needs a closed list of choices, '
+                        f"and {key} has none; list the values")
+    return list(schema.choices[key])
+
+
+def _describe(point: Mapping[str, Any]) -> str:
+    shown = [f"{k}={v}" for k, v in point.items() if k in ("workload", "batch", "memory")]
+    return ", ".join(shown)
 
 
 def _check_bench_bounds(points: list[dict[str, Any]]) -> None:

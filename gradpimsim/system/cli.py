@@ -10,6 +10,9 @@ Ctrl-C stops the run, writes what finished (marked ``interrupted``) and exits 13
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,14 +28,16 @@ from gradpimsim.host.fusion import FUSION_POLICIES
 from gradpimsim.host.npu import DEFAULT_NPU
 from gradpimsim.host.placement import PLACEMENTS
 from gradpimsim.host.training import BACKWARD_PASSES, TASK_ORDERS
-from gradpimsim.options import positive_int
+from gradpimsim.options import nonneg_int, positive_int
 from gradpimsim.system.config import LAYOUTS, PIM_POLICIES, UPDATE_POLICIES, RunConfig
+from gradpimsim.system.runfile import Default, mark_defaults, merge
 
 if TYPE_CHECKING:  # the simulator itself is imported when a command runs, not for --help
     from gradpimsim.system.executor import TaskRecord
     from gradpimsim.system.results import RunResult
 
-console = Console()
+#: Piped or redirected, rich would wrap at 80 columns, mid-phrase: a wide table stays whole.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -58,12 +63,16 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("workload", metavar="WORKLOAD",
+    p.add_argument("workload", metavar="WORKLOAD", nargs="?", default=None,
                    help="built-in workload (see `gradpimsim workloads list`), a graph file "
                    "(.json, SCALE-Sim .csv, .onnx) or python:MODULE:FUNCTION[@SHAPES] "
                    "(needs --allow-python)")
     p.add_argument("--allow-python", action=AllowPython)
-    p.add_argument("--memory", "-c", "--config", dest="memory", default="ddr4-2400",
+    p.add_argument("--config", metavar="RUN.toml|results.json", dest="run_file",
+                   help="take every setting from a run file, or from the config of a "
+                   "results.json to reproduce it; options given here override the file "
+                   "(docs/iteration.md)")
+    p.add_argument("--memory", "-c", dest="memory", default="ddr4-2400",
                    metavar="PRESET|FILE", help="memory preset, .toml or DRAMsim3 .ini "
                    "(default ddr4-2400)")
     p.add_argument("--channels", type=positive_int, help="override the number of channels")
@@ -71,7 +80,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=positive_int, help="batch size (default: the workload's)")
     p.add_argument("--seq-len", type=positive_int, help="sequence length (sequence models)")
     p.add_argument("--optimizer", default="momentum", metavar="NAME",
-                   help="sgd, momentum, nesterov, adam, adamw (default momentum)")
+                   help="sgd, momentum, nesterov, adam, adamw; ewc-sgd, ewc-momentum, ewc-nesterov "
+                   "add the regularizer g + lambda*omega*(theta - theta_old) (default momentum)")
     p.add_argument("--precision", default="mixed", metavar="POLICY",
                    help="fp32, mixed (fp16), mixed-bf16, mixed-int8 (default mixed)")
     p.add_argument("--npu", default=DEFAULT_NPU, metavar="PRESET|FILE",
@@ -113,6 +123,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "docs/gradpim.md lists them)")
     p.add_argument("--step", type=positive_int, default=2,
                    help="optimizer step simulated (default 2)")
+    p.add_argument("--seed", type=nonneg_int, default=0,
+                   help="seed of the values --functional fills the parameters with (default 0)")
     p.add_argument("--functional", action="store_true",
                    help="update real values too and verify them (small models only)")
     p.add_argument("--no-batch", action="store_true",
@@ -127,6 +139,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "compare writes FILE's baseline and pim variants)")
     p.add_argument("--force", action="store_true",
                    help="replace output files that gradpimsim did not write")
+    mark_defaults(p, set(RUN_OPTIONS))
 
 
 def _pim_knobs(items: list[str]) -> dict[str, object]:
@@ -149,17 +162,29 @@ def _pim_knobs(items: list[str]) -> dict[str, object]:
     return knobs
 
 
-def _config(args: argparse.Namespace, pim: bool) -> RunConfig:
-    return RunConfig(workload=args.workload, batch=args.batch, seq_len=args.seq_len,
-                     memory=args.memory, channels=args.channels, ranks=args.ranks,
-                     optimizer=args.optimizer, precision=args.precision, npu=args.npu,
-                     pim=pim, pim_policy=args.pim_policy, layout=args.layout,
-                     pim_wait_bound=args.pim_wait_bound, pim_knobs=_pim_knobs(args.pim_knob),
-                     fusion=args.fusion, task_order=args.task_order, backward=args.backward,
-                     placement=args.placement, param_banks=args.param_banks,
-                     update_policy=args.update_policy,
-                     functional=args.functional, step=args.step,
-                     batch_runs=not args.no_batch, bin_cycles=args.bin_cycles)
+#: Option ``dest`` -> RunConfig field, for the options that set one: every option whose
+#: ``dest`` is a field's name, and ``--no-batch`` (``batch_runs`` inverted).
+RUN_OPTIONS = {**{f.name: f.name for f in dataclasses.fields(RunConfig)},
+               "no_batch": "batch_runs"}
+
+
+def _config(args: argparse.Namespace, pim: bool | None) -> RunConfig:
+    """The run: options typed here, over the ``--config`` file, over the defaults
+    (``pim``: None takes it from the options/file, as ``run`` does)."""
+    from gradpimsim.system.runfile import load_run_file
+
+    given = {field: getattr(args, dest) for dest, field in RUN_OPTIONS.items()
+             if hasattr(args, dest)}
+    if "batch_runs" in given:
+        v = given["batch_runs"]
+        given["batch_runs"] = Default(True) if isinstance(v, Default) else not v
+    if pim is not None:
+        given["pim"] = pim
+    file_values = load_run_file(args.run_file) if args.run_file else None
+    typed_knobs = _pim_knobs(getattr(args, "pim_knob", None) or [])
+    if typed_knobs:  # each typed knob over the file's knobs (not the whole table)
+        given["pim_knobs"] = {**(file_values or {}).get("pim_knobs", {}), **typed_knobs}
+    return merge(given, file_values)
 
 
 def _user_errors(func: Any) -> Any:
@@ -196,7 +221,7 @@ class _Progress:
         where = rec.layer or rec.task.split(":", 1)[-1]
         self.progress.update(self.task, total=total, completed=done,
                              description=f"{self.label} {rec.phase:8s} {where[:28]}",
-                             sim=f"{rec.end * self.tck_ns / 1000:,.1f} us simulated")
+                             sim=f"{rec.end * self.tck_ns / 1000:,.1f} µs simulated")
 
 
 def _progress() -> Progress:
@@ -244,11 +269,12 @@ def _run(args: argparse.Namespace) -> int:
     from gradpimsim.system.results import results_dict
     from gradpimsim.system.simulate import simulate
 
-    run = _config(args, args.pim)
+    run = _config(args, None)
     preflight_run(args, run, ("",))
     cfg = run.memory_config()
     trace = _trace_file(args.cmd_trace, "")
     t0 = time.perf_counter()
+    started = _now()
     try:
         with _progress() as prog:
             res = simulate(run, progress=_Progress(prog, "GradPIM" if run.pim else "baseline",
@@ -260,7 +286,7 @@ def _run(args: argparse.Namespace) -> int:
     name = "pim" if run.pim else "baseline"
     paths = _close({name: trace}, {name: res})
     console.print(results_table({name: res}, None, run))
-    data = results_dict(run, {name: res})
+    data = results_dict(run, {name: res}, started=started)
     return _finish(args, data, {name: res}, res.interrupted, paths, time.perf_counter() - t0)
 
 
@@ -278,6 +304,7 @@ def _compare(args: argparse.Namespace) -> int:
     cfg = run.memory_config()
     traces: dict[str, Any] = {}
     t0 = time.perf_counter()
+    started = _now()
     labels = {"baseline": "baseline", "pim": "GradPIM "}
 
     def per_run(name: str) -> tuple[_Progress, Any]:
@@ -298,8 +325,12 @@ def _compare(args: argparse.Namespace) -> int:
         console.print(f"functional: baseline {_verdict(result.baseline)}, GradPIM "
                       f"{_verdict(pim) if pim else 'not run'}; final weights "
                       f"{'identical' if result.weights_match else 'DIFFER'}")
-    return _finish(args, result.to_dict(), runs, result.interrupted, paths,
+    return _finish(args, result.to_dict(started=started), runs, result.interrupted, paths,
                    time.perf_counter() - t0)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _verdict(r: RunResult) -> str:
@@ -331,7 +362,7 @@ def _finish(args: argparse.Namespace, data: dict[str, Any], runs: dict[str, RunR
 
 
 def _fmt_cycles(r: RunResult, cycles: int) -> str:
-    return f"{cycles * r.tCK_ns / 1000:,.1f} us ({cycles:,} cyc)"
+    return f"{cycles * r.tCK_ns / 1000:,.1f} µs ({cycles:,} cyc)"
 
 
 def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunConfig,
@@ -342,10 +373,10 @@ def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunCon
     if any(r.interrupted for r in runs.values()):
         title += " (INTERRUPTED: partial)"
     t = Table(title=escape(title), header_style="bold")
-    t.add_column("metric")
+    t.add_column("metric", no_wrap=True)
     labels = {"baseline": "host update", "pim": "GradPIM"}
     for name in runs:
-        t.add_column(labels.get(name, name), justify="right")
+        t.add_column(labels.get(name, name), justify="right", no_wrap=True)
     rs = list(runs.values())
 
     def row(label: str, fn: Any) -> None:
@@ -373,11 +404,11 @@ def results_table(runs: dict[str, RunResult], speedup: float | None, run: RunCon
     names = sorted({k for r in rs for k in r.dram["commands"]})
     for name in names:
         row(f"  {name}", lambda r, n=name: f"{r.dram['commands'].get(n, 0):,}")
-    row("DRAM energy", lambda r: f"{r.energy_nj.get('total', 0) / 1e3:,.1f} uJ")
+    row("DRAM energy", lambda r: f"{r.energy_nj.get('total', 0) / 1e3:,.1f} µJ")
     for comp in ("background", "act", "read", "write", "io", "refresh", "pim_column",
                  "pim_op"):
         if any(r.energy_nj.get(comp) for r in rs):
-            row(f"  {comp}", lambda r, c=comp: f"{r.energy_nj.get(c, 0) / 1e3:,.1f} uJ")
+            row(f"  {comp}", lambda r, c=comp: f"{r.energy_nj.get(c, 0) / 1e3:,.1f} µJ")
     row("schedule verified (hazards)",
         lambda r: "yes" if not r.schedule_violations
         else f"NO: {len(r.schedule_violations)} violations")

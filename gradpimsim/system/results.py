@@ -1,16 +1,21 @@
 """Results of an iteration run: figures, per-task records, and the files they are written to.
 
 ``RunResult.to_dict()`` follows the ``gradpimsim.results/1`` schema (documented in
-``docs/iteration.md``); the same figures are available as objects and pandas DataFrames.
-Writers: ``results.json`` (every figure plus the full configuration), ``tasks.csv`` (one row per
-task) and ``timeline.json`` (Chrome trace-event format: phases and tasks per engine, bandwidth
-counters per channel; opens in Perfetto or chrome://tracing).  Each file is written to a
-temporary name and renamed, so a reader never sees half a file.
+``docs/iteration.md``); the same figures are available as objects and tidy pandas DataFrames
+(``summary_df``, ``phases_df``, ``energy_df``, ``bandwidth_df``, ``traffic_df``,
+``utilization_df``, ``tasks_df``: :mod:`gradpimsim.system.tables`).
+Writers: ``results.json`` (every figure, the full configuration, the gradpimsim version and the
+time of the run), ``tasks.csv`` (one row per task) and ``timeline.json`` (Chrome trace-event
+format, :mod:`gradpimsim.system.timeline`; opens in Perfetto).  Each file is written to a
+temporary name and renamed, so a reader never sees half a file.  ``CompareResult.save`` and
+``load`` round-trip a comparison through one JSON file (every figure and task record; not the
+DRAM contents of a functional run).
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +26,7 @@ from gradpimsim.config.pim import PimConfig
 from gradpimsim.system.config import RunConfig
 from gradpimsim.system.executor import PHASES, Executor, TaskRecord
 from gradpimsim.system.memory import MemorySystem
+from gradpimsim.system.timeline import chrome_trace
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,6 +106,68 @@ class RunResult:
                 for p, v in self.phases.items()]
         return pd.DataFrame(rows)
 
+    def _runs(self) -> dict[str, RunResult]:
+        return {"pim" if self.config.pim else "baseline": self}
+
+    def summary_df(self) -> pd.DataFrame:
+        """One row: the run's headline figures (``tables.run_row``; units in the names)."""
+        from gradpimsim.system.tables import summary_frame
+
+        return summary_frame(self._runs())
+
+    def energy_df(self) -> pd.DataFrame:
+        """Energy per window and component, ``energy_uj`` (``tables.energy_frame``)."""
+        from gradpimsim.system.tables import energy_frame
+
+        return energy_frame(self._runs())
+
+    def bandwidth_df(self) -> pd.DataFrame:
+        """Bus bandwidth per channel and bin, ``bandwidth_gbs`` (``tables.bandwidth_frame``)."""
+        from gradpimsim.system.tables import bandwidth_frame
+
+        return bandwidth_frame(self._runs())
+
+    def traffic_df(self) -> pd.DataFrame:
+        """Bus bytes per phase, tensor class and direction (``tables.traffic_frame``)."""
+        from gradpimsim.system.tables import traffic_frame
+
+        return traffic_frame(self._runs())
+
+    def utilization_df(self) -> pd.DataFrame:
+        """PIM units' utilization per window (``tables.utilization_frame``)."""
+        from gradpimsim.system.tables import utilization_frame
+
+        return utilization_frame(self._runs())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], config: dict[str, Any] | None = None
+                  ) -> RunResult:
+        """A run back from its ``to_dict()`` (``tasks``: a list of task dicts, optional).
+        Restores every figure; not the DRAM contents of a functional run."""
+        tasks = [_task(t) for t in data.get("tasks", [])]
+        return cls(RunConfig.from_dict(dict(config if config is not None else data["config"])),
+                   data["memory"], data["cycles"], data["tCK_ns"], data["phases"], tasks,
+                   data["dram"], data["pim_units"], data["energy_nj"],
+                   data["energy_by_phase_nj"], data["bandwidth"], data["wall_s"],
+                   interrupted=data.get("interrupted", False), verified=data.get("verified"),
+                   mismatches=list(data.get("mismatches", [])),
+                   peak_rss_mb=data.get("peak_rss_mb"),
+                   schedule_violations=list(data.get("schedule_violations", [])),
+                   traffic=data.get("traffic", {}), overlap=dict(data.get("overlap", {})),
+                   pim_utilization=data.get("pim_utilization", {}))
+
+    def save(self, path: str | Path, *, force: bool = False) -> Path:
+        """This run as a results JSON with its task records (``RunResult.load`` reads it)."""
+        return _save(path, results_dict(self.config, self._runs()), self._runs(), force)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunResult:
+        """A run saved by :meth:`save` or written by ``gradpimsim run --out``."""
+        data, runs = _load(path)
+        if len(runs) != 1:
+            raise ValueError(f"{path}: holds {len(runs)} runs; use CompareResult.load")
+        return next(iter(runs.values()))
+
 
 @dataclass
 class CompareResult:
@@ -129,10 +197,63 @@ class CompareResult:
             out["pim"] = self.pim
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        data = results_dict(self.config, self.runs(), self.speedup, self.weights_match)
+    def to_dict(self, *, started: datetime.datetime | None = None) -> dict[str, Any]:
+        data = results_dict(self.config, self.runs(), self.speedup, self.weights_match,
+                            started=started)
         data["overlap"] = self.overlap
         return data
+
+    def summary_df(self) -> pd.DataFrame:
+        """One row per run (``tables.run_row``) with the comparison's figures repeated:
+        ``speedup``, ``ideal_speedup``, ``gain_captured``... (units in the names)."""
+        from gradpimsim.system.tables import comparison_metrics, summary_frame
+
+        return summary_frame(self.runs(), comparison_metrics(self))
+
+    def row(self) -> dict[str, Any]:
+        """The comparison as one flat row (``tables.comparison_row``): what a ``compare``
+        sweep point and ``compare_many`` record."""
+        from gradpimsim.system.tables import comparison_row
+
+        return comparison_row(self)
+
+    def energy_df(self) -> pd.DataFrame:
+        from gradpimsim.system.tables import energy_frame
+
+        return energy_frame(self.runs())
+
+    def bandwidth_df(self) -> pd.DataFrame:
+        from gradpimsim.system.tables import bandwidth_frame
+
+        return bandwidth_frame(self.runs())
+
+    def traffic_df(self) -> pd.DataFrame:
+        from gradpimsim.system.tables import traffic_frame
+
+        return traffic_frame(self.runs())
+
+    def utilization_df(self) -> pd.DataFrame:
+        from gradpimsim.system.tables import utilization_frame
+
+        return utilization_frame(self.runs())
+
+    def save(self, path: str | Path, *, force: bool = False) -> Path:
+        """The comparison as one JSON file: ``results.json``'s content plus every task record
+        (:meth:`load` restores the figures, the DataFrames and the plots; not the DRAM
+        contents of a functional run).  Written atomically; an existing file gradpimsim did
+        not write is replaced only with ``force``."""
+        return _save(path, self.to_dict(), self.runs(), force)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CompareResult:
+        """A comparison saved by :meth:`save`, or a ``results.json`` written by ``compare
+        --out`` (its task records then come from the ``tasks.csv`` beside it, if there)."""
+        data, runs = _load(path)
+        if "baseline" not in runs:
+            raise ValueError(f"{path}: holds no baseline run; use RunResult.load")
+        return cls(RunConfig.from_dict(dict(data["config"])), runs["baseline"],
+                   runs.get("pim"), weights_match=data.get("weights_match"),
+                   overlap=dict(data.get("overlap") or {}))
 
     def phases_df(self) -> pd.DataFrame:
         """Per-phase figures of both runs, one row per (run, phase)."""
@@ -154,10 +275,70 @@ class CompareResult:
 
 
 def results_dict(run: RunConfig, runs: dict[str, RunResult], speedup: float | None = None,
-                 weights_match: bool | None = None) -> dict[str, Any]:
+                 weights_match: bool | None = None, *,
+                 started: datetime.datetime | None = None) -> dict[str, Any]:
+    """The ``results.json`` content: ``config`` is every ``RunConfig`` field (``compare
+    --config results.json`` reproduces the run); ``gradpimsim`` says which version and build
+    made it and when (``started``: default, the end minus the longest run's wall time)."""
+    from gradpimsim.system.runfile import provenance
+
+    if started is None and runs:
+        started = (datetime.datetime.now(datetime.UTC)
+                   - datetime.timedelta(seconds=max(r.wall_s for r in runs.values())))
     return {"schema": SCHEMA, "workload": run.workload, "config": run.to_dict(),
+            "gradpimsim": provenance(started),
             "speedup": speedup, "weights_match": weights_match,
             "runs": {k: v.to_dict() for k, v in runs.items()}}
+
+
+def _task(d: dict[str, Any]) -> TaskRecord:
+    """A task record from its ``to_dict()`` or a ``tasks.csv`` row (accesses are not kept)."""
+    def num(key: str) -> int:
+        return int(d.get(key, -1))
+
+    layer = d.get("layer")
+    return TaskRecord(str(d["task"]), str(d["kind"]),
+                      None if layer in (None, "") else str(layer), str(d["engine"]),
+                      issue=num("issue"), compute_start=num("compute_start"),
+                      compute_end=num("compute_end"), end=num("end"),
+                      compute_cycles=int(d.get("compute_cycles", 0)),
+                      read_bytes=int(d.get("read_bytes", 0)),
+                      write_bytes=int(d.get("write_bytes", 0)))
+
+
+def _save(path: str | Path, data: dict[str, Any], runs: dict[str, RunResult],
+          force: bool) -> Path:
+    from gradpimsim.io_safety import output, preflight
+
+    p = Path(path)
+    preflight([output("save", p, "json")], force=force)
+    data = dict(data)
+    data["runs"] = {name: {**data["runs"][name], "tasks": [t.to_dict() for t in r.tasks]}
+                    for name, r in runs.items()}
+    _atomic_write(p, json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    return p
+
+
+def _load(path: str | Path) -> tuple[dict[str, Any], dict[str, RunResult]]:
+    from gradpimsim.io_safety import load_json_input
+
+    p = Path(path)
+    data = load_json_input(p)
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: not a gradpimsim results file (schema {SCHEMA})")
+    runs = {}
+    tasks_csv = p.with_name("tasks.csv")
+    csv_tasks: dict[str, list[dict[str, Any]]] = {}
+    if any("tasks" not in r for r in data["runs"].values()) and tasks_csv.is_file():
+        with open(tasks_csv, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                csv_tasks.setdefault(row["run"], []).append(row)
+    for name, r in data["runs"].items():
+        r = dict(r)
+        if "tasks" not in r:
+            r["tasks"] = csv_tasks.get(name, [])
+        runs[name] = RunResult.from_dict(r)
+    return data, runs
 
 
 # ---------------------------------------------------------------------- collection
@@ -240,47 +421,8 @@ def write_outputs(out: str | Path, data: dict[str, Any], runs: dict[str, RunResu
     written.append(p)
     if timeline:
         p = d / "timeline.json"
-        trace = chrome_trace(runs)
+        trace = chrome_trace(runs)  # (system.timeline)
         trace["otherData"] = {"schema": TIMELINE_SCHEMA}
         _atomic_write(p, json.dumps(trace, allow_nan=False))
         written.append(p)
     return written
-
-
-def chrome_trace(runs: dict[str, RunResult]) -> dict[str, Any]:
-    """Trace-event JSON: one process per run; threads for phases, NPU compute, DMA, GradPIM."""
-    events: list[dict[str, Any]] = []
-    threads = {"phases": 0, "NPU compute": 1, "NPU DMA in": 2, "NPU DMA out": 3, "GradPIM": 4}
-    for pid, (name, r) in enumerate(runs.items(), start=1):
-        us = r.tCK_ns / 1000.0
-        events.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
-                       "args": {"name": f"{name} ({r.config.workload})"}})
-        for tname, tid in threads.items():
-            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
-                           "args": {"name": tname}})
-
-        def span(name: str, cat: str, tid: int, a: int, b: int, args: dict[str, Any],
-                 pid: int = pid, us: float = us) -> None:
-            if a >= 0 and b >= a:
-                events.append({"ph": "X", "name": name, "cat": cat, "pid": pid, "tid": tid,
-                               "ts": a * us, "dur": (b - a) * us, "args": args})
-
-        for phase, v in r.phases.items():
-            span(phase, "phase", 0, v["start"], v["end"], {"cycles": v["cycles"]})
-        for t in r.tasks:
-            if t.end < 0:
-                continue
-            if t.engine == "pim":
-                span(t.task, t.phase, 4, t.issue, t.end, {"cycles": t.end - t.issue})
-                continue
-            span(t.task, t.phase, 2, t.issue, t.compute_start, {"bytes": t.read_bytes})
-            span(t.task, t.phase, 1, t.compute_start, t.compute_end,
-                 {"cycles": t.compute_cycles})
-            span(t.task, t.phase, 3, t.compute_end, t.end, {"bytes": t.write_bytes})
-        width = r.bandwidth["bin_cycles"]
-        seconds = width * r.tCK_ns * 1e-9
-        for ch, bins in enumerate(r.bandwidth["channels"]):
-            for i, b in enumerate(bins):
-                events.append({"ph": "C", "name": f"bandwidth ch{ch}", "pid": pid,
-                               "ts": i * width * us, "args": {"GB/s": b / seconds / 1e9}})
-    return {"traceEvents": events, "displayTimeUnit": "ns"}

@@ -69,7 +69,8 @@ def plan(run: RunConfig) -> Plan:
     schedule = expand_training(graph, run.optimizer_config(), run.precision_policy(),
                                run.dataflow(npu.cfg.residency_budget))
     costs = npu.schedule_costs(schedule)
-    layout = (lambda: ColocatedPolicy()) if run.layout == "colocated" else (lambda: "naive")
+    layout = (lambda: ColocatedPolicy(fit_banks=True)) if run.layout == "colocated" else (
+        lambda: "naive")
     placement = "shared" if run.layout == "naive" else run.placement
     alloc = place_iteration(schedule, cfg, layout, placement, run.param_banks)
     return Plan(cfg, schedule, npu, costs, alloc)

@@ -98,11 +98,12 @@ class HostUpdater:
         pl, n, prec, store = t.placements, t.numel, self.prec, self.store
         master = store.read_tensor(pl["weight"], "fp32", n).copy()
         grad = store.read_tensor(pl["grad"], prec.grad_dtype, n).copy()
-        state = {r: store.read_tensor(pl[r], "fp32", n).copy() for r in self.opt.state_roles}
+        roles = self.opt.state_roles + self.opt.const_roles
+        state = {r: store.read_tensor(pl[r], "fp32", n).copy() for r in roles}
         copy = reference.mixed_precision_step(self.opt, prec, master, grad, state, self.step)
         store.write_tensor(pl["weight"], master, "fp32")
-        for role, values in state.items():
-            store.write_tensor(pl[role], values, "fp32")
+        for role in self.opt.state_roles:  # the regularizer's tensors are read-only
+            store.write_tensor(pl[role], state[role], "fp32")
         if copy is not None:
             store.write_tensor(pl["weight_copy"], copy, prec.compute_dtype)
 

@@ -26,7 +26,7 @@ import simpy
 from gradpimsim.config import MemoryConfig
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.process import ControllerProcess
-from gradpimsim.controller.request import Request
+from gradpimsim.controller.request import trace_requests
 from gradpimsim.dram.address_map import AddressMap
 from gradpimsim.dram.commands import CommandSink
 from gradpimsim.runtime import simulation_gc
@@ -108,14 +108,10 @@ def replay_trace(
             chunk = check_chunk(chunk, cfg, path, wrap=wrap, sink=has_sink, prev_cycle=prev)
             if len(chunk.cycle):
                 prev = int(chunk.cycle[-1])
-            f = amap.decode_array(chunk.addr)
-            bank = amap.flat_banks(f)
-            for c, ctrl in enumerate(ctrls):
-                sel = f["ch"] == c if len(ctrls) > 1 else slice(None)
-                ctrl.submit_many(map(
-                    Request, chunk.addr[sel].tolist(), chunk.is_write[sel].tolist(),
-                    chunk.cycle[sel].tolist(), bank[sel].tolist(), f["ro"][sel].tolist(),
-                    f["co"][sel].tolist(), f["ra"][sel].tolist()))
+            per_channel = trace_requests(amap, chunk.addr.tolist(), chunk.is_write.tolist(),
+                                         chunk.cycle.tolist(), len(ctrls))
+            for ctrl, reqs in zip(ctrls, per_channel, strict=True):
+                ctrl.submit_many(reqs)
             done["submitted"] += len(chunk.addr)
             last = int(chunk.cycle[-1]) if len(chunk.cycle) else int(env.now)
             if last > env.now:
