@@ -62,6 +62,10 @@ class ControllerProcess:
     def _run(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
         ctrl = self.ctrl
+        if not self.follow:
+            # advance only when woken: a first step at creation would move an idle controller
+            # to cycle 1 before the requester submits its cycle-0 requests
+            yield self._wake
         while True:
             ctrl.run_until(int(env.now) + 1)
             nxt = ctrl.next_event() if self.follow and ctrl.busy else INF

@@ -114,11 +114,14 @@ def replay_trace(
                 ctrl.submit_many(reqs)
             done["submitted"] += len(chunk.addr)
             last = int(chunk.cycle[-1]) if len(chunk.cycle) else int(env.now)
-            if last > env.now:
-                yield env.timeout(last - int(env.now))
-            for p in procs:
-                p.wake()
-            yield env.timeout(0)
+            # commit decisions before ``last`` only: a woken controller decides up to the cycle
+            # after ``env.now``, and the next chunk may hold more requests at ``last``
+            if last - 1 > env.now:
+                yield env.timeout(last - 1 - int(env.now))
+            if env.now < last:
+                for p in procs:
+                    p.wake()
+                yield env.timeout(0)
             # back-pressure: let the controllers drain before reading on
             while any(len(c.pending) > MAX_PENDING for c in ctrls):
                 behind = max(len(c.pending) for c in ctrls)
