@@ -1,4 +1,7 @@
-"""Plots from a synthetic results JSON and sweep tables; bad input exits 2."""
+"""Plots from a synthetic results JSON and sweep tables; bad input exits 2.
+
+The sweep figures' values are read back from the figure objects (the results figures' are in
+``test_figures.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from gradpimsim.stats.plots import (
     plot_energy_breakdown,
     plot_phase_breakdown,
     plot_sweep_speedup,
+    plot_update_bench_speedup,
     speedup_pairs,
 )
 from gradpimsim.sweep import ResultStore, point_key
@@ -125,3 +129,39 @@ def test_missing_file_and_unpaired_sweep(tmp_path: Path,
     with pytest.raises(ConfigError, match="pim = true and pim = false"):
         plot_sweep_speedup(store.path)
     assert main(["plot", str(store.path)]) == 2
+
+
+def test_sweep_speedup_bars_show_each_pair_s_speedup() -> None:
+    """The bars read back from the figure: one per (batch, workload), its height cycles without
+    PIM / cycles with PIM of that pair (written here: 1000/400, 1000/500, 900/300, 900/600),
+    placed over its workload's tick."""
+    import pandas as pd
+
+    rows = []
+    cycles = {("a", 8): (1000, 400), ("a", 16): (1000, 500), ("b", 8): (900, 300),
+              ("b", 16): (900, 600)}
+    for (workload, batch), (off, on) in cycles.items():
+        for pim, c in ((False, off), (True, on)):
+            rows.append({"kind": "iteration", "status": "ok", "workload": workload,
+                         "batch": batch, "memory": "ddr4-2400", "pim": pim, "cycles": c})
+    fig = plot_sweep_speedup(pd.DataFrame(rows))
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    got = {}
+    for p in ax.patches:
+        if (p.get_gid() or "").startswith("speedup:"):
+            workload = ticks[round(p.get_x() + p.get_width() / 2)]
+            got[(workload, int(p.get_gid().split(":")[1]))] = p.get_height()
+    assert got == pytest.approx({("a", 8): 2.5, ("a", 16): 2.0, ("b", 8): 3.0, ("b", 16): 1.5})
+
+
+def test_update_bench_speedup_line_is_the_table() -> None:
+    """update-bench: the line's points are (params, speedup) of the table, in params order."""
+    import pandas as pd
+
+    df = pd.DataFrame({"kind": "update-bench", "status": "ok", "params": [4096, 1024, 2048],
+                       "speedup": [3.0, 1.5, 2.25]})
+    (line,) = [ln for ln in plot_update_bench_speedup(df).axes[0].get_lines()
+               if len(ln.get_xdata()) == 3]
+    assert list(line.get_xdata()) == [1024, 2048, 4096]
+    assert list(line.get_ydata()) == [1.5, 2.25, 3.0]

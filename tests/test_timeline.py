@@ -105,6 +105,30 @@ def test_concurrent_spans_get_lanes_and_every_task_is_drawn(result: CompareResul
             assert round((e["ts"] + e["dur"]) * 1000) == round(v["end"] * run.tCK_ns)
 
 
+def test_npu_tracks_are_the_task_table(result: CompareResult) -> None:
+    """Every finished NPU task of both runs is drawn as its three stages, by name, at the
+    cycles of the task table: DMA in [issue, compute_start), compute [compute_start,
+    compute_end), DMA out [compute_end, end), in ns (cycles x tCK, rounded); a stage of no
+    length (a task whose outputs stay on chip) is an empty span."""
+    trace = chrome_trace(result.runs())
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in trace["traceEvents"]
+             if e["ph"] == "M" and e["name"] == "thread_name"}
+    stages = {"NPU DMA in": ("issue", "compute_start"),
+              "NPU compute": ("compute_start", "compute_end"),
+              "NPU DMA out": ("compute_end", "end")}
+    for pid, run in ((1, result.baseline), (2, result.pim)):
+        tasks = [t for t in run.tasks if t.engine != "pim" and t.end >= 0]
+        assert tasks
+        for track, (a, b) in stages.items():
+            want = sorted((t.task, round(getattr(t, a) * run.tCK_ns),
+                           round(getattr(t, b) * run.tCK_ns)) for t in tasks
+                          if 0 <= getattr(t, a) <= getattr(t, b))
+            got = sorted((e["name"], round(e["ts"] * 1000), round((e["ts"] + e["dur"]) * 1000))
+                         for e in trace["traceEvents"] if e["ph"] == "X" and e["pid"] == pid
+                         and names[(pid, e["tid"])].split(" #")[0] == track)
+            assert got == want, track
+
+
 def test_counters_for_bandwidth_and_each_pim_unit(result: CompareResult) -> None:
     trace = chrome_trace(result.runs())
     counters: dict[tuple[int, str], list[tuple[float, float]]] = defaultdict(list)
