@@ -178,12 +178,23 @@ def bert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Callable[[str],
     "legacy-eval"])
 def test_bert_base_export_imports(bert, variant: str) -> None:
     """BERT-base (main failed on every exporter: constant-index embeddings).  The optimized
-    dynamo export drops the pooler's zero bias; the import restores it."""
+    dynamo export drops the pooler's zero bias; the import restores it.  With transformers 4.x
+    the optimized export also folds the token-type embedding (every token type is 0, so its
+    lookup is a constant): the file no longer holds that table, so the import cannot count it,
+    and it must name it instead (2 x 768 parameters short)."""
     model, get = bert
     g, msgs = imported(get(variant))
-    assert param_count(g) == torch_models.param_total(model) == 109_482_240
-    if variant.startswith("dynamo"):
-        assert graph_params(g) == model_params(model)
+    assert torch_models.param_total(model) == 109_482_240
+    folded = "embeddings.token_type_embeddings.weight"
+    if variant == "dynamo" and folded not in graph_params(g):
+        assert param_count(g) == 109_482_240 - 2 * 768
+        assert graph_params(g) == {k: v for k, v in model_params(model).items() if k != folded}
+        assert any(f"'{folded}'" in m and "optimize=False" in m for m in msgs)
+        msgs = [m for m in msgs if folded not in m]
+    else:
+        assert param_count(g) == 109_482_240
+        if variant.startswith("dynamo"):
+            assert graph_params(g) == model_params(model)
     assert all("restored the biases of 1 layer" in m for m in msgs)
     q = g.nodes["encoder.layer.0.attention.self.query" if variant.startswith("dynamo")
                 else "/m/encoder/layer.0/attention/self/query/MatMul"]
