@@ -245,3 +245,23 @@ def test_cli_knob_and_memory_toml_are_recorded(tmp_path: Path, tiny: str) -> Non
     units = json.loads((out / "results.json").read_text())["runs"]["pim"]["memory"]["pim_units"]
     assert units["read_to_op"] == 5
     assert main(["compare", tiny, "--pim-knob", "read_to_op=-1"]) == 2
+
+
+def test_update_bench_cli_takes_the_knob_from_the_memory_file_and_the_option(
+        tmp_path: Path) -> None:
+    """``update-bench`` honours the memory file's ``[pim]`` section and ``--pim-knob`` over it
+    (the same cycles as the Python bench above), and records the knobs in its JSON."""
+    def bench(*extra: str) -> dict:
+        out = tmp_path / "b.json"
+        assert main(["update-bench", "--params", "65536", "--no-functional", "--force",
+                     "--json", str(out), *extra]) == 0
+        return json.loads(out.read_text())
+
+    spec = tmp_path / "mem.toml"
+    spec.write_text('base = "ddr4-2400"\n[pim]\nread_to_op = 4\n')
+    data = bench("--config", str(spec))
+    assert (data["pim"]["cycles"], data["pim_units"]["read_to_op"]) == (43326, 4)
+    data = bench("--config", str(spec), "--pim-knob", "read_to_op=16")
+    assert (data["pim"]["cycles"], data["pim_units"]["read_to_op"]) == (48530, 16)
+    assert bench()["pim"]["cycles"] == 41454
+    assert main(["update-bench", "--params", "64", "--pim-knob", "read_to_op=x"]) == 2
