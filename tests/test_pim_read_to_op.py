@@ -265,3 +265,12 @@ def test_update_bench_cli_takes_the_knob_from_the_memory_file_and_the_option(
     assert (data["pim"]["cycles"], data["pim_units"]["read_to_op"]) == (48530, 16)
     assert bench()["pim"]["cycles"] == 41454
     assert main(["update-bench", "--params", "64", "--pim-knob", "read_to_op=x"]) == 2
+
+
+def test_sweep_update_bench_points_take_the_memory_files_knobs(tmp_path: Path) -> None:
+    from gradpimsim.sweep.runner import update_bench_runner
+
+    spec = tmp_path / "mem.toml"
+    spec.write_text('base = "ddr4-2400"\n[pim]\nread_to_op = 16\n')
+    point = {"memory": str(spec), "params": 65536, "functional": False}
+    assert update_bench_runner(point)["pim_cycles"] == 48530
