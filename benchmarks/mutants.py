@@ -211,6 +211,23 @@ MUTATIONS: tuple[Mutation, ...] = (
              "            wtr_s=wl + bl2 + t.tWTR_S - 1,\n",
              ("tests/test_checker_rules.py",),
              "checker accepts WR -> RD (other bank group) one cycle early"),
+    # -- PIM read-to-operation latency (pim.read_to_op) -------------------------------------
+    Mutation("R1", "pim knobs", "gradpimsim/dram/timing_table.py",
+             '    _r("bankgroup", Cmd.PIM_RD, Cmd.PIM_OP, "PIM_READ_OP", "pim_read_op", '
+             'pim=True),\n',
+             "",
+             ("tests/test_pim_read_to_op.py",),
+             "the controller ignores read_to_op (its timing-table row dropped)"),
+    Mutation("R2", "pim knobs", "gradpimsim/checker/rules.py",
+             "            pim_read_op=p.read_to_op,\n",
+             "            pim_read_op=max(p.read_to_op - 1, 0),\n",
+             ("tests/test_checker_rules.py",),
+             "checker accepts a PIM_OP one cycle short of read_to_op after its unit's PIM_RD"),
+    Mutation("R3", "pim knobs", "gradpimsim/pim/channel.py",
+             "                    v = bg_next[(fb2 // bpg) * NCMD + c2]\n",
+             "                    v = bg_next[(fb2 // bpg) * NCMD + c2] if c2 != PIM_OP else 0\n",
+             ("tests/test_pim_read_to_op.py",),
+             "run()'s inlined loop proposes a PIM_OP without its bank group's rules"),
     # -- plots, timeline -------------------------------------------------------------------
     Mutation("G1", "plots", "gradpimsim/stats/plots.py",
              "                ys.append(float(vals.mean()))\n",

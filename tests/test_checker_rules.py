@@ -244,6 +244,15 @@ CASES = [
     Case("pim_op_latency", lambda n: [act(0, bg=1), pim(Cmd.PIM_OP, n.tRCD, bg=-1),
                                       pim(Cmd.PIM_WR, n.tRCD + 4, bg=1, bk=0, row=1)],
          pim=PIM, id="op-all-units"),
+    # read_to_op = 7 (a knob, default 0): the unit's PIM_OP waits 7 after its latest PIM_RD;
+    # a broadcast PIM_OP (bank group -1) waits for every unit's latest PIM_RD.
+    Case("pim_read_op", lambda n: [act(0), pim(Cmd.PIM_RD, n.tRCD, bk=0, row=1),
+                                   pim(Cmd.PIM_OP, n.tRCD + 7)],
+         pim=PimConfig(read_to_op=7)),
+    Case("pim_read_op", lambda n: [act(0), act(n.tRRD_S, bg=1),
+                                   pim(Cmd.PIM_RD, n.tRRD_S + n.tRCD, bg=1, bk=0, row=1),
+                                   pim(Cmd.PIM_OP, n.tRRD_S + n.tRCD + 7, bg=-1)],
+         pim=PimConfig(read_to_op=7), id="op-all-units"),
     Case("pim_set", lambda n: [pim(Cmd.PIM_SET, 0, bg=-1), pim(Cmd.PIM_SET, n.tMRD, bg=-1)],
          pim=PIM, id="set-set"),
     Case("pim_set", lambda n: [pim(Cmd.PIM_SET, 0, bg=-1), pim(Cmd.PIM_OP, n.tMOD, bg=-1)],

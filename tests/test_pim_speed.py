@@ -20,6 +20,7 @@ import pytest
 import simpy
 
 from gradpimsim.arbiter.shared_channel import SharedChannel, SharedChannelProcess
+from gradpimsim.checker import ProtocolChecker
 from gradpimsim.config import preset
 from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, precision
@@ -50,17 +51,17 @@ def arb(policy: str) -> dict[str, Any]:
     return {"policy": name, "wait_bound": int(bound) if bound else None}
 
 
-def _program(cfg: Any, n: int, *, opt: OptimizerConfig = OPT,
-             functional: bool = False) -> tuple[PimProgram, Any]:
+def _program(cfg: Any, n: int, *, opt: OptimizerConfig = OPT, functional: bool = False,
+             pim: PimConfig = PIM) -> tuple[PimProgram, Any]:
     alloc = Allocator(cfg, ColocatedPolicy(chunk_columns=64))
     pl = alloc.place_group("p", update_tensors(n, opt, PREC))
     targets = [UpdateTarget("p", n, pl)]
-    program = build_program(targets, opt, PREC, cfg, PIM, step=2, amap=alloc.amap, lazy=True)
+    program = build_program(targets, opt, PREC, cfg, pim, step=2, amap=alloc.amap, lazy=True)
     extra = None
     if functional:
         store = DramStore(cfg, alloc.amap)
         refs = fill_parameters(store, targets, opt, PREC, np.random.default_rng(0))
-        extra = (PimArray(cfg, store, PIM), targets, refs)
+        extra = (PimArray(cfg, store, pim), targets, refs)
     return program, extra
 
 
@@ -85,10 +86,11 @@ def _traffic(shared: SharedChannel, n: int, gap: int, rows: list[int], seed: int
 
 
 def _shared_stream(cfg: Any, n: int, policy: str, fast: bool, host: int, gap: int = 5,
-                   functional: bool = False) -> tuple[list[Command], list[int], int, Any]:
-    program, extra = _program(cfg, n, functional=functional)
+                   functional: bool = False, pim: PimConfig = PIM,
+                   ) -> tuple[list[Command], list[int], int, Any]:
+    program, extra = _program(cfg, n, functional=functional, pim=pim)
     stream: list[Command] = []
-    shared = SharedChannel.build(cfg, PIM, **arb(policy), sink=stream.append,
+    shared = SharedChannel.build(cfg, pim, **arb(policy), sink=stream.append,
                                  array=extra[0] if extra else None)
     shared.fast = fast
     done: list[int] = []
@@ -133,13 +135,14 @@ def test_shared_fast_path_gives_the_reference_stream(case: tuple, policy: str) -
         assert any(c.cmd == Cmd.REF for c in ref[0])
 
 
-def _bulk_stream(cfg: Any, n: int, policy: str, fast: bool, host: int, gap: int,
-                 seed: int) -> tuple[list[Command], list[int], int, tuple[int, ...], int]:
+def _bulk_stream(cfg: Any, n: int, policy: str, fast: bool, host: int, gap: int, seed: int,
+                 pim: PimConfig = PIM,
+                 ) -> tuple[list[Command], list[int], int, tuple[int, ...], int]:
     """PIM's update with host *bulk* requests (a few to 64 bursts each, to rows PIM uses and
     others): the host streams bursts while PIM fills the command bus between them."""
-    program, _ = _program(cfg, n)
+    program, _ = _program(cfg, n, pim=pim)
     stream: list[Command] = []
-    shared = SharedChannel.build(cfg, PIM, **arb(policy), sink=stream.append)
+    shared = SharedChannel.build(cfg, pim, **arb(policy), sink=stream.append)
     shared.fast = fast
     done: list[int] = []
     shared.add_program(*_batch(program), on_done=done.append)
@@ -191,6 +194,70 @@ def test_shared_fast_path_is_functionally_exact(policy: str) -> None:
     fast = _shared_stream(cfg, 8000, policy, True, 1500, 7, functional=True)
     assert fast[0] == ref[0]
     assert ref[3] == [] and fast[3] == []
+
+
+#: A PIM read-to-operation latency (``pim.read_to_op``): the device's table holds each PIM_OP
+#: 7 cycles after its unit's latest PIM_RD, so every path must take its PIM_OP cycles from there.
+SLOW_READ = PimConfig(read_to_op=7)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[5], CASES[7]],
+                         ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}-{c[3]}")
+def test_fast_paths_with_a_read_to_op_latency(case: tuple, policy: str) -> None:
+    """With ``read_to_op`` set, the shared fast path (random and bulk host traffic) still
+    gives the reference stream, and the knob changed that stream (it binds somewhere)."""
+    name, over, n, host, gap = case
+    cfg = preset(name).with_overrides(**over) if over else preset(name)
+    ref = _shared_stream(cfg, n, policy, False, host, gap, pim=SLOW_READ)
+    fast = _shared_stream(cfg, n, policy, True, host, gap, pim=SLOW_READ)
+    assert fast[0] == ref[0]
+    assert fast[1:] == ref[1:]
+    assert ref[0] != _shared_stream(cfg, n, policy, False, host, gap)[0]
+    bulk_ref = _bulk_stream(cfg, n, policy, False, host // 4, gap * 8, 5, pim=SLOW_READ)
+    bulk_fast = _bulk_stream(cfg, n, policy, True, host // 4, gap * 8, 5, pim=SLOW_READ)
+    assert bulk_fast[0] == bulk_ref[0]
+    assert bulk_fast[1:4] == bulk_ref[1:4]
+
+
+@pytest.mark.parametrize("policy", ("host-first", "fair:200"))
+def test_fast_path_with_a_read_to_op_latency_is_functionally_exact(policy: str) -> None:
+    cfg = preset("ddr4-2400-x8").with_overrides(tREFI=1500)
+    ref = _shared_stream(cfg, 8000, policy, False, 1500, 7, functional=True, pim=SLOW_READ)
+    fast = _shared_stream(cfg, 8000, policy, True, 1500, 7, functional=True, pim=SLOW_READ)
+    assert fast[0] == ref[0]
+    assert ref[3] == [] and fast[3] == []
+
+
+def test_standalone_run_equals_stepping_with_a_read_to_op_latency() -> None:
+    """``run()``'s inlined loop and ``peek()``/``issue()`` agree with ``read_to_op`` set,
+    refresh and two ranks included; every PIM_OP sits >= 7 after its unit's latest PIM_RD."""
+    cfg = preset("ddr4-2400-x8").with_overrides(ranks=2, tREFI=1800)
+    program, _ = _program(cfg, 9000, pim=SLOW_READ)
+    streams = []
+    for stepping in (False, True):
+        out: list[Command] = []
+        chan = PimChannel(cfg, SLOW_READ, sink=out.append)
+        chan.add_program(*_batch(program))
+        if stepping:
+            while chan.peek() < INF:
+                chan.issue()
+        else:
+            chan.run()
+        streams.append(out)
+    assert streams[0] == streams[1]
+    checker = ProtocolChecker(cfg, SLOW_READ)
+    checker.observe_many(streams[0])
+    assert checker.finish().ok
+    last_rd: dict[tuple[int, int], int] = {}
+    gaps = []
+    for c in streams[0]:
+        if c.cmd == Cmd.PIM_RD:
+            last_rd[c.rank, c.bankgroup] = c.clk
+        elif c.cmd == Cmd.PIM_OP and (c.rank, c.bankgroup) in last_rd:
+            gaps.append(c.clk - last_rd[c.rank, c.bankgroup])
+    assert min(gaps) == 7
+    assert any(c.cmd == Cmd.REF for c in streams[0])
 
 
 def test_standalone_run_equals_stepping_with_a_floor() -> None:

@@ -23,8 +23,10 @@ def pim_rules(st: CheckState) -> dict[Cmd, Body]:
     viol, bad, bank_index, not_open = st.viol, st.bad, st.bank_index, st.not_open
     rcd, wtr_l = L.rcd, L.wtr_l
     p_ccd, p_wtr, p_op, p_ss, p_so = L.pim_ccd, L.pim_wtr, L.pim_op, L.pim_set_set, L.pim_set_op
+    p_rop = L.pim_read_op
     open_row, b_act, b_prd, b_pwr = st.open_row, st.b_act, st.b_prd, st.b_pwr
     g_hcol, g_pcol, g_wr, g_pwr, g_op = st.g_hcol, st.g_pcol, st.g_wr, st.g_pwr, st.g_op
+    g_prd = st.g_prd
     r_set = st.r_set
 
     def latest_col(gid: int) -> Command:
@@ -60,6 +62,7 @@ def pim_rules(st: CheckState) -> dict[Cmd, Body]:
                 if t - p[0] < wtr_l:
                     viol("tWTR_L", cmd, p, wtr_l, t - p[0])
                 b_prd[bid] = cmd
+                g_prd[gid] = cmd
             g_pcol[gid] = cmd
 
         return h_pim_column
@@ -68,11 +71,18 @@ def pim_rules(st: CheckState) -> dict[Cmd, Body]:
         p = r_set[rid]
         if t - p[0] < p_so:
             viol("pim_set", cmd, p, p_so, t - p[0])
-        if bg == -1:
+        if bg == -1:  # every unit of the rank: each one's latest PIM_RD must have arrived
             for g in range(rid * NG, rid * NG + NG):
+                p = g_prd[g]
+                if t - p[0] < p_rop:
+                    viol("pim_read_op", cmd, p, p_rop, t - p[0])
                 g_op[g] = cmd
         elif 0 <= bg < NG:
-            g_op[rid * NG + bg] = cmd
+            g = rid * NG + bg
+            p = g_prd[g]
+            if t - p[0] < p_rop:
+                viol("pim_read_op", cmd, p, p_rop, t - p[0])
+            g_op[g] = cmd
         else:
             bad(cmd, f"bank group {bg} outside 0..{NG - 1} (or -1 for every unit)")
 

@@ -55,6 +55,8 @@ RULES: dict[str, str] = {
     "pim_rtp": "PIM_RD -> PRE >= pim.read_to_precharge",
     "pim_wr": "PIM_WR -> PRE >= pim.write_recovery",
     "pim_op_latency": "PIM_OP -> PIM_WR on the same unit >= pim.op_latency",
+    "pim_read_op": "PIM_RD -> PIM_OP on the same unit (every unit of the rank for a "
+                   "broadcast PIM_OP) >= pim.read_to_op",
     "pim_set": "PIM_SET -> PIM_SET >= pim.set_to_set, PIM_SET -> PIM_OP >= pim.set_to_op",
 }
 
@@ -104,6 +106,7 @@ class Limits:
     pim_rtp: int
     pim_wr: int
     pim_op: int
+    pim_read_op: int
     pim_set_set: int
     pim_set_op: int
 
@@ -160,6 +163,9 @@ class Limits:
             pim_rtp=p.read_to_precharge if p.read_to_precharge is not None else t.AL + t.tRTP,
             pim_wr=p.write_recovery if p.write_recovery is not None else bl2 + t.tWR,
             pim_op=p.op_latency,
+            # PIM_RD -> PIM_OP on the unit: the read's data reaches the register read_to_op
+            # cycles after the PIM_RD (0 by default: no rule beyond the command bus).
+            pim_read_op=p.read_to_op,
             pim_set_set=p.set_to_set if p.set_to_set is not None else t.tMRD,
             pim_set_op=p.set_to_op if p.set_to_op is not None else t.tMOD,
         )

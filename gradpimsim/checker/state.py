@@ -58,6 +58,7 @@ class CheckState:
         self.g_pcol = [never] * n_groups  # latest PIM_RD/PIM_WR
         self.g_wr = [never] * n_groups  # latest host WR
         self.g_pwr = [never] * n_groups  # latest PIM_WR
+        self.g_prd = [never] * n_groups  # latest PIM_RD
         self.g_op = [never] * n_groups  # latest PIM_OP addressing the unit
         # per rank
         self.r_act = [never] * n_ranks

@@ -36,6 +36,7 @@ class PimTiming:
     set_to_op: int
     op_latency: int
     sqrt_div_latency: int
+    read_to_op: int
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ class PimConfig:
     scalar_registers: int = 8
     #: PIM_OP fixed latency: a PIM_WR on the same unit waits this long after the last PIM_OP.
     op_latency: int = 4
+    #: PIM_RD -> PIM_OP on the same unit: the read's data reaches the unit's register this many
+    #: cycles after the PIM_RD issues, so the unit's next PIM_OP waits that long after its
+    #: latest PIM_RD (0: the data is taken to be in the register when the next command may
+    #: issue, the model before this knob).
+    read_to_op: int = 0
     #: Column-to-column spacing of PIM_RD/PIM_WR with any column command in the same bank group
     #: (``None``: tCCD_L).  Different bank groups are limited only by the command bus.
     col_to_col: int | None = None
@@ -80,6 +86,11 @@ class PimConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
                 raise ConfigError(f"pim.{name}", f"must be an integer >= 1 or unset, got {value!r}")
+        value = self.read_to_op
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError("pim.read_to_op",
+                              f"must be an integer >= 0 (cycles from a PIM_RD to the unit's next "
+                              f"PIM_OP, 0 for none), got {value!r}; e.g. read_to_op = 4")
         for key, value in self.energy_pj.items():
             if key not in PIM_ENERGY_PJ:
                 raise ConfigError(f"pim.energy_pj.{key}",
@@ -109,6 +120,7 @@ class PimConfig:
             set_to_op=knob(self.set_to_op, t.tMOD),
             op_latency=self.op_latency,
             sqrt_div_latency=self.sqrt_div_latency,
+            read_to_op=self.read_to_op,
         )
 
 

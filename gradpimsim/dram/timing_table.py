@@ -79,6 +79,7 @@ RULES: tuple[Rule, ...] = (
     _r("bankgroup", _HOST_COL, _PIM_COL, "PIM_CCD", "pim_ccd", pim=True),
     _r("bankgroup", Cmd.PIM_WR, _RD + (Cmd.PIM_RD,), "PIM_WTR", "pim_wtr", pim=True),
     _r("bankgroup", Cmd.PIM_OP, Cmd.PIM_WR, "PIM_OP_LATENCY", "pim_op_latency", pim=True),
+    _r("bankgroup", Cmd.PIM_RD, Cmd.PIM_OP, "PIM_READ_OP", "pim_read_op", pim=True),
     # --- same rank ---
     _r("rank", Cmd.ACT, Cmd.ACT, "tRRD_S", "tRRD_S"),
     _r("rank", Cmd.ACT, Cmd.ACT, "tFAW", "tFAW", window=4),
@@ -119,6 +120,7 @@ def gap_symbols(cfg: MemoryConfig, pim: PimConfig | None = None) -> dict[str, in
         PIM_RTP=p.read_to_precharge,
         PIM_WR_RECOVERY=p.write_recovery,
         PIM_OP_LATENCY=p.op_latency,
+        PIM_READ_OP=p.read_to_op,
         PIM_SET_SET=p.set_to_set,
         PIM_SET_OP=p.set_to_op,
     )

@@ -75,25 +75,27 @@ def closed_form_cycles(program: PimProgram, cfg: MemoryConfig,
 def unit_chain_cycles(program: PimProgram, cfg: MemoryConfig,
                       pim: PimConfig | None = None) -> int:
     """The busiest unit's dependence chain in cycles (one command per clock *per unit*,
-    PIM column spacing, write-to-read turnaround and PIM_OP latency; no rows, no refresh)."""
+    PIM column spacing, write-to-read turnaround, read-to-operation and PIM_OP latency; no
+    rows, no refresh)."""
     p = (pim or PimConfig()).resolved(cfg.timing, cfg.burst_cycles)
-    ccd, w2r = p.col_to_col, p.write_to_read
+    ccd, w2r, r2o = p.col_to_col, p.write_to_read, p.read_to_op
     lat, long_lat = p.op_latency, p.sqrt_div_latency
     rd, wr, op = Cmd.PIM_RD, Cmd.PIM_WR, Cmd.PIM_OP
     worst = 0
     for prog in program.units.values():
         now = -1
-        col = wr_t = op_ready = _NEVER
+        col = wr_t = rd_t = op_ready = _NEVER
         for ins in prog:
             c = ins.cmd
             now += 1
             if c == rd:
                 now = max(now, col + ccd, wr_t + w2r)
-                col = now
+                col = rd_t = now
             elif c == wr:
                 now = max(now, col + ccd, op_ready)
                 col = wr_t = now
             elif c == op:
+                now = max(now, rd_t + r2o)
                 op_ready = max(op_ready, now + (long_lat if ins.op in SQRT_DIV_OPS else lat))
         worst = max(worst, now + 1)
     return worst

@@ -17,7 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from gradpimsim.bench.update import LAYOUTS, UpdateBench, run_update_bench
-from gradpimsim.config import ConfigError, load_config
+from gradpimsim.config import ConfigError, load_config, load_pim_config
+from gradpimsim.config.pim import PimConfig, pim_from_dict, pim_knobs
 from gradpimsim.config.training import OPTIMIZERS, OptimizerConfig, precision
 from gradpimsim.options import finite_float, positive_int
 from gradpimsim.pim.errors import LayoutError
@@ -54,6 +55,10 @@ def add_parser(subparsers: Any) -> None:
                    help="precision policy (fp32, mixed, mixed-bf16, mixed-int8; default mixed)")
     p.add_argument("--config", "-c", default="ddr4-2400", metavar="PRESET|FILE",
                    help="memory preset or file (default ddr4-2400)")
+    p.add_argument("--pim-knob", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a GradPIM unit knob over the memory file's [pim] section, e.g. "
+                   "read_to_op=4, op_latency=8, has_sqrt_div=true (repeatable; "
+                   "docs/gradpim.md section 1)")
     p.add_argument("--channels", type=positive_int, help="override the number of channels")
     p.add_argument("--ranks", type=positive_int, help="override the number of ranks per channel")
     p.add_argument("--layout", choices=LAYOUTS, default="colocated",
@@ -82,6 +87,7 @@ def run_update_bench_cli(args: argparse.Namespace) -> int:
     from gradpimsim.io_safety import commit, create_partial, discard, output, preflight
 
     cfg = load_config(args.config, channels=args.channels, ranks=args.ranks)
+    pim = bench_pim_config(args.config, args.pim_knob)
     base = args.optimizer.removeprefix("ewc-")
     momentum = 0.9 if base in ("momentum", "nesterov") else 0.0
     opt = OptimizerConfig(args.optimizer, momentum=momentum, reg_lambda=args.reg_lambda)
@@ -104,7 +110,7 @@ def run_update_bench_cli(args: argparse.Namespace) -> int:
     try:
         sink = writer.write if writer is not None else None
         if args.program == "step":
-            bench = run_update_bench(cfg, args.params, opt, prec, layout=args.layout,
+            bench = run_update_bench(cfg, args.params, opt, prec, pim=pim, layout=args.layout,
                                      functional=not args.no_functional, step=args.step,
                                      pim_sink=sink)
         else:
@@ -112,7 +118,7 @@ def run_update_bench_cli(args: argparse.Namespace) -> int:
 
             if args.layout != "colocated":
                 raise LayoutError("the boundary programs run on the co-located layout only")
-            bench = run_importance_bench(cfg, args.params, args.program, opt, prec,
+            bench = run_importance_bench(cfg, args.params, args.program, opt, prec, pim=pim,
                                          functional=not args.no_functional,
                                          first=args.step == 1, samples=args.samples,
                                          pim_sink=sink)
@@ -139,8 +145,20 @@ def run_update_bench_cli(args: argparse.Namespace) -> int:
     if args.json:
         from gradpimsim.trace.cli import write_json_atomic
 
-        write_json_atomic(args.json, {"schema": BENCH_SCHEMA, **bench.to_dict()})
+        write_json_atomic(args.json, {"schema": BENCH_SCHEMA, **bench.to_dict(),
+                                      "pim_units": pim_knobs(pim)})
     return 0 if bench.verified in (None, True) else 1
+
+
+def bench_pim_config(memory: str, items: list[str]) -> PimConfig:
+    """The units of the bench: the memory file's ``[pim]`` section, then ``--pim-knob``s."""
+    from gradpimsim.system.cli import _pim_knobs
+
+    base = load_pim_config(memory)
+    knobs = _pim_knobs(items)
+    if not knobs:
+        return base
+    return pim_from_dict({**pim_knobs(base), **knobs}, source="--pim-knob")
 
 
 def regularizer_note(opt: OptimizerConfig, prec: Any, *, first_step: bool = False) -> str:

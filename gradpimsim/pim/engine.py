@@ -14,7 +14,8 @@ Scheduling policy (results depend on it, so it is stated exactly)
   prologue: they do not read scalar registers.
 - **PIM_OP latency.**  The device's table spaces PIM_OP -> PIM_WR by ``op_latency``; after a
   ``sqrt``/``div``/``divs`` (the Adam extension) the engine itself holds the unit's next PIM_WR
-  until ``sqrt_div_latency`` has passed (the table and the checker see no op names).
+  until ``sqrt_div_latency`` has passed (the table and the checker see no op names).  The
+  table also holds a unit's PIM_OP ``read_to_op`` after its latest PIM_RD (default 0).
 - **Row preparation runs ahead.**  Each unit buffers up to ``lookahead`` instructions and knows,
   per bank, the sequence of rows they touch.  A bank whose open row is not the next row it will
   need is precharged, and a closed bank is activated with that next row, as soon as the timing

@@ -93,16 +93,17 @@ def get_runner(kind: str) -> Runner:
 def update_bench_runner(params: dict[str, Any]) -> Metrics:
     """One ``update-bench`` point: host versus GradPIM optimizer step, flat metrics."""
     from gradpimsim.bench.update import run_update_bench
-    from gradpimsim.config import load_config
+    from gradpimsim.config import load_config, load_pim_config
     from gradpimsim.config.training import OptimizerConfig, precision
 
-    cfg = load_config(params.get("memory", "ddr4-2400"), channels=params.get("channels"),
-                      ranks=params.get("ranks"))
+    memory = params.get("memory", "ddr4-2400")
+    cfg = load_config(memory, channels=params.get("channels"), ranks=params.get("ranks"))
     name = params.get("optimizer", "momentum")
     base = OptimizerConfig(name).base  # an ewc-* optimizer's momentum is its base's
     opt = OptimizerConfig(name, momentum=0.9 if base in ("momentum", "nesterov") else 0.0)
     b = run_update_bench(cfg, int(params["params"]), opt, precision(params.get("precision",
-                         "mixed")), layout=params.get("layout", "colocated"),
+                         "mixed")), pim=load_pim_config(memory),
+                         layout=params.get("layout", "colocated"),
                          functional=bool(params.get("functional", True)),
                          step=int(params.get("step", 2)))
     h, p = b.host, b.pim
