@@ -40,6 +40,7 @@ class AddressMap:
     """Decode and encode physical byte addresses for one memory configuration."""
 
     def __init__(self, cfg: MemoryConfig) -> None:
+        self.cfg = cfg
         o = cfg.org
         self.offset_bits = _log2(o.burst_bytes)
         widths = {
@@ -71,6 +72,12 @@ class AddressMap:
         self._ro = (self.shift["ro"], self.mask["ro"])
         self._co = (self.shift["co"], self.mask["co"])
 
+
+    def __reduce__(self) -> tuple[type[AddressMap], tuple[MemoryConfig]]:
+        """Pickle as the configuration it was built from: a compiled (mypyc) class cannot be
+        rebuilt field by field, and a functional run's DRAM store, which holds its map, comes
+        back from a worker process."""
+        return (AddressMap, (self.cfg,))
     def fields(self, addr: int) -> tuple[int, int, int, int, int, int]:
         """:meth:`decode` as a plain tuple (channel, rank, bankgroup, bank, row, col): the DMA
         front end's per-row path, without building a named tuple."""
