@@ -101,3 +101,19 @@ def test_address_map_survives_a_process_boundary() -> None:
     assert type(back) is AddressMap and back.cfg == cfg
     for addr in (0, 64, 123_456_789 * 64, amap.capacity - 64):
         assert back.decode(addr) == amap.decode(addr)
+
+
+def test_frozen_pim_records_survive_a_process_boundary() -> None:
+    """A run's update targets (and the recipes of its programs) are frozen dataclasses in
+    compiled modules: pickle must rebuild them through their constructors (compiled, it failed
+    with "cannot assign to field 'name'")."""
+    import pickle
+
+    from gradpimsim.config.training import OptimizerConfig
+    from gradpimsim.pim.program import UpdateTarget
+    from gradpimsim.pim.recipes import Recipe
+
+    target = UpdateTarget("fc.weight", 1024, {"param": [(0, 4096)]})
+    assert pickle.loads(pickle.dumps(target)) == target
+    recipe = Recipe(OptimizerConfig(), "fp32", "fp16", False, True, {"lr": 0}, "update")
+    assert pickle.loads(pickle.dumps(recipe)) == recipe

@@ -36,6 +36,12 @@ class UpdateTarget:
     numel: int
     placements: dict[str, Any]  # role -> TensorPlacement (segments of byte addresses)
 
+    def __reduce__(self) -> tuple[type[UpdateTarget], tuple[str, int, dict[str, Any]]]:
+        """Pickle through the constructor: compiled (mypyc), a frozen dataclass cannot be
+        rebuilt field by field (its fields refuse assignment), and a run's targets come back
+        from its worker process."""
+        return (UpdateTarget, (self.name, self.numel, self.placements))
+
 
 @dataclass
 class UnitCounts:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -118,6 +119,12 @@ class Recipe:
     s: dict[str, int]  # scalar name -> register
     #: ``update`` (the optimizer step), ``fisher`` or ``consolidate`` (``RECIPE_KINDS``).
     kind: str = "update"
+
+    def __reduce__(self) -> tuple[type[Recipe], tuple[Any, ...]]:
+        """Pickle through the constructor (compiled, a frozen dataclass cannot be rebuilt field
+        by field; see ``UpdateTarget.__reduce__``)."""
+        return (Recipe, (self.opt, self.grad_dtype, self.copy_dtype, self.first_step,
+                         self.scale_grad, self.s, self.kind))
 
     @property
     def adam(self) -> bool:
