@@ -24,7 +24,7 @@ from gradpimsim.config.pim import PimConfig
 from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy
 from gradpimsim.dram.commands import Command
 from gradpimsim.host.allocator import Allocator
-from gradpimsim.pim import datapath, reference
+from gradpimsim.pim import reference
 from gradpimsim.pim.bounds import pim_bounds
 from gradpimsim.pim.engine import PimEngine
 from gradpimsim.pim.functional import PimArray
@@ -38,6 +38,7 @@ from gradpimsim.pim.importance import (
 from gradpimsim.pim.kernels import UpdateTarget
 from gradpimsim.pim.layout import ColocatedPolicy
 from gradpimsim.pim.store import DramStore
+from gradpimsim.pim.values import seeded_gradient
 
 
 def run_importance_bench(cfg: MemoryConfig, params: int, stage: str,
@@ -95,11 +96,7 @@ def _fill(store: DramStore, pl: dict[str, Any], n: int, stage: str, prec: Precis
     if stage == "consolidate":
         new_omega, theta_old = reference.consolidate(omega, fisher, w, samples)
         return {"omega": new_omega, "theta_old": theta_old}
-    if prec.grad_dtype == "int8":  # quantized with scale 1.0, as the program assumes
-        g = rng.integers(-128, 128, n).astype(np.int8)
-    else:
-        g = datapath.from_fp32((rng.standard_normal(n) * 0.1).astype(np.float32),
-                               prec.grad_dtype)
+    g = seeded_gradient(rng, n, prec.grad_dtype)
     store.write_tensor(pl["grad"], g, prec.grad_dtype)
     wide = reference.widen_grad(g, prec.grad_dtype)
     return {"fisher": reference.fisher_step(None if first else fisher, wide)}

@@ -18,6 +18,15 @@ from gradpimsim.pim.kernels import UpdateTarget
 from gradpimsim.pim.store import DramStore
 
 
+def seeded_gradient(rng: np.random.Generator, n: int, dtype: str) -> np.ndarray:
+    """``n`` seeded gradient values in ``dtype``: int8 quantized with scale 1.0 (as the PIM
+    program assumes), otherwise N(0, 0.1) rounded from fp32.  One definition, so the update
+    bench, the importance programs and the full-system run draw the same stream."""
+    if dtype == "int8":
+        return rng.integers(-128, 128, n).astype(np.int8)
+    return datapath.from_fp32((rng.standard_normal(n) * 0.1).astype(np.float32), dtype)
+
+
 def fill_parameters(store: DramStore, targets: Sequence[UpdateTarget], opt: OptimizerConfig,
                     prec: PrecisionPolicy, rng: np.random.Generator) -> list[dict[str, Any]]:
     """Seeded random weights, state and gradients in DRAM; returns the reference's own copies."""
@@ -33,11 +42,7 @@ def fill_parameters(store: DramStore, targets: Sequence[UpdateTarget], opt: Opti
                 s = np.abs(s)
             store.write_tensor(pl[role], s, "fp32")
             state[role] = s.copy()
-        if prec.grad_dtype == "int8":  # quantized with scale 1.0, as the program assumes
-            g = rng.integers(-128, 128, n).astype(np.int8)
-        else:
-            g = datapath.from_fp32((rng.standard_normal(n) * 0.1).astype(np.float32),
-                                   prec.grad_dtype)
+        g = seeded_gradient(rng, n, prec.grad_dtype)
         store.write_tensor(pl["grad"], g, prec.grad_dtype)
         # a regularizer's importance (>= 0) and the weights of the last task boundary (near
         # today's), drawn last so that the other values match the unregularized optimizer's
