@@ -26,10 +26,13 @@ ILLEGAL = [Command(0, Cmd.ACT, 0, 0, 0, 0, 1, -1), Command(16, Cmd.RD, 0, 0, 0, 
 
 
 def test_legal_trace_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = _trace(tmp_path / "ok.trace", LEGAL)
+    deep = tmp_path / ("d" * 90)  # a path longer than a line: the header must not wrap
+    deep.mkdir()
+    path = _trace(deep / "ok.trace", LEGAL)
     assert main(["check", path, "--config", "ddr4-2400"]) == 0
     out = capsys.readouterr().out
-    assert "LEGAL" in out and "5 commands" in out and "ACT" in out
+    assert f"{path}: 5 commands up to clk 9,400, config ddr4-2400" in out.splitlines()[0]
+    assert "LEGAL" in out and "ACT" in out
     assert "Refresh" in out and "9,344" in out  # the one REF-to-REF gap
 
 

@@ -116,7 +116,8 @@ def print_summary(console: Console, report: CheckReport, trace: str, cfg: Memory
                   show: int) -> None:
     """The human-readable report: what was seen, what broke, refresh behaviour."""
     console.print(f"[bold]{escape(str(trace))}[/]: {report.commands:,} commands up to clk "
-                  f"{report.end_clk:,}, config {cfg.name}" + (" + GradPIM" if report.pim else ""))
+                  f"{report.end_clk:,}, config {cfg.name}" + (" + GradPIM" if report.pim else ""),
+                  soft_wrap=True)  # one line however long the path: greppable when piped
     if report.by_type:
         types = Table(title="Commands", title_justify="left")
         types.add_column("command")
