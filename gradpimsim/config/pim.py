@@ -8,6 +8,7 @@ that a wrong resolution in one cannot hide in the other.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gradpimsim.config.model import ConfigError, Timing
@@ -157,3 +158,31 @@ def pim_knobs(pim: PimConfig) -> dict[str, object]:
     """The knobs as plain data (for results.json): what a run's units were."""
     return {k: (list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, dict) else v)
             for k, v in ((k, getattr(pim, k)) for k in PIM_KEYS)}
+
+
+def with_knobs(base: PimConfig, knobs: Mapping[str, object], *, source: str) -> PimConfig:
+    """``base`` with ``knobs`` set over it, knob by knob (validated as a ``[pim]`` table
+    naming ``source``); ``base`` itself when there are none."""
+    if not knobs:
+        return base
+    return pim_from_dict({**pim_knobs(base), **knobs}, source=source)
+
+
+def parse_knob_options(items: Iterable[str]) -> dict[str, object]:
+    """``--pim-knob KEY=VALUE`` options as a dict, each value read as a TOML value (numbers,
+    true/false, ["lists"]); the keys are checked when the knobs are applied (:func:`with_knobs`)."""
+    import tomllib
+
+    knobs: dict[str, object] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ConfigError("pim_knobs", f"--pim-knob {item!r}: expected KEY=VALUE, "
+                                           "e.g. --pim-knob vector_registers=16")
+        try:
+            knobs[key] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ConfigError(f"pim.{key}", f"--pim-knob {item!r}: {text!r} is not a number, "
+                                            "true/false or a quoted string") from None
+    return knobs

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from gradpimsim.bench.update import LAYOUTS, UpdateBench, run_update_bench
 from gradpimsim.config import ConfigError, load_config, load_pim_config
-from gradpimsim.config.pim import PimConfig, pim_from_dict, pim_knobs
+from gradpimsim.config.pim import PimConfig, parse_knob_options, pim_knobs, with_knobs
 from gradpimsim.config.training import OPTIMIZERS, OptimizerConfig, precision
 from gradpimsim.options import finite_float, positive_int
 from gradpimsim.pim.errors import LayoutError
@@ -152,13 +152,7 @@ def run_update_bench_cli(args: argparse.Namespace) -> int:
 
 def bench_pim_config(memory: str, items: list[str]) -> PimConfig:
     """The units of the bench: the memory file's ``[pim]`` section, then ``--pim-knob``s."""
-    from gradpimsim.system.cli import _pim_knobs
-
-    base = load_pim_config(memory)
-    knobs = _pim_knobs(items)
-    if not knobs:
-        return base
-    return pim_from_dict({**pim_knobs(base), **knobs}, source="--pim-knob")
+    return with_knobs(load_pim_config(memory), parse_knob_options(items), source="--pim-knob")
 
 
 def regularizer_note(opt: OptimizerConfig, prec: Any, *, first_step: bool = False) -> str:

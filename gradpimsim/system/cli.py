@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gradpimsim.config.model import ConfigError
+from gradpimsim.config.pim import parse_knob_options
 from gradpimsim.graph.importers.python_entry import AllowPython
 from gradpimsim.host.fusion import FUSION_POLICIES
 from gradpimsim.host.npu import DEFAULT_NPU
@@ -142,26 +142,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     mark_defaults(p, set(RUN_OPTIONS))
 
 
-def _pim_knobs(items: list[str]) -> dict[str, object]:
-    """``--pim-knob KEY=VALUE`` options as a dict, each value read as a TOML value (numbers,
-    true/false, ["lists"]); checked against the knobs when the run is configured."""
-    import tomllib
-
-    knobs: dict[str, object] = {}
-    for item in items:
-        key, eq, text = item.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise ConfigError("pim_knobs", f"--pim-knob {item!r}: expected KEY=VALUE, "
-                                           "e.g. --pim-knob vector_registers=16")
-        try:
-            knobs[key] = tomllib.loads(f"v = {text.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            raise ConfigError(f"pim.{key}", f"--pim-knob {item!r}: {text!r} is not a number, "
-                                            "true/false or a quoted string") from None
-    return knobs
-
-
 #: Option ``dest`` -> RunConfig field, for the options that set one: every option whose
 #: ``dest`` is a field's name, and ``--no-batch`` (``batch_runs`` inverted).
 RUN_OPTIONS = {**{f.name: f.name for f in dataclasses.fields(RunConfig)},
@@ -181,7 +161,7 @@ def _config(args: argparse.Namespace, pim: bool | None) -> RunConfig:
     if pim is not None:
         given["pim"] = pim
     file_values = load_run_file(args.run_file) if args.run_file else None
-    typed_knobs = _pim_knobs(getattr(args, "pim_knob", None) or [])
+    typed_knobs = parse_knob_options(getattr(args, "pim_knob", None) or [])
     if typed_knobs:  # each typed knob over the file's knobs (not the whole table)
         given["pim_knobs"] = {**(file_values or {}).get("pim_knobs", {}), **typed_knobs}
     return merge(given, file_values)

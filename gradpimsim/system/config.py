@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradpimsim.config import ConfigError, MemoryConfig, load_config, load_pim_config
-from gradpimsim.config.pim import PimConfig, pim_from_dict, pim_knobs
+from gradpimsim.config.pim import PimConfig, with_knobs
 from gradpimsim.config.training import OptimizerConfig, PrecisionPolicy, precision
 from gradpimsim.host.fusion import FUSION_POLICIES
 from gradpimsim.host.npu import DEFAULT_NPU
@@ -142,10 +142,8 @@ class RunConfig:
 
     def pim_config(self) -> PimConfig:
         """The GradPIM units: the memory TOML's ``[pim]`` section, then ``pim_knobs``."""
-        base = load_pim_config(self.memory)
-        if not self.pim_knobs:
-            return base
-        return pim_from_dict({**pim_knobs(base), **self.pim_knobs}, source="the run's PIM knobs")
+        return with_knobs(load_pim_config(self.memory), self.pim_knobs,
+                          source="the run's PIM knobs")
 
     def with_pim(self, pim: bool) -> RunConfig:
         return dataclasses.replace(self, pim=pim)
