@@ -229,15 +229,15 @@ def test_fast_path_with_a_read_to_op_latency_is_functionally_exact(policy: str) 
     assert ref[3] == [] and fast[3] == []
 
 
-def test_standalone_run_equals_stepping_with_a_read_to_op_latency() -> None:
-    """``run()``'s inlined loop and ``peek()``/``issue()`` agree with ``read_to_op`` set,
-    refresh and two ranks included; every PIM_OP sits >= 7 after its unit's latest PIM_RD."""
-    cfg = preset("ddr4-2400-x8").with_overrides(ranks=2, tREFI=1800)
-    program, _ = _program(cfg, 9000, pim=SLOW_READ)
+def _run_and_step(cfg: Any, pim: PimConfig, program: Any, floor: int = 0) -> list[list[Command]]:
+    """The program's command stream from ``run()`` (the inlined loop) and from stepping
+    ``peek()``/``issue()``, in that order (after ``advance(floor)`` when a floor is given)."""
     streams = []
     for stepping in (False, True):
         out: list[Command] = []
-        chan = PimChannel(cfg, SLOW_READ, sink=out.append)
+        chan = PimChannel(cfg, pim, sink=out.append)
+        if floor:
+            chan.advance(floor)
         chan.add_program(*_batch(program))
         if stepping:
             while chan.peek() < INF:
@@ -245,6 +245,15 @@ def test_standalone_run_equals_stepping_with_a_read_to_op_latency() -> None:
         else:
             chan.run()
         streams.append(out)
+    return streams
+
+
+def test_standalone_run_equals_stepping_with_a_read_to_op_latency() -> None:
+    """``run()``'s inlined loop and ``peek()``/``issue()`` agree with ``read_to_op`` set,
+    refresh and two ranks included; every PIM_OP sits >= 7 after its unit's latest PIM_RD."""
+    cfg = preset("ddr4-2400-x8").with_overrides(ranks=2, tREFI=1800)
+    program, _ = _program(cfg, 9000, pim=SLOW_READ)
+    streams = _run_and_step(cfg, SLOW_READ, program)
     assert streams[0] == streams[1]
     checker = ProtocolChecker(cfg, SLOW_READ)
     checker.observe_many(streams[0])
@@ -264,18 +273,7 @@ def test_standalone_run_equals_stepping_with_a_floor() -> None:
     """``run()`` now also takes the inlined loop when ``advance()`` set a floor."""
     cfg = preset("ddr4-2400-x8").with_overrides(ranks=2, tREFI=1800)
     program, _ = _program(cfg, 9000)
-    streams = []
-    for stepping in (False, True):
-        out: list[Command] = []
-        chan = PimChannel(cfg, PIM, sink=out.append)
-        chan.advance(777)
-        chan.add_program(*_batch(program))
-        if stepping:
-            while chan.peek() < INF:
-                chan.issue()
-        else:
-            chan.run()
-        streams.append(out)
+    streams = _run_and_step(cfg, PIM, program, floor=777)
     assert streams[0] == streams[1]
     assert min(c.clk for c in streams[0]) >= 777
 
