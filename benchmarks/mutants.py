@@ -154,12 +154,14 @@ MUTATIONS: tuple[Mutation, ...] = (
              STATS_TESTS,
              "replayed bytes (and bandwidth) count 8 per burst, not 64"),
     Mutation("S8", "statistics", "gradpimsim/trace/replay.py",
-             "            if last - 1 > env.now:\n"
-             "                yield env.timeout(last - 1 - int(env.now))\n"
-             "            if env.now < last:\n",
-             "            if last > env.now:\n"
-             "                yield env.timeout(last - int(env.now))\n"
-             "            if True:\n",
+             "            c.horizon = last\n"
+             "        if last - 1 > env.now:\n"
+             "            yield env.timeout(last - 1 - int(env.now))\n"
+             "        if env.now < last:\n",
+             "            c.horizon = last + 1\n"
+             "        if last > env.now:\n"
+             "            yield env.timeout(last - int(env.now))\n"
+             "        if True:\n",
              STATS_TESTS,
              "replay admits a request sharing the previous chunk's last cycle a cycle late"),
     # -- arbitration -----------------------------------------------------------------------
@@ -229,6 +231,48 @@ MUTATIONS: tuple[Mutation, ...] = (
              ("tests/test_pim_read_to_op.py",),
              "run()'s inlined loop proposes a PIM_OP without its bank group's rules"),
     # -- plots, timeline -------------------------------------------------------------------
+    # -- the run loop's lean path for single-burst hits, latency counts, trace parsing -------
+    Mutation("H1", "hit chain", "gradpimsim/controller/merge_run.py",
+             "            if best_t >= limit:\n"
+             "                return t, limit, issued, last_rank, True\n",
+             "            if best_t > limit:\n"
+             "                return t, limit, issued, last_rank, True\n",
+             ("tests/test_hit_chain.py",),
+             "a hit issued at the run's limit (a refresh deadline, a requester's horizon)"),
+    Mutation("H2", "hit chain", "gradpimsim/controller/merge_run.py",
+             "            if best_k < 0 or f_at < best_t:\n",
+             "            if best_k < 0:\n",
+             ("tests/test_hit_chain.py",),
+             "hits issued past a row command that falls due first (an ACT of a new row)"),
+    Mutation("H3", "hit chain", "gradpimsim/controller/merge_run.py",
+             "                if e < best_t or (e == best_t and head.seq < best_seq):\n"
+             "                    best_t, best_seq, best_k = e, head.seq, s\n"
+             "            if best_k < 0 or f_at < best_t:\n",
+             "                if e <= best_t:\n"
+             "                    best_t, best_seq, best_k = e, head.seq, s\n"
+             "            if best_k < 0 or f_at < best_t:\n",
+             ("tests/test_hit_chain.py",),
+             "ties between ready hits not broken by age"),
+    Mutation("L1", "latency", "gradpimsim/controller/latency.py",
+             "        out.extend(sorted(self._sparse.items()))\n",
+             "",
+             ("tests/test_latency.py",),
+             "latencies of 2^16 cycles or more dropped from the statistics"),
+    Mutation("F1", "trace parsing", "gradpimsim/trace/requests.py",
+             "\n            and (starts[3::3] > nl_pos[:-1]).all()):",
+             "):",
+             ("tests/test_request_trace.py",),
+             "a line of four fields and one of two taken for two of three"),
+    Mutation("B1", "replay", "gradpimsim/trace/replay.py",
+             "        for c in ctrls:\n            c.horizon = last\n",
+             "",
+             ("tests/test_replay_cuts.py",),
+             "closed-form runs decide past arrivals the source has not read yet"),
+    Mutation("B2", "replay", "gradpimsim/trace/replay.py",
+             "                ahead = len(c.pending) - c.read_cap - c.write_cap - 1\n",
+             "                ahead = 8 * len(c.pending)\n",
+             ("tests/test_replay_cuts.py",),
+             "a controller runs ahead under back-pressure until it runs out of requests"),
     Mutation("G1", "plots", "gradpimsim/stats/plots.py",
              "                ys.append(float(vals.mean()))\n",
              '                ys.append(float(sub["speedup"].mean()))\n',

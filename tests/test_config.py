@@ -44,6 +44,8 @@ def test_system_size_suffixes() -> None:
     ({"scheduler": "lifo"}, "controller.scheduler"),
     ({"write_high_watermark": 40}, "controller.write_high_watermark"),
     ({"max_postponed_refreshes": 9}, "controller.max_postponed_refreshes"),
+    ({"max_postponed_refreshes": 0}, "controller.max_postponed_refreshes"),
+    ({"max_postponed_refreshes": -1}, "controller.max_postponed_refreshes"),
     ({"tRCD": 17.5}, "timing.tRCD"),
 ])
 def test_inconsistent_values_name_the_field(overrides: dict, field: str) -> None:

@@ -306,3 +306,19 @@ def test_gen_traces_seeded_and_readable(tmp_path: Path, capsys: pytest.CaptureFi
                 nxt += 64
         streamed += (nxt - base) // 64
     assert 0.45 < streamed / 5000 < 0.55
+
+
+@pytest.mark.parametrize("pair", [("0x40 READ 20 6", "0x80 READ"),
+                                  ("0x40 READ", "0x80 READ 21 6"),
+                                  ("0x40 READ 20 21 22", "")])
+def test_token_count_that_only_adds_up_is_still_an_error(tmp_path: Path,
+                                                          pair: tuple[str, str]) -> None:
+    """Three tokens a line on average (4 + 2, 5 + 0) is not three on every line (the values
+    are in order, so the only error is the count)."""
+    lines = [f"0x{64 * i:x} READ {i}" for i in range(50)]
+    lines[20:22] = pair
+    p = _write(tmp_path / "t.trace", "\n".join(lines) + "\n")
+    with pytest.raises(TraceError) as info:
+        list(iter_request_chunks(p, chunk_lines=65536))
+    assert info.value.line == 21
+    assert "field(s)" in info.value.message

@@ -340,9 +340,11 @@ def validate(cfg: MemoryConfig) -> None:
     )
     _check(c.starvation_cap >= 1, "controller.starvation_cap", "must be >= 1")
     _check(
-        c.max_postponed_refreshes <= 8,
+        1 <= c.max_postponed_refreshes <= 8,
         "controller.max_postponed_refreshes",
-        f"JEDEC allows at most 8 postponed REFs, got {c.max_postponed_refreshes}",
+        f"must be 1 to 8, got {c.max_postponed_refreshes}: JEDEC allows at most 8 postponed "
+        "REFs, and a busy rank owes one while its rows close before the REF (1 refreshes on "
+        "time)",
     )
     _check_mapping(c.address_mapping)
     _check(isinstance(cfg.power, dict), "power", "must be a table of name = number entries")

@@ -118,7 +118,7 @@ class ChannelController(MergeRuns):
         """
         known = False  # the last peek still names the winner (see _admit_ready)
         while True:
-            if until_idle and not self.pending and self.reads + self.writes == 0:
+            if until_idle and not self.pending.size() and self.reads + self.writes == 0:
                 return
             t_cmd = self.top_t if known else self._peek()
             known = False
@@ -167,7 +167,7 @@ class ChannelController(MergeRuns):
         dev = self.dev
         bpr = dev.banks_per_rank
         others = sum(self.cmd_counts) - self.cmd_counts[REF]
-        steady = (ref.enabled and self.horizon >= INF and self.external_busy is None
+        steady = (ref.enabled and self.external_busy is None
                   and not self.watching and not any(ref.refreshing)
                   and all(row < 0 for row in dev.open_row))
         if steady:
@@ -213,8 +213,8 @@ class ChannelController(MergeRuns):
         touched = self._touched
         touched.clear()
         admitted = False
-        while pending:
-            req = pending[0]
+        while pending.size():
+            req = pending.first()
             if req.arrival > now:
                 break
             if not self._enqueue(req, now):

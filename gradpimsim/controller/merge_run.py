@@ -8,7 +8,6 @@ admission that is no hit for a stream, a periodic jump) is a method of its own.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -22,7 +21,7 @@ from gradpimsim.controller.periodic import (
 )
 from gradpimsim.controller.queues import drain_flips
 from gradpimsim.controller.request import Request
-from gradpimsim.controller.runs import Runs, RunTally, one_request
+from gradpimsim.controller.runs import Runs, RunTally, head_ready, one_request
 from gradpimsim.dram.codes import ACT, INF, PRE, WR
 
 #: "Never issued" for a cycle variable (a constant, where ``-INF`` would be computed).
@@ -37,8 +36,9 @@ class Merge:
     open row, bank-level start, bank group and last issue), what bounds it and how it stands."""
 
     def __init__(self, cmd: int, rank: int, streams: list[int], keys: dict[int, int],
-                 s_q: list[deque[Request]], virtual: list[bool], s_row: list[int],
-                 s_start: list[int], s_bg: list[int], bankgroups: int, tally: RunTally,
+                 s_q: list[list[Request]], virtual: list[bool], s_row: list[int],
+                 s_start: list[int], s_bg: list[int], bankgroups: int, nbanks: int,
+                 tally: RunTally,
                  emit: Callable[[int, int, int], None] | None) -> None:
         self.cmd = cmd
         self.rank = rank
@@ -52,7 +52,10 @@ class Merge:
         self.s_start = s_start
         self.s_bg = s_bg
         self.s_last = [-INF] * len(streams)
-        self.index = {b: k for k, b in enumerate(streams)}
+        #: each bank's stream index, -1 if none (a list: one native read per admission)
+        self.index = [-1] * nbanks
+        for k, b in enumerate(streams):
+            self.index[b] = k
         self.last_in_bg = [-INF] * bankgroups
         self.live = list(range(len(streams)))  # streams that may still issue (not retired)
         self.former: dict[int, int] = {}  # retired streams' banks -> their index (a revival)
@@ -161,12 +164,13 @@ class MergeRuns(Runs):
         fcfs = self.fcfs
         last_rank = -INF
         pending = self.pending
-        rcap, wcap = self.read_cap, self.write_cap
         lat = self.write_latency_cycles if is_write else self.read_latency_cycles
         issued = 0
         t = self.now
         k = 0
         req = req0
+        # the lean loop of single-burst hits (see _hit_chain) serves open pages under FR-FCFS
+        chain = not (last_bound or adaptive or self.stop_on_held)
         while True:
             # -- issue the next burst of req (head of stream k) at t
             served = req.served
@@ -186,6 +190,12 @@ class MergeRuns(Runs):
             if finished:
                 limit = self._next_head(m, k, t, limit, bypassing, inline)
                 m.new_epoch()
+                if chain and not m.rescan:
+                    # a chain of single-burst hits follows, most likely: its own lean loop
+                    t, limit, issued, last_rank, ended = self._hit_chain(m, t, limit, f_at,
+                                                                         issued, last_rank)
+                    if ended:
+                        break
             elif last_bound and req.ncols - served == 1:
                 # its last burst now bounds the run: the winners change, a new epoch begins
                 m.new_epoch()
@@ -247,14 +257,8 @@ class MergeRuns(Runs):
                                     limit = v
                             continue
                         head = qs[0]
-                        e = s_start[s]
-                        v = last_in_bg[s_bg[s]] + gap_bg
-                        if v > e:
-                            e = v
-                        if floor_rank > e:
-                            e = floor_rank
-                        if head.admitted > e:
-                            e = head.admitted
+                        e = head_ready(s_start[s], last_in_bg[s_bg[s]] + gap_bg, floor_rank,
+                                       head.admitted)
                         if last_bound and head.ncols - head.served == 1:
                             if e < limit:
                                 limit = e
@@ -272,14 +276,12 @@ class MergeRuns(Runs):
                     e = e + 1 if e + 1 > f_at else f_at
                     if e < adm_by:
                         adm_by = e
-                while pending:
-                    head = pending[0]
-                    a = head.arrival if head.arrival > t else t
-                    if a > adm_by or a >= limit:
+                while pending.size():
+                    head = pending.first()
+                    a = self._run_admission(head, t, adm_by, limit, tally)
+                    if a < 0:
                         break
-                    if tally.n_w >= wcap if head.is_write else tally.n_r >= rcap:
-                        break
-                    hk = index.get(head.bank, -1)
+                    hk = index[head.bank]
                     if fcfs or head.is_write != is_write or hk < 0 or head.row != s_row[hk]:
                         # not another hit for a stream: with open pages it is admitted in the
                         # run all the same, as the scheduler would, unless it switches the
@@ -294,30 +296,19 @@ class MergeRuns(Runs):
                         if m.rescan:
                             break  # a candidate changed: it may be due before the next one
                         continue
-                    pending.popleft()
-                    self.rank_pending[head.rank] -= 1
-                    if self.stop_on_held and self.held[head.bank]:
-                        self._watch_hit(a)
-                    head.admitted = a
                     qh = queues[head.bank]  # a virtual stream's bank queue, too
                     if not qh:
                         admitted = True  # a new head: the choice may change
                         m.new_epoch()
                     # (behind a head it changes no choice until that head completes, which
                     # begins a new epoch; same-kind requests cannot switch reads and writes)
-                    qh.append(head)
-                    tally.queued += 1
-                    if is_write:
-                        tally.n_w += 1
-                    else:
-                        tally.n_r += 1
-                    tally.admitted.append(head)
+                    self._admit_in_run(head, a, qh, tally)
                 if admitted:
                     continue
                 # -- the row command bounding the run, if it is due before the next burst
                 # (not once every request is served: a caller may stop at idle, e.g. drain())
                 if (f_at < limit and (best_k < 0 or f_at < best_t)
-                        and (tally.n_r + tally.n_w or pending)):
+                        and (tally.n_r + tally.n_w or pending.size())):
                     e = t if t > m.last_inline else m.last_inline
                     e = e + 1 if e + 1 > f_at else f_at  # the run only delays it by the bus
                     if e < limit and (best_k < 0 or e < best_t):
@@ -338,6 +329,100 @@ class MergeRuns(Runs):
             req = s_q[k][0]
         self._close_merge(m, issued, last_rank)
 
+    def _hit_chain(self, m: Merge, t: int, limit: int, f_at: int, issued: int,
+                   last_rank: int) -> tuple[int, int, int, int, bool]:
+        """The run loop of :meth:`_issue_run` while it only serves single-burst row hits.
+
+        Entered where the run loop has just finished a head's last burst at ``t`` (and chosen
+        that stream's next head), it repeats the loop's steps for as long as each is the plain
+        case: every stream with queued requests has a hit at its head, the next command is one
+        such head's last burst, no row command of the run is due before it, and every request
+        admitted before it is a hit joining a queue behind its head.  That is most of a run of
+        one-burst requests (a trace): the general loop's rarer cases (a head missing its row, a
+        bulk head, a bypass, a new head, a foreign admission, a row command) cost a check here
+        and are left to it.  Each step is the general loop's, in the same order, so the commands
+        and cycles are the same (the tests compare whole command streams both ways).
+
+        Only streams with queued requests are scanned (a run keeps every stream it has met;
+        most are empty by then).  Returns (cycle of the last command, limit, commands issued,
+        last command on the rank, whether the run ends), and comes back to the general loop
+        at the point it left it, or at the start of a step it did not take (requests it
+        admitted in that step are ones the general loop would admit first anyway).
+        """
+        s_q, s_row, s_start, s_bg = m.s_q, m.s_row, m.s_start, m.s_bg
+        s_last, last_in_bg, index, streams = m.s_last, m.last_in_bg, m.index, m.streams
+        for s in m.live:
+            if m.virtual[s]:
+                return t, limit, issued, last_rank, False
+        act = [s for s in m.live if s_q[s]]
+        tally = m.tally
+        is_write = m.is_write
+        queues = self.write_q if is_write else self.read_q
+        pending = self.pending
+        cmd = m.cmd
+        gap_bg = self.run_gap_bg[cmd]
+        gap_rank = self.run_gap_rank[cmd]
+        lat = self.write_latency_cycles if is_write else self.read_latency_cycles
+        rank = m.rank
+        emit = m.emit
+        while True:
+            # -- the next command: the earliest ready head, oldest on ties (all hits)
+            floor_rank = t + gap_rank
+            best_t = INF
+            best_seq = INF
+            best_k = -1
+            for s in act:
+                head = s_q[s][0]
+                if head.row != s_row[s]:
+                    return t, limit, issued, last_rank, False  # its bank wants a PRE
+                e = head_ready(s_start[s], last_in_bg[s_bg[s]] + gap_bg, floor_rank,
+                               head.admitted)
+                if e < best_t or (e == best_t and head.seq < best_seq):
+                    best_t, best_seq, best_k = e, head.seq, s
+            if best_k < 0 or f_at < best_t:
+                return t, limit, issued, last_rank, False  # nothing queued, or a row command
+            req = s_q[best_k][0]
+            if req.ncols - req.served != 1:
+                return t, limit, issued, last_rank, False  # a bulk head's bursts
+            # -- admissions up to that cycle come first: hits behind a head only
+            while pending.size():
+                head = pending.first()
+                a = self._run_admission(head, t, best_t, limit, tally)
+                if a < 0:
+                    break
+                hk = index[head.bank]
+                if head.is_write != is_write or hk < 0 or head.row != s_row[hk]:
+                    return t, limit, issued, last_rank, False  # not a hit for a stream
+                qh = queues[head.bank]
+                if not qh:
+                    return t, limit, issued, last_rank, False  # a new head
+                self._admit_in_run(head, a, qh, tally)
+            if best_t >= limit:
+                return t, limit, issued, last_rank, True
+            # -- issue it: the head's last burst, so it completes and leaves its queue
+            t = best_t
+            k = best_k
+            if emit is not None:
+                emit(t, k, req.col + req.served)
+            req.served += 1
+            issued += 1
+            self.chained_hits += 1
+            s_last[k] = t
+            last_in_bg[s_bg[k]] = t
+            last_rank = t
+            qk = s_q[k]
+            qk.pop(0)
+            if not qk:
+                act.remove(k)
+            limit = self._run_complete(tally, req, streams[k], not qk, t, lat, limit)
+            if self._run_ends(tally, is_write, True, rank, t):
+                return t, limit, issued, last_rank, True
+            if qk and qk[0].row != s_row[k]:
+                # its bank's next candidate is the general loop's to choose (bypass or PRE)
+                limit = self._next_head(m, k, t, limit, True, self.run_row_inline[cmd])
+                m.new_epoch()
+                return t, limit, issued, last_rank, False
+
     # ------------------------------------------------------------------ setting up, closing
     def _open_merge(self, cmd: int, rank: int, req0: Request, streams: list[int],
                     keys: dict[int, int], virtual_banks: set[int]) -> Merge:
@@ -346,7 +431,7 @@ class MergeRuns(Runs):
         queues = self.write_q if cmd == WR else self.read_q
         cand_req = self.cand_req
         now = self.now
-        s_q: list[deque[Request]] = [one_request(cand_req[b]) if b in virtual_banks
+        s_q: list[list[Request]] = [one_request(cand_req[b]) if b in virtual_banks
                                      else queues[b] for b in streams]
         if streams[0] in virtual_banks:
             s_q[0] = one_request(req0)
@@ -359,7 +444,7 @@ class MergeRuns(Runs):
         s_bg = [(b // bpg) % dev.bankgroups for b in streams]
         emit = self._run_emitter(cmd, streams, s_row)
         return Merge(cmd, rank, streams, keys, s_q, virtual, s_row, s_start, s_bg,
-                     dev.bankgroups, RunTally(self, rank), emit)
+                     dev.bankgroups, self.nbanks, RunTally(self, rank), emit)
 
     def _close_merge(self, m: Merge, issued: int, last_rank: int) -> None:
         """Commit the run: each bank's last command not yet on the device, and the streams
@@ -387,7 +472,7 @@ class MergeRuns(Runs):
             m.s_q[k] = queues[bk]
             m.virtual[k] = False
         else:
-            m.s_q[k].popleft()
+            m.s_q[k].pop(0)
         return self._run_complete(m.tally, req, bk, not queues[bk], t, lat, limit)
 
     def _next_head(self, m: Merge, k: int, t: int, limit: int, bypassing: bool,
@@ -406,7 +491,7 @@ class MergeRuns(Runs):
                 row_k = m.s_row[k]
                 for other in qk:
                     if other.row == row_k:
-                        m.s_q[k] = deque((other,))
+                        m.s_q[k] = [other]
                         m.virtual[k] = True
                         self.bypass_streams += 1
                         break
@@ -466,8 +551,8 @@ class MergeRuns(Runs):
         if steady[2] < bound:  # a head past its gates then joins the leaders
             bound = steady[2]
         pending = self.pending
-        if pending:
-            p = pending[0]
+        if pending.size():
+            p = pending.first()
             tally = m.tally
             full = tally.n_w >= self.write_cap if p.is_write else tally.n_r >= self.read_cap
             if not full and p.arrival < bound:
@@ -508,7 +593,7 @@ class MergeRuns(Runs):
             if ks < 0:
                 ks = len(streams)
                 streams.append(b)
-                s_q.append(deque())
+                s_q.append([])
                 s_row.append(-1)
                 s_start.append(0)
                 m.s_bg.append((b // bpg) % dev.bankgroups)
@@ -553,7 +638,7 @@ class MergeRuns(Runs):
                 is_write, tally.n_r + (not head.is_write), tally.n_w + head.is_write,
                 self.drain_forced, self.high, self.low):
             return False
-        self.pending.popleft()
+        self.pending.pop_first()
         self.rank_pending[head.rank] -= 1
         if self.stop_on_held and self.held[bk]:
             self._watch_hit(a)

@@ -256,7 +256,7 @@ class CommandMux(BankCandidates):
             if self.fcfs:
                 self.order_r.popleft()
         if q[0] is req:
-            q.popleft()
+            q.pop(0)
         else:
             q.remove(req)
             self.bypass[b] += 1

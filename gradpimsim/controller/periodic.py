@@ -10,7 +10,6 @@ the run's per-stream lists and change only what they are given: no controller st
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -76,7 +75,7 @@ def leader_cycle(ready: list[int], gap_bg: int, gap_rank: int) -> Cycle:
     return Cycle(0, [], [], n)
 
 
-def gate(q: deque[Request], row: int, start: int) -> int:
+def gate(q: list[Request], row: int, start: int) -> int:
     """The cycle from which a run stream's head may issue, past its bank-level gates
     (``start``) and its admission; -1 if the queue is empty or its head misses ``row``."""
     if not q:
@@ -87,7 +86,7 @@ def gate(q: deque[Request], row: int, start: int) -> int:
     return start if start > head.admitted else head.admitted
 
 
-def steady_from(live: list[int], s_q: list[deque[Request]], s_row: list[int],
+def steady_from(live: list[int], s_q: list[list[Request]], s_row: list[int],
                  s_start: list[int], last_bound: bool) -> int:
     """The first cycle at which some hit head of the ``live`` streams is past its own
     gates and its admission, so that leaders exist (never, while a head whose last burst
@@ -103,7 +102,7 @@ def steady_from(live: list[int], s_q: list[deque[Request]], s_row: list[int],
             at = v
     return at
 
-def steady_leaders(t: int, live: list[int], s_q: list[deque[Request]], s_row: list[int],
+def steady_leaders(t: int, live: list[int], s_q: list[list[Request]], s_row: list[int],
                     s_start: list[int], s_bg: list[int],
                     ) -> tuple[list[int], list[int], int]:
     """(the *leaders*, the oldest hit head past its gates at ``t`` per bank group, oldest
@@ -163,7 +162,7 @@ def steady_leaders(t: int, live: list[int], s_q: list[deque[Request]], s_row: li
     return leaders, ages, gate
 
 def cycle_jump(cyc: Cycle, t: int, leaders: list[int], bound: int,
-                s_q: list[deque[Request]], s_last: list[int], last_in_bg: list[int],
+                s_q: list[list[Request]], s_last: list[int], last_in_bg: list[int],
                 s_bg: list[int], emit: Callable[[int, int, int], None] | None,
                 keep: int = 1) -> tuple[int, int]:
     """Issue the leaders' merge after the command at ``t``, whose relative state starts

@@ -19,7 +19,6 @@ closed form, and a DMA sweep is a few runs.  With a command sink every command i
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -42,7 +41,8 @@ RUN_MIN_SLOTS: Final = 4
 class RunTally:
     """What a run changes in the controller's request counts, applied once when it commits:
     the read/write queue counts and the run rank's queued requests as they stand, the requests
-    it completed, their latencies and the latest completion, and the requests it admitted."""
+    it completed and the latest completion, and the requests it admitted.  (Latencies go to the
+    histograms at once: a completion inside a run is final, only admissions may be undone.)"""
 
     def __init__(self, ctrl: CommandMux, rank: int) -> None:
         self.n_r = ctrl.reads
@@ -50,15 +50,24 @@ class RunTally:
         self.queued = ctrl.rank_queued[rank]
         self.completed = 0
         self.done = 0
-        self.latencies: list[int] = []
         self.admitted: list[Request] = []
 
 
-def one_request(req: Request | None) -> deque[Request]:
+def one_request(req: Request | None) -> list[Request]:
     """A virtual stream's queue: the one bypass hit it serves."""
     assert req is not None  # a hit candidate always serves a request
-    return deque((req,))
+    return [req]
 
+
+def head_ready(start: int, bg_next: int, rank_next: int, admitted: int) -> int:
+    """The cycle a run stream's hit head issues unless another command comes first: the latest
+    of its bank's start, its bank group's next slot (last burst there + tCCD_L), the rank's next
+    slot (last burst + tCCD_S) and its own admission.  One statement of the rule for both run
+    loops (the general one and the lean one for single-burst hits)."""
+    e = start if start > bg_next else bg_next
+    if rank_next > e:
+        e = rank_next
+    return admitted if admitted > e else e
 
 class Runs(CommandMux):
     """The run machinery shared by both run loops, and the one-stream run."""
@@ -77,6 +86,8 @@ class Runs(CommandMux):
         #: Runs that served an FR-FCFS bypass hit (a younger hit past a missing head) as a
         #: stream: without them such a hit would end every run at its own next burst.
         self.bypass_streams = 0
+        #: Single-burst hits a multi-stream run issued in its lean loop (``_hit_chain``).
+        self.chained_hits = 0
         #: Spacing of back-to-back same-type column commands to one bank: their own rule.
         upd = self.dev.updates
         self.run_gap_bg = [max([1] + [g for lvl in upd[c][:2] for n, g in lvl if n == c])
@@ -123,7 +134,36 @@ class Runs(CommandMux):
         if len(q) > 1:
             return q[1].row == req.row
         p = self.pending
-        return bool(p) and p[0].bank == b and p[0].row == req.row
+        return p.size() > 0 and p.first().bank == b and p.first().row == req.row
+
+    def _run_admission(self, head: Request, t: int, by: int, limit: int, tally: RunTally) -> int:
+        """The cycle at which the pending ``head`` is admitted inside a run whose last command
+        was at ``t``: its arrival, or ``t`` if it is already due, provided that is no later
+        than ``by`` (admissions come before the commands of their cycle, and only up to the
+        run's next one), before ``limit`` and its queue has room; -1 if it waits."""
+        a = head.arrival if head.arrival > t else t
+        if a > by or a >= limit:
+            return -1
+        if tally.n_w >= self.write_cap if head.is_write else tally.n_r >= self.read_cap:
+            return -1
+        return a
+
+    def _admit_in_run(self, head: Request, a: int, q: list[Request], tally: RunTally) -> None:
+        """Admit the pending ``head`` at ``a`` into queue ``q`` (a hit for a run stream, of the
+        run's kind and rank): counted in ``tally`` and remembered, for a run's admissions past
+        its last command are undone when it commits."""
+        self.pending.pop_first()
+        self.rank_pending[head.rank] -= 1
+        if self.stop_on_held and self.held[head.bank]:
+            self._watch_hit(a)  # an arbiter bounds how long this request may wait
+        head.admitted = a
+        q.append(head)
+        tally.queued += 1
+        if head.is_write:
+            tally.n_w += 1
+        else:
+            tally.n_r += 1
+        tally.admitted.append(head)
 
     def _run_complete(self, tally: RunTally, req: Request, b: int, emptied: bool, t: int,
                       lat: int, limit: int) -> int:
@@ -141,7 +181,7 @@ class Runs(CommandMux):
         tally.queued -= 1
         done = t + lat
         tally.done = done
-        tally.latencies.append(done - req.admitted)
+        (self.write_latency if req.is_write else self.read_latency).add(done - req.admitted)
         self._finish(req, done)
         return self.horizon if self.horizon < limit else limit
 
@@ -184,7 +224,6 @@ class Runs(CommandMux):
         lat = self.write_latency_cycles if is_write else self.read_latency_cycles
         emit = self._run_emitter(cmd, [b], [row])
         tally = RunTally(self, rank)
-        admitted_in_run = tally.admitted
         issued = 0
         t = self.now
         while True:
@@ -197,7 +236,7 @@ class Runs(CommandMux):
             last = t
             finished = served == req.ncols
             if finished:
-                q.popleft()
+                q.pop(0)
                 limit = self._run_complete(tally, req, b, not q, t, lat, limit)
             if self._run_ends(tally, is_write, finished, rank, t):
                 break
@@ -208,8 +247,8 @@ class Runs(CommandMux):
                 v = (limit - 1 - t) // gap
                 if v < j:
                     j = v
-                if pending:
-                    p = pending[0]
+                if pending.size():
+                    p = pending.first()
                     if not (tally.n_w >= wcap if p.is_write else tally.n_r >= rcap):
                         v = (p.arrival - 1 - t) // gap
                         if v < j:
@@ -240,30 +279,17 @@ class Runs(CommandMux):
                         if v < limit:
                             limit = v
                 admitted = False
-                while pending:
-                    head = pending[0]
-                    a = head.arrival if head.arrival > t else t
-                    if a > best or a >= limit:
-                        break
-                    if tally.n_w >= wcap if head.is_write else tally.n_r >= rcap:
+                while pending.size():
+                    head = pending.first()
+                    a = self._run_admission(head, t, best, limit, tally)
+                    if a < 0:
                         break
                     if fcfs or head.is_write != is_write or head.bank != b or head.row != row:
                         limit = a
                         break
-                    pending.popleft()
-                    self.rank_pending[head.rank] -= 1
-                    if self.stop_on_held and self.held[head.bank]:
-                        self._watch_hit(a)
-                    head.admitted = a
                     if not q:
                         admitted = True  # a new head: the choice may change
-                    q.append(head)
-                    tally.queued += 1
-                    if is_write:
-                        tally.n_w += 1
-                    else:
-                        tally.n_r += 1
-                    admitted_in_run.append(head)
+                    self._admit_in_run(head, a, q, tally)
                 if not admitted:
                     break
             if best >= limit:
@@ -290,11 +316,9 @@ class Runs(CommandMux):
         self.rank_queued[rank] = tally.queued
         completed = tally.completed
         if cmd == WR:
-            self.write_latency.add_many(tally.latencies)
             self.writes_done += completed
             self.write_bursts += issued
         else:
-            self.read_latency.add_many(tally.latencies)
             self.reads_done += completed
             self.read_bursts += issued
         done = tally.done
@@ -314,7 +338,7 @@ class Runs(CommandMux):
                 self.writes -= 1
             else:
                 self.reads -= 1
-            pending.appendleft(late)
+            pending.push_front(late)
             undone.add(late.bank)
         if undone:  # a candidate may have counted an undone request: choose again
             mine = set(streams)
@@ -349,7 +373,7 @@ class Runs(CommandMux):
             if not idle or b not in idle:
                 self._refresh_candidate(b)
 
-    def _collect_streams(self, cmd: int, rank: int, queues: list[deque[Request]],
+    def _collect_streams(self, cmd: int, rank: int, queues: list[list[Request]],
                          bypassing: bool, streams: list[int], keys: dict[int, int],
                          virtual_banks: set[int]) -> tuple[int, int, int]:
         """Add to ``streams`` the hits of kind ``cmd`` on ``rank`` (queue heads, and bypass
@@ -393,15 +417,15 @@ class Runs(CommandMux):
                 virtual_banks.discard(entry[3])
         return first[0], first[1], first[3]
 
-    def _retire(self, k: int, at: int, streams: list[int], s_q: list[deque[Request]],
-                live: list[int], index: dict[int, int], former: dict[int, int]) -> None:
+    def _retire(self, k: int, at: int, streams: list[int], s_q: list[list[Request]],
+                live: list[int], index: list[int], former: dict[int, int]) -> None:
         """Take stream ``k`` out of a run at cycle ``at``: its bank wants a PRE, which joins
         the candidates (the caller has flushed the run's commands to the device)."""
         b = streams[k]
         live.remove(k)
-        del index[b]
+        index[b] = -1
         former[b] = k
-        s_q[k] = deque()
+        s_q[k] = []
         self.now = at
         self.in_run[b] = 0
         self._refresh_candidate(b)
@@ -470,7 +494,7 @@ class Runs(CommandMux):
         self._refresh_candidate(b)
         return True
 
-    def _bypass_bound(self, b: int, q: deque[Request], row: int) -> int:
+    def _bypass_bound(self, b: int, q: list[Request], row: int) -> int:
         """When a run stream's new head misses its open row, FR-FCFS may still serve a younger
         hit from that queue before any PRE: the admission of that hit (a lower bound of its
         issue cycle, with the stream's own gates), or INF if there is none."""

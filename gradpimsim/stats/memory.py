@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from gradpimsim.config import MemoryConfig
 from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.latency import LatencyHistogram
@@ -19,11 +17,8 @@ from gradpimsim.stats.energy import dram_energy
 
 def _merge(hists: Sequence[LatencyHistogram]) -> LatencyHistogram:
     merged = LatencyHistogram()
-    size = max((h.histogram.size for h in hists), default=0)
-    total = np.zeros(size, dtype=np.int64)
     for h in hists:
-        total[: h.histogram.size] += h.histogram
-    merged._hist = total
+        merged.merge(h)
     return merged
 
 

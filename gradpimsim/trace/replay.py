@@ -28,13 +28,16 @@ from gradpimsim.controller.controller import ChannelController
 from gradpimsim.controller.process import ControllerProcess
 from gradpimsim.controller.request import trace_requests
 from gradpimsim.dram.address_map import AddressMap
+from gradpimsim.dram.codes import INF
 from gradpimsim.dram.commands import CommandSink
 from gradpimsim.runtime import simulation_gc
 from gradpimsim.stats.memory import memory_stats
 from gradpimsim.trace.requests import RequestChunk, TraceError, iter_request_chunks
 
 #: Requests a controller may hold waiting for admission before the source stops reading.
-MAX_PENDING = 1 << 16
+MAX_PENDING = 1 << 14
+#: Requests built and offered at a time (a chunk's parsed arrays are sliced).
+REQUEST_SLICE = 1 << 12
 #: With a command sink, the most refresh periods one idle gap may write (about a million
 #: REF lines per rank, half a minute): beyond it the trace is refused, not written for hours.
 MAX_SINK_IDLE_PERIODS = 1 << 20
@@ -106,37 +109,59 @@ def replay_trace(
         prev = 0
         for chunk in iter_request_chunks(path, chunk_lines=chunk_lines):
             chunk = check_chunk(chunk, cfg, path, wrap=wrap, sink=has_sink, prev_cycle=prev)
-            if len(chunk.cycle):
+            n = len(chunk.cycle)
+            if n:
                 prev = int(chunk.cycle[-1])
-            per_channel = trace_requests(amap, chunk.addr.tolist(), chunk.is_write.tolist(),
-                                         chunk.cycle.tolist(), len(ctrls))
-            for ctrl, reqs in zip(ctrls, per_channel, strict=True):
-                ctrl.submit_many(reqs)
-            done["submitted"] += len(chunk.addr)
-            last = int(chunk.cycle[-1]) if len(chunk.cycle) else int(env.now)
-            # commit decisions before ``last`` only: a woken controller decides up to the cycle
-            # after ``env.now``, and the next chunk may hold more requests at ``last``
-            if last - 1 > env.now:
-                yield env.timeout(last - 1 - int(env.now))
-            if env.now < last:
-                for p in procs:
-                    p.wake()
-                yield env.timeout(0)
-            # back-pressure: let the controllers drain before reading on
-            while any(len(c.pending) > MAX_PENDING for c in ctrls):
-                behind = max(len(c.pending) for c in ctrls)
-                yield env.timeout(behind)
-                for p in procs:
-                    p.wake()
-                yield env.timeout(0)
+            # requests are built a slice at a time, as the controllers reach them: the ones alive
+            # stay few (they fit the caches, and freed memory is reused, not returned and asked
+            # for again); parsing stays whole-chunk
+            for lo in range(0, n, REQUEST_SLICE):
+                hi = min(lo + REQUEST_SLICE, n)
+                yield from _offer(chunk, lo, hi)
             if on_progress is not None:
                 on_progress(sum(c.reads_done + c.writes_done for c in ctrls))
+
+    def _offer(chunk: RequestChunk, lo: int, hi: int) -> Generator[simpy.Event, Any, None]:
+        """Submit requests ``lo:hi`` of ``chunk`` and run the controllers up to their arrivals."""
+        cycles = chunk.cycle[lo:hi]
+        per_channel = trace_requests(amap, chunk.addr[lo:hi].tolist(),
+                                     chunk.is_write[lo:hi].tolist(), cycles.tolist(), len(ctrls))
+        for ctrl, reqs in zip(ctrls, per_channel, strict=True):
+            ctrl.submit_many(reqs)
+        done["submitted"] += hi - lo
+        last = int(cycles[-1])
+        # commit decisions before ``last`` only: the next requests may arrive at ``last`` too.
+        # A woken controller decides up to the cycle after ``env.now``, and its horizon keeps
+        # closed-form runs from going further (a run knows the requests offered, not the ones
+        # still in the file: without it, results depended on where the trace was cut)
+        for c in ctrls:
+            c.horizon = last
+        if last - 1 > env.now:
+            yield env.timeout(last - 1 - int(env.now))
+        if env.now < last:
+            for p in procs:
+                p.wake()
+            yield env.timeout(0)
+        # back-pressure: before reading on, a controller holding more than MAX_PENDING offered
+        # requests runs ahead on its own, but only so far that it cannot run out of them (it
+        # admits at most one a cycle, as column commands free slots, plus its free slots):
+        # every request not read yet arrives after these, so no decision it takes can depend
+        # on one.  (Moving the shared clock instead would let a channel with few requests
+        # decide past arrivals not read yet, admitting them late.)  Channels are independent.
+        for c in ctrls:
+            while len(c.pending) > MAX_PENDING:
+                ahead = len(c.pending) - c.read_cap - c.write_cap - 1
+                if ahead < 1:
+                    break  # (queues deeper than MAX_PENDING: read on instead)
+                c.horizon = c.now + ahead
+                c.run_until(c.horizon)
 
     interrupted = False
     try:
         with simulation_gc():
             env.run(env.process(source()))
             for c in ctrls:
+                c.horizon = INF  # every request is offered: nothing more can arrive
                 c.drain()
     except KeyboardInterrupt:
         interrupted = True

@@ -47,6 +47,11 @@ _KEEP = np.array([(~0 << (8 * (8 - k))) & (2**64 - 1) for k in range(9)], dtype=
 _M1 = np.uint64(0x000000FF000000FF)
 _C1 = np.uint64(100 + (1_000_000 << 32))
 _C2 = np.uint64(1 + (10_000 << 32))
+_ONES = np.uint64(0x0101010101010101)  # a word of eight True flags
+_NIBBLES = np.uint64(0x0F0F0F0F0F0F0F0F)
+_M4 = np.uint64(0x000F000F000F000F)
+_M8 = np.uint64(0x000000FF000000FF)
+_M16 = np.uint64(0xFFFF)
 _LOWER = np.uint64(0x2020202020202020)  # OR-ing 0x20 lower-cases letters, makes no new letters
 _READ_WORD = np.uint64(int.from_bytes(b"read", "little"))
 _WRITE_WORD = np.uint64(int.from_bytes(b"write", "little"))
@@ -116,11 +121,12 @@ def _tokens(a: np.ndarray, has_hash: bool, nl_pos: np.ndarray) -> tuple[np.ndarr
         before_line = hashes[line_start] - is_hash[line_start]
         line_of_byte = np.repeat(np.arange(len(nl_pos)), np.diff(nl_pos, prepend=-1))
         ws |= hashes > before_line[line_of_byte]
-    starts = np.flatnonzero(ws[:-1] > ws[1:]) + 1  # whitespace followed by token byte
+    # every change between whitespace and token bytes: they alternate, a token's start then
+    # its end (exclusive), since the block ends with whitespace
+    edges = np.flatnonzero(ws[1:] != ws[:-1]) + 1
     if not ws[0]:
-        starts = np.concatenate(([0], starts))
-    ends = np.flatnonzero(ws[1:] > ws[:-1]) + 1  # token byte followed by whitespace
-    return starts, ends
+        edges = np.concatenate(([0], edges))
+    return edges[0::2], edges[1::2]
 
 
 def _words(padded: np.ndarray) -> np.ndarray:
@@ -133,13 +139,27 @@ def _words(padded: np.ndarray) -> np.ndarray:
 
 def _right_aligned(words: np.ndarray, ends: np.ndarray, lengths: np.ndarray, nwords: int
                    ) -> np.ndarray:
-    """The last ``8 * nwords`` bytes of each token as (n, nwords) words, bytes before the token
-    replaced by ``'0'``: every byte column then has a fixed place value, whatever the length."""
-    back = 8 * np.arange(nwords, 0, -1)
-    w = words[ends[:, None] - back + _PAD]
-    inside = np.clip(lengths[:, None] - (back - 8), 0, 8)
-    keep = _KEEP[inside]
-    return (w & keep) | (_ASCII_ZEROS & ~keep)
+    """The last ``8 * nwords`` bytes of each token as ``(nwords, n)`` words, the token's first
+    word first, bytes before the token replaced by ``'0'``: every byte then has a fixed place
+    value, whatever the length.  (One row per word, so every operation runs along the tokens:
+    numpy is slow on a short inner axis.)"""
+    out = np.empty((nwords, len(ends)), dtype=np.uint64)
+    for j in range(nwords):
+        back = 8 * (nwords - j)  # word j holds the bytes [end - back, end - back + 8)
+        inside = np.minimum(np.maximum(lengths - (back - 8), 0), 8)  # token bytes in it
+        keep = _KEEP[inside]
+        out[j] = (words[ends + (_PAD - back)] & keep) | (_ASCII_ZEROS & ~keep)
+    return out
+
+
+def _all_bytes(flags: np.ndarray) -> np.ndarray:
+    """Per token, whether every byte flag of its ``(nwords, 8 n)`` bool rows is set (read eight
+    at a time as a word: a reduction along a short axis is slow in numpy)."""
+    w = flags.view(np.uint64)  # (nwords, n): one byte per flag
+    every = w[0] == _ONES
+    for j in range(1, len(w)):
+        every &= w[j] == _ONES
+    return every
 
 
 def _nwords(max_len: int, limit: int) -> int:
@@ -152,14 +172,15 @@ def _parse_addresses(padded: np.ndarray, words: np.ndarray, s: np.ndarray, e: np
     """Hex addresses ``0x...`` -> (uint64 values, bad mask)."""
     ndig = e - s - 2
     nw = _nwords(int(ndig.max(initial=1)), MAX_HEX_DIGITS)
-    c = _right_aligned(words, e, ndig, nw).view(np.uint8)  # (n, 8 * nw) characters
-    lower = c | 0x20
-    ok = ((c - np.uint8(48)) < 10) | ((lower - np.uint8(97)) < 6)
-    bad = ~ok.all(axis=1) | (ndig < 1) | (ndig > MAX_HEX_DIGITS)
+    w = _right_aligned(words, e, ndig, nw)
+    c = w.view(np.uint8)  # (nw, 8 n) characters
+    hexdigit = ((c - np.uint8(48)) < 10) | (((c | 0x20) - np.uint8(97)) < 6)
+    bad = ~_all_bytes(hexdigit) | (ndig < 1) | (ndig > MAX_HEX_DIGITS)
     bad |= (padded[s + _PAD] != ord("0")) | ((padded[s + _PAD + 1] | 0x20) != ord("x"))
-    nibble = (c & 0x0F) + (c >> 6) * np.uint8(9)  # '0'-'9' -> 0-9, 'a'-'f'/'A'-'F' -> 10-15
-    packed = (nibble[:, 0::2] << 4) | nibble[:, 1::2]  # two digits a byte, most significant first
-    return packed.view(f">u{4 * nw}")[:, 0].astype(np.uint64), bad
+    value = _eight_hex(w[0])
+    for j in range(1, nw):
+        value = (value << np.uint64(32)) | _eight_hex(w[j])
+    return value, bad
 
 
 def _parse_kinds(words: np.ndarray, s: np.ndarray, e: np.ndarray
@@ -180,16 +201,25 @@ def _eight_digits(w: np.ndarray) -> np.ndarray:
     return w
 
 
+def _eight_hex(w: np.ndarray) -> np.ndarray:
+    """SWAR: eight ASCII hex digits in a little-endian word (first digit lowest byte) -> value."""
+    # '0'-'9' -> 0-9; 'a'-'f' and 'A'-'F' (bit 6 set) -> 1-6, plus 9
+    v = (w & _NIBBLES) + ((w >> np.uint64(6)) & _ONES) * np.uint64(9)
+    v = ((v & _M4) << np.uint64(4)) | ((v >> np.uint64(8)) & _M4)  # digit pairs, in bytes
+    v = ((v & _M8) << np.uint64(8)) | ((v >> np.uint64(16)) & _M8)  # quads, in 16 bits
+    return ((v & _M16) << np.uint64(16)) | ((v >> np.uint64(32)) & _M16)
+
+
 def _parse_cycles(words: np.ndarray, s: np.ndarray, e: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Non-negative decimal integers -> (int64 values, bad mask)."""
     length = e - s
     nw = _nwords(int(length.max(initial=1)), MAX_CYCLE_DIGITS)
     w = _right_aligned(words, e, length, nw)
-    bad = ((w.view(np.uint8) - np.uint8(48)) > 9).any(axis=1) | (length > MAX_CYCLE_DIGITS)
-    value = _eight_digits(w[:, 0])
+    bad = ~_all_bytes((w.view(np.uint8) - np.uint8(48)) < 10) | (length > MAX_CYCLE_DIGITS)
+    value = _eight_digits(w[0])
     for j in range(1, nw):
-        value = value * np.uint64(100_000_000) + _eight_digits(w[:, j])
+        value = value * np.uint64(100_000_000) + _eight_digits(w[j])
     return value.astype(np.int64), bad
 
 
@@ -224,14 +254,25 @@ def _parse_block(
 ) -> RequestChunk:
     """Parse the complete lines in ``a`` (ending with a newline at ``nl_pos[-1]``)."""
     starts, ends = _tokens(a, has_hash, nl_pos)
-    tokens_before_eol = np.searchsorted(starts, nl_pos)
-    per_line = np.diff(tokens_before_eol, prepend=0)
-    wrong_count = np.flatnonzero((per_line != 0) & (per_line != 3))
-    limit = int(wrong_count[0]) if len(wrong_count) else len(nl_pos)
-    ntok = int(tokens_before_eol[limit - 1]) if limit else 0  # lines before the first bad one
-    s = starts[:ntok].reshape(-1, 3)
-    e = ends[:ntok].reshape(-1, 3)
-    req_line = np.flatnonzero(per_line[:limit])
+    n = len(nl_pos)
+    if (len(starts) == 3 * n and (ends[2::3] <= nl_pos).all()
+            and (starts[3::3] > nl_pos[:-1]).all()):
+        # the usual block, three tokens on every line: token 3i+2 ends by newline i and token
+        # 3i+3 starts after it, so line i holds tokens 3i..3i+2 (no search needed)
+        wrong_count = np.empty(0, dtype=np.int64)
+        limit = n
+        s = starts.reshape(-1, 3)
+        e = ends.reshape(-1, 3)
+        req_line = np.arange(n)
+    else:
+        tokens_before_eol = np.searchsorted(starts, nl_pos)
+        per_line = np.diff(tokens_before_eol, prepend=0)
+        wrong_count = np.flatnonzero((per_line != 0) & (per_line != 3))
+        limit = int(wrong_count[0]) if len(wrong_count) else n
+        ntok = int(tokens_before_eol[limit - 1]) if limit else 0  # lines before the first bad
+        s = starts[:ntok].reshape(-1, 3)
+        e = ends[:ntok].reshape(-1, 3)
+        req_line = np.flatnonzero(per_line[:limit])
     padded = np.zeros(len(a) + 2 * _PAD, dtype=np.uint8)
     padded[_PAD:-_PAD] = a
     words = _words(padded)
