@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gradpimsim.config import preset
@@ -200,6 +200,11 @@ def test_batched_runs_equal_one_by_one(name: str, mapping: str) -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# found by this test: an ACT issued inside a run before its request's admission; a run that
+# admitted past a new head's issue cycle, so a later read kept it from an opportunistic drain
+@example(seed=656, n=30, name="ddr4-3200-x16", policy="adaptive", scheduler="fr-fcfs", depth=10)
+@example(seed=6530, n=327, name="ddr4-2400-x8-2r", policy="adaptive", scheduler="fr-fcfs",
+         depth=28)
 @given(
     seed=st.integers(0, 10_000),
     n=st.integers(1, 400),

@@ -136,7 +136,10 @@ class BankCandidates(RequestQueues):
 
     def _set(self, b: int, cmd: int, req: Request | None, prio: int, floor: int) -> None:
         """Bank ``b``'s candidate is ``cmd`` (-1: none) for ``req`` at ``prio``, not before
-        ``floor``."""
+        ``floor``, nor before ``req`` was admitted: a closed-form run admits requests ahead of
+        its clock, and a row command for one must still wait for its admission."""
+        if req is not None and req.admitted > floor:
+            floor = req.admitted
         self.cand_cmd[b] = cmd
         self.cand_req[b] = req
         self.cand_prio[b] = prio

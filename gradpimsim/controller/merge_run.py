@@ -297,12 +297,16 @@ class MergeRuns(Runs):
                             break  # a candidate changed: it may be due before the next one
                         continue
                     qh = queues[head.bank]  # a virtual stream's bank queue, too
-                    if not qh:
-                        admitted = True  # a new head: the choice may change
-                        m.new_epoch()
                     # (behind a head it changes no choice until that head completes, which
                     # begins a new epoch; same-kind requests cannot switch reads and writes)
                     self._admit_in_run(head, a, qh, tally)
+                    if len(qh) == 1:
+                        # a new head: choose again before admitting more (the next command,
+                        # hence how far admissions go, may now be this head's, and counts
+                        # that include later arrivals would decide the read/write mode early)
+                        admitted = True
+                        m.new_epoch()
+                        break
                 if admitted:
                     continue
                 # -- the row command bounding the run, if it is due before the next burst

@@ -287,9 +287,10 @@ class Runs(CommandMux):
                     if fcfs or head.is_write != is_write or head.bank != b or head.row != row:
                         limit = a
                         break
-                    if not q:
-                        admitted = True  # a new head: the choice may change
                     self._admit_in_run(head, a, q, tally)
+                    if len(q) == 1:
+                        admitted = True  # a new head: choose again before admitting more
+                        break
                 if not admitted:
                     break
             if best >= limit:
